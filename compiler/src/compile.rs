@@ -1,0 +1,221 @@
+//! The compile pipeline: parse → translate + codegen (parallel) → link into one code image.
+
+use crate::module::ModuleInfo;
+use crate::parse::{parse, ParsedModule};
+use crate::translate::{self, ModuleEnv};
+use crate::trap::Trap;
+use crate::vmctx::VmctxLayout;
+use crate::{trampoline, CompileError, Settings};
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{self, ExternalName};
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_codegen::settings::{self as cl_settings, Configurable};
+use cranelift_codegen::{Context, FinalizedRelocTarget};
+use cranelift_frontend::FunctionBuilderContext;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Where one function lives in the code image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FuncLoc {
+    pub offset: u32,
+    pub len: u32,
+}
+
+/// A compiled module: its description and one position-independent code image.
+#[derive(Clone, Debug)]
+pub struct CompiledModule {
+    pub info: ModuleInfo,
+    pub layout: VmctxLayout,
+    pub code: Vec<u8>,
+    /// Location of each defined function (index minus imported functions).
+    pub funcs: Vec<FuncLoc>,
+    /// Entry trampoline of each module type.
+    pub entry_trampolines: Vec<FuncLoc>,
+    /// Host-call trampoline of each module type.
+    pub host_trampolines: Vec<FuncLoc>,
+    /// Faulting instructions: (code offset, trap), sorted by offset.
+    pub traps: Vec<(u32, Trap)>,
+}
+
+impl CompiledModule {
+    /// The trap recorded for the instruction at `offset`, if any.
+    pub fn trap_at(&self, offset: u32) -> Option<Trap> {
+        self.traps.binary_search_by_key(&offset, |(o, _)| *o).ok().map(|i| self.traps[i].1)
+    }
+
+    /// The defined function whose code contains `offset` (as a function index).
+    pub fn func_at(&self, offset: u32) -> Option<u32> {
+        let i = self.funcs.partition_point(|f| f.offset <= offset).checked_sub(1)?;
+        let f = self.funcs[i];
+        (offset < f.offset + f.len).then_some(i as u32 + self.info.num_imported_funcs)
+    }
+}
+
+/// Build the code generator for this host: x86-64 with the host's ISA extensions except
+/// AVX-512 (the guest's XSAVE state need not enable it), `opt_level=speed`.
+fn build_isa() -> Result<OwnedTargetIsa, CompileError> {
+    let mut flags = cl_settings::builder();
+    let set = |f: &mut cl_settings::Builder, k: &str, v: &str| f.set(k, v).map_err(|e| CompileError::Isa(format!("{k}: {e}")));
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+    set(&mut flags, "enable_probestack", "false")?;
+    set(&mut flags, "preserve_frame_pointers", "true")?;
+    set(&mut flags, "unwind_info", "false")?;
+    set(&mut flags, "enable_multi_ret_implicit_sret", "true")?;
+    set(&mut flags, "enable_nan_canonicalization", "false")?;
+    let mut isa = cranelift_native::builder().map_err(|e| CompileError::Isa(e.to_string()))?;
+    for flag in ["has_avx512bitalg", "has_avx512dq", "has_avx512vl", "has_avx512vbmi", "has_avx512f", "has_avx512vnni"] {
+        let _ = isa.enable(&format!("{flag}=false")).or_else(|_| isa.set(flag, "false"));
+    }
+    isa.finish(cl_settings::Flags::new(flags)).map_err(|e| CompileError::Isa(e.to_string()))
+}
+
+/// A human-readable description of the code generator's settings (for artifact headers).
+pub fn isa_description() -> Result<String, CompileError> {
+    let isa = build_isa()?;
+    let mut s = format!("{} ", isa.triple());
+    for v in isa.isa_flags() {
+        if let Some(true) = v.as_bool() {
+            s.push_str(v.name);
+            s.push(' ');
+        }
+    }
+    Ok(s.trim_end().to_string())
+}
+
+struct CompiledFunc {
+    code: Vec<u8>,
+    /// (offset in function, target function index, addend)
+    calls: Vec<(u32, u32, i64)>,
+    traps: Vec<(u32, Trap)>,
+}
+
+fn codegen(isa: &OwnedTargetIsa, func: ir::Function, index: u32) -> Result<CompiledFunc, CompileError> {
+    let names = func.params.user_named_funcs().clone();
+    let mut ctx = Context::for_function(func);
+    let err = |message: String| CompileError::Codegen { func: index, message };
+    let compiled = ctx
+        .compile(&**isa, &mut ControlPlane::default())
+        .map_err(|e| err(format!("{:?}", e.inner)))?;
+    let code = compiled.code_buffer().to_vec();
+    let mut calls = Vec::new();
+    for reloc in compiled.buffer.relocs() {
+        let target = match (&reloc.kind, &reloc.target) {
+            (Reloc::X86CallPCRel4, FinalizedRelocTarget::ExternalName(ExternalName::User(name))) => {
+                names[*name].index
+            }
+            other => return Err(err(format!("unexpected relocation {other:?}"))),
+        };
+        calls.push((reloc.offset, target, reloc.addend));
+    }
+    let mut traps = Vec::new();
+    for t in compiled.buffer.traps() {
+        let trap = Trap::from_clif(t.code).ok_or_else(|| err(format!("unknown trap code {}", t.code)))?;
+        traps.push((t.offset, trap));
+    }
+    Ok(CompiledFunc { code, calls, traps })
+}
+
+/// Compile a WebAssembly binary.
+pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, CompileError> {
+    let ParsedModule { info, bodies } = parse(wasm)?;
+    let isa = build_isa()?;
+    let call_conv = CallConv::SystemV;
+    let layout = VmctxLayout::new(&info);
+    let frontend = isa.frontend_config();
+    let env = ModuleEnv { module: &info, layout, settings, call_conv, frontend };
+
+    // Function bodies: validated, translated and compiled by a pool of workers.
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<CompiledFunc, CompileError>>>> =
+        Mutex::new((0..bodies.len()).map(|_| None).collect());
+    let bodies = Mutex::new(bodies.into_iter().map(Some).collect::<Vec<_>>());
+    let workers = if settings.parallel {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        1
+    };
+    let nbodies = results.lock().unwrap().len();
+    let work = || {
+        let mut fctx = FunctionBuilderContext::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= nbodies {
+                break;
+            }
+            let (validator, body) = bodies.lock().unwrap()[i].take().unwrap();
+            let index = info.num_imported_funcs + i as u32;
+            let result = (|| {
+                let mut validator = validator.into_validator(Default::default());
+                validator.validate(&body).map_err(|e| CompileError::Invalid(e.to_string()))?;
+                let mut func = ir::Function::new();
+                translate::translate_function(&env, index, &body, &mut func, &mut fctx)?;
+                codegen(&isa, func, index)
+            })();
+            let failed = result.is_err();
+            results.lock().unwrap()[i] = Some(result);
+            if failed {
+                // Stop early: the first error (in function order) is reported below.
+                next.store(nbodies, Ordering::Relaxed);
+            }
+        }
+    };
+    if workers > 1 && nbodies > 1 {
+        std::thread::scope(|s| {
+            for _ in 0..workers.min(nbodies) {
+                s.spawn(&work);
+            }
+        });
+    } else {
+        work();
+    }
+    let mut compiled = Vec::with_capacity(nbodies);
+    for r in results.into_inner().unwrap() {
+        match r {
+            Some(Ok(f)) => compiled.push(f),
+            Some(Err(e)) => return Err(e),
+            None => {} // skipped after an earlier error
+        }
+    }
+    if compiled.len() != nbodies {
+        return Err(CompileError::Invalid("function body validation stopped early".into()));
+    }
+
+    // Trampolines, one pair per type.
+    let mut fctx = FunctionBuilderContext::new();
+    let mut entries = Vec::new();
+    let mut hosts = Vec::new();
+    for ty in &info.types {
+        entries.push(codegen(&isa, trampoline::build_entry(ty, call_conv, frontend, &mut fctx), u32::MAX)?);
+        hosts.push(codegen(&isa, trampoline::build_host_call(ty, call_conv, frontend, &mut fctx), u32::MAX)?);
+    }
+
+    // Link: lay functions out 16-byte aligned, then patch PC-relative calls.
+    let mut code = Vec::new();
+    let mut traps = Vec::new();
+    let mut place = |f: &CompiledFunc, code: &mut Vec<u8>| {
+        while code.len() % 16 != 0 {
+            code.push(0xcc);
+        }
+        let offset = code.len() as u32;
+        code.extend_from_slice(&f.code);
+        traps.extend(f.traps.iter().map(|(o, t)| (offset + o, *t)));
+        FuncLoc { offset, len: f.code.len() as u32 }
+    };
+    let funcs: Vec<FuncLoc> = compiled.iter().map(|f| place(f, &mut code)).collect();
+    let entry_trampolines: Vec<FuncLoc> = entries.iter().map(|f| place(f, &mut code)).collect();
+    let host_trampolines: Vec<FuncLoc> = hosts.iter().map(|f| place(f, &mut code)).collect();
+    for (f, loc) in compiled.iter().zip(&funcs) {
+        for &(off, target, addend) in &f.calls {
+            let target = funcs[(target - info.num_imported_funcs) as usize].offset as i64;
+            let at = (loc.offset + off) as i64;
+            let rel = i32::try_from(target - at + addend)
+                .map_err(|_| CompileError::Unsupported("code image larger than 2 GiB".into()))?;
+            code[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
+        }
+    }
+    traps.sort_by_key(|(o, _)| *o);
+    Ok(CompiledModule { info, layout, code, funcs, entry_trampolines, host_trampolines, traps })
+}

@@ -1,0 +1,160 @@
+//! Linear memory: address computation, loads and stores, `memory.size`/`grow` and bulk memory.
+//!
+//! With guard pages (the default) a 32-bit memory sits in an 8 GiB reservation, so any
+//! `base + u32 index + u32 offset` lands in memory or in the guard and no bounds check is emitted:
+//! the access itself traps and the trap table names it. With `BoundsChecks::Explicit` each access
+//! compares its end against the current length first.
+
+use super::{readonly, trusted, Translator};
+use crate::builtins::Builtin;
+use crate::trap::Trap;
+use crate::vmctx;
+use crate::{BoundsChecks, CompileError};
+use cranelift_codegen::ir::{
+    condcodes::IntCC,
+    types::{self, I32, I64},
+    Endianness, InstBuilder, MemFlagsData, Type, Value,
+};
+use wasmparser::{MemArg, Operator};
+
+/// Flags for an access to linear memory: may trap (out of bounds), little-endian.
+pub(super) fn heap_flags() -> MemFlagsData {
+    MemFlagsData::new()
+        .with_endianness(Endianness::Little)
+        .with_trap_code(Some(Trap::MemoryOutOfBounds.to_clif()))
+}
+
+fn memory_index(memarg: &MemArg) -> u32 {
+    match memarg.target {
+        wasmparser::MemArgTarget::Memory(m) => m,
+        // GC arrays are rejected by the validator's feature set.
+        wasmparser::MemArgTarget::Array(_) => unreachable!("validated: no GC arrays in WebAssembly 2.0"),
+    }
+}
+
+impl Translator<'_, '_> {
+    /// Address of the `VMMemoryDef` of `mem`: (base value, offset).
+    fn memory_def(&mut self, mem: u32) -> (Value, i32) {
+        let off = self.layout().memory(mem);
+        if self.module().is_imported_memory(mem) {
+            (self.vmctx_load(I64, off), 0)
+        } else {
+            (self.vmctx, off as i32)
+        }
+    }
+
+    fn memory_base(&mut self, mem: u32) -> Value {
+        let (def, off) = self.memory_def(mem);
+        // The base never moves: memories are reserved at their maximum size up front.
+        self.b.ins().load(I64, readonly(), def, off + vmctx::DEF_BASE as i32)
+    }
+
+    fn memory_length(&mut self, mem: u32) -> Value {
+        let (def, off) = self.memory_def(mem);
+        self.b.ins().load(I64, trusted(), def, off + vmctx::DEF_LENGTH as i32)
+    }
+
+    /// Pop an index and compute the native address of an access of `size` bytes.
+    pub(super) fn heap_addr(&mut self, memarg: &MemArg, size: u32) -> (Value, i32) {
+        let index = self.pop();
+        let mem = memory_index(memarg);
+        let base = self.memory_base(mem);
+        let index = self.b.ins().uextend(I64, index);
+        if self.env.settings.bounds_checks == BoundsChecks::Explicit {
+            let len = self.memory_length(mem);
+            let end = self.b.ins().iadd_imm_s(index, (memarg.offset + size as u64) as i64);
+            let oob = self.b.ins().icmp(IntCC::UnsignedGreaterThan, end, len);
+            self.trapnz(oob, Trap::MemoryOutOfBounds);
+        }
+        let addr = self.b.ins().iadd(base, index);
+        match i32::try_from(memarg.offset) {
+            Ok(offset) => (addr, offset),
+            Err(_) => (self.b.ins().iadd_imm_s(addr, memarg.offset as i64), 0),
+        }
+    }
+
+    fn load_op(&mut self, memarg: &MemArg, size: u32, f: impl FnOnce(&mut Self, Value, i32) -> Value) {
+        let (addr, off) = self.heap_addr(memarg, size);
+        let v = f(self, addr, off);
+        self.push(v);
+    }
+
+    fn plain_load(&mut self, memarg: &MemArg, ty: Type) {
+        let size = ty.bytes();
+        self.load_op(memarg, size, |t, a, o| t.b.ins().load(ty, heap_flags(), a, o));
+    }
+
+    fn store_op(&mut self, memarg: &MemArg, size: u32) {
+        let value = self.pop();
+        let (addr, off) = self.heap_addr(memarg, size);
+        let f = heap_flags();
+        match size {
+            1 => self.b.ins().istore8(f, value, addr, off),
+            2 => self.b.ins().istore16(f, value, addr, off),
+            4 if self.b.func.dfg.value_type(value) == I64 => self.b.ins().istore32(f, value, addr, off),
+            _ => self.b.ins().store(f, value, addr, off),
+        };
+    }
+
+    pub(super) fn translate_memory(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {
+        use Operator as O;
+        let f = heap_flags();
+        match *op {
+            O::I32Load { ref memarg } => self.plain_load(memarg, I32),
+            O::I64Load { ref memarg } => self.plain_load(memarg, I64),
+            O::F32Load { ref memarg } => self.plain_load(memarg, types::F32),
+            O::F64Load { ref memarg } => self.plain_load(memarg, types::F64),
+            O::I32Load8S { ref memarg } => self.load_op(memarg, 1, |t, a, o| t.b.ins().sload8(I32, f, a, o)),
+            O::I32Load8U { ref memarg } => self.load_op(memarg, 1, |t, a, o| t.b.ins().uload8(I32, f, a, o)),
+            O::I32Load16S { ref memarg } => self.load_op(memarg, 2, |t, a, o| t.b.ins().sload16(I32, f, a, o)),
+            O::I32Load16U { ref memarg } => self.load_op(memarg, 2, |t, a, o| t.b.ins().uload16(I32, f, a, o)),
+            O::I64Load8S { ref memarg } => self.load_op(memarg, 1, |t, a, o| t.b.ins().sload8(I64, f, a, o)),
+            O::I64Load8U { ref memarg } => self.load_op(memarg, 1, |t, a, o| t.b.ins().uload8(I64, f, a, o)),
+            O::I64Load16S { ref memarg } => self.load_op(memarg, 2, |t, a, o| t.b.ins().sload16(I64, f, a, o)),
+            O::I64Load16U { ref memarg } => self.load_op(memarg, 2, |t, a, o| t.b.ins().uload16(I64, f, a, o)),
+            O::I64Load32S { ref memarg } => self.load_op(memarg, 4, |t, a, o| t.b.ins().sload32(f, a, o)),
+            O::I64Load32U { ref memarg } => self.load_op(memarg, 4, |t, a, o| t.b.ins().uload32(f, a, o)),
+            O::I32Store { ref memarg } | O::F32Store { ref memarg } => self.store_op(memarg, 4),
+            O::I64Store { ref memarg } | O::F64Store { ref memarg } => self.store_op(memarg, 8),
+            O::I32Store8 { ref memarg } | O::I64Store8 { ref memarg } => self.store_op(memarg, 1),
+            O::I32Store16 { ref memarg } | O::I64Store16 { ref memarg } => self.store_op(memarg, 2),
+            O::I64Store32 { ref memarg } => self.store_op(memarg, 4),
+            O::MemorySize { mem } => {
+                let len = self.memory_length(mem);
+                let pages = self.b.ins().ushr_imm_u(len, 16);
+                let v = self.b.ins().ireduce(I32, pages);
+                self.push(v);
+            }
+            O::MemoryGrow { mem } => {
+                let delta = self.pop();
+                let m = self.b.ins().iconst(I64, mem as i64);
+                let r = self.call_builtin(Builtin::MemoryGrow, &[m, delta]);
+                let v = self.b.ins().ireduce(I32, r);
+                self.push(v);
+            }
+            O::MemoryFill { mem } => {
+                let (dst, val, len) = self.pop3();
+                let m = self.b.ins().iconst(I64, mem as i64);
+                self.call_builtin(Builtin::MemoryFill, &[m, dst, val, len]);
+            }
+            O::MemoryCopy { dst_mem, src_mem } => {
+                let (dst, src, len) = self.pop3();
+                let d = self.b.ins().iconst(I64, dst_mem as i64);
+                let s = self.b.ins().iconst(I64, src_mem as i64);
+                self.call_builtin(Builtin::MemoryCopy, &[d, s, dst, src, len]);
+            }
+            O::MemoryInit { data_index, mem } => {
+                let (dst, src, len) = self.pop3();
+                let m = self.b.ins().iconst(I64, mem as i64);
+                let d = self.b.ins().iconst(I64, data_index as i64);
+                self.call_builtin(Builtin::MemoryInit, &[m, d, dst, src, len]);
+            }
+            O::DataDrop { data_index } => {
+                let d = self.b.ins().iconst(I64, data_index as i64);
+                self.call_builtin(Builtin::DataDrop, &[d]);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,92 @@
+//! The vmctx: the one block of per-instance data compiled code reaches (its first argument).
+//! Compiled code holds no host address; everything outside a function body is found from here.
+//!
+//! ```text
+//! offset                       contents
+//! 0   STACK_LIMIT              u64: lowest stack address a wasm frame may use
+//! 8   BUILTINS                 u64: address of the builtin function table ([u64; Builtin::COUNT])
+//! 16  INSTANCE_ID              u64: the store's index of this instance (read by the host only)
+//! 24  FUEL                     i64: remaining fuel, counted down (reserved)
+//! 32  INTERRUPT                u64: non-zero asks running code to stop (reserved)
+//! 40..64                       reserved
+//! 64  type_ids[ntypes]         u64 each: store-canonical id of each module type
+//! ..  funcrefs[nfuncs]         VMFuncRef (24 bytes): {code, vmctx, type_id}, imports first
+//! ..  memories[nmems]          16 bytes: imported = {*VMMemoryDef, 0}; defined = {base, length}
+//! ..  tables[ntables]          16 bytes: imported = {*VMTableDef, 0};  defined = {base, length}
+//! ..  globals[nglobals]        16 bytes: imported = {*value, 0};       defined = value
+//! ```
+
+use crate::module::ModuleInfo;
+
+pub const STACK_LIMIT: u32 = 0;
+pub const BUILTINS: u32 = 8;
+pub const INSTANCE_ID: u32 = 16;
+pub const FUEL: u32 = 24;
+pub const INTERRUPT: u32 = 32;
+pub const HEADER_SIZE: u32 = 64;
+
+/// `VMFuncRef`: what a funcref value points at (tables hold these addresses).
+pub const FUNCREF_CODE: u32 = 0;
+pub const FUNCREF_VMCTX: u32 = 8;
+pub const FUNCREF_TYPE_ID: u32 = 16;
+pub const FUNCREF_SIZE: u32 = 24;
+
+/// `VMMemoryDef` and `VMTableDef`: base address and current length (bytes / elements).
+pub const DEF_BASE: u32 = 0;
+pub const DEF_LENGTH: u32 = 8;
+pub const DEF_SIZE: u32 = 16;
+
+/// Size of one global slot (large enough for a v128).
+pub const GLOBAL_SIZE: u32 = 16;
+/// Size of one table element (a funcref address or an externref handle; null is 0).
+pub const TABLE_ELEM_SIZE: u32 = 8;
+
+const _: () = assert!(HEADER_SIZE >= INTERRUPT + 8);
+const _: () = assert!(HEADER_SIZE % 16 == 0 && FUNCREF_SIZE % 8 == 0 && DEF_SIZE % 16 == 0);
+
+/// The offsets of one module's vmctx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmctxLayout {
+    pub type_ids: u32,
+    pub funcrefs: u32,
+    pub memories: u32,
+    pub tables: u32,
+    pub globals: u32,
+    pub size: u32,
+}
+
+impl VmctxLayout {
+    pub fn new(module: &ModuleInfo) -> VmctxLayout {
+        let type_ids = HEADER_SIZE;
+        let funcrefs = type_ids + 8 * module.types.len() as u32;
+        let memories = align16(funcrefs + FUNCREF_SIZE * module.funcs.len() as u32);
+        let tables = memories + DEF_SIZE * module.memories.len() as u32;
+        let globals = tables + DEF_SIZE * module.tables.len() as u32;
+        let size = globals + GLOBAL_SIZE * module.globals.len() as u32;
+        VmctxLayout { type_ids, funcrefs, memories, tables, globals, size }
+    }
+
+    pub fn type_id(&self, ty: u32) -> u32 {
+        self.type_ids + 8 * ty
+    }
+
+    pub fn funcref(&self, func: u32) -> u32 {
+        self.funcrefs + FUNCREF_SIZE * func
+    }
+
+    pub fn memory(&self, mem: u32) -> u32 {
+        self.memories + DEF_SIZE * mem
+    }
+
+    pub fn table(&self, table: u32) -> u32 {
+        self.tables + DEF_SIZE * table
+    }
+
+    pub fn global(&self, global: u32) -> u32 {
+        self.globals + GLOBAL_SIZE * global
+    }
+}
+
+fn align16(x: u32) -> u32 {
+    (x + 15) & !15
+}

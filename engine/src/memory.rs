@@ -1,0 +1,107 @@
+//! Linear memory in process mode: an 8 GiB reservation (4 GiB addressable + 4 GiB guard) with
+//! the accessible prefix made read-write as the memory grows. The base never moves.
+
+use crate::error::Error;
+
+pub const WASM_PAGE: u64 = 65536;
+/// Address space reserved per 32-bit memory: any `u32 index + u32 offset + 16` stays inside.
+pub const RESERVATION: u64 = (8 << 30) + WASM_PAGE;
+
+/// The largest 32-bit memory, in pages.
+pub const MAX_PAGES: u64 = 65536;
+
+pub struct LinearMemory {
+    base: *mut u8,
+    /// Current size in bytes.
+    size: u64,
+    /// Maximum in pages (the declared maximum, capped by the store's limit).
+    max_pages: u64,
+}
+
+// SAFETY: the mapping is owned by this object and only reached through `&mut self` or raw
+// pointers handed to compiled code running on the thread that owns the store.
+unsafe impl Send for LinearMemory {}
+
+impl LinearMemory {
+    pub fn new(min_pages: u64, max_pages: u64) -> Result<LinearMemory, Error> {
+        if min_pages > max_pages {
+            return Err(Error::Limit(format!(
+                "memory minimum of {min_pages} pages exceeds the limit of {max_pages} pages"
+            )));
+        }
+        // SAFETY: an anonymous PROT_NONE reservation; no existing mapping is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                RESERVATION as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Error::Resource(format!(
+                "cannot reserve linear memory: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let mut mem = LinearMemory { base: base as *mut u8, size: 0, max_pages };
+        mem.grow(min_pages).ok_or_else(|| Error::Resource("cannot commit initial linear memory".into()))?;
+        Ok(mem)
+    }
+
+    pub fn base(&self) -> *mut u8 {
+        self.base
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn pages(&self) -> u64 {
+        self.size / WASM_PAGE
+    }
+
+    /// Grow by `delta` pages; returns the old size in pages, or `None` if over the maximum.
+    pub fn grow(&mut self, delta: u64) -> Option<u64> {
+        let old = self.pages();
+        let new = old.checked_add(delta)?;
+        if new > self.max_pages || new > MAX_PAGES {
+            return None;
+        }
+        if delta > 0 {
+            // SAFETY: [base+size, base+new*PAGE) lies inside our own reservation.
+            let r = unsafe {
+                libc::mprotect(
+                    self.base.add(self.size as usize) as *mut _,
+                    (delta * WASM_PAGE) as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                )
+            };
+            if r != 0 {
+                return None;
+            }
+        }
+        self.size = new * WASM_PAGE;
+        Some(old)
+    }
+
+    /// The accessible bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: [base, base+size) is mapped read-write and owned by self.
+        unsafe { std::slice::from_raw_parts(self.base, self.size as usize) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` guarantees exclusive access from the host side.
+        unsafe { std::slice::from_raw_parts_mut(self.base, self.size as usize) }
+    }
+}
+
+impl Drop for LinearMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the reservation made in `new`.
+        unsafe { libc::munmap(self.base as *mut _, RESERVATION as usize) };
+    }
+}

@@ -1,0 +1,86 @@
+//! Values crossing the embedding boundary, and their 16-byte slot encoding used by entry and
+//! host-call trampolines.
+
+use wasce_compiler::module::WasmType;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Val {
+    I32(i32),
+    I64(i64),
+    /// Bits of an f32.
+    F32(u32),
+    /// Bits of an f64.
+    F64(u64),
+    V128(u128),
+    /// Address of a `VMFuncRef`, 0 for null.
+    FuncRef(u64),
+    /// A host reference value, `None` for null.
+    ExternRef(Option<u32>),
+}
+
+impl Val {
+    pub fn ty(&self) -> WasmType {
+        match self {
+            Val::I32(_) => WasmType::I32,
+            Val::I64(_) => WasmType::I64,
+            Val::F32(_) => WasmType::F32,
+            Val::F64(_) => WasmType::F64,
+            Val::V128(_) => WasmType::V128,
+            Val::FuncRef(_) => WasmType::FuncRef,
+            Val::ExternRef(_) => WasmType::ExternRef,
+        }
+    }
+
+    /// The raw 128-bit slot encoding.
+    pub fn to_slot(&self) -> u128 {
+        match *self {
+            Val::I32(v) => v as u32 as u128,
+            Val::I64(v) => v as u64 as u128,
+            Val::F32(v) => v as u128,
+            Val::F64(v) => v as u128,
+            Val::V128(v) => v,
+            Val::FuncRef(v) => v as u128,
+            Val::ExternRef(v) => v.map_or(0, |n| n as u128 + 1),
+        }
+    }
+
+    pub fn from_slot(ty: WasmType, slot: u128) -> Val {
+        match ty {
+            WasmType::I32 => Val::I32(slot as u32 as i32),
+            WasmType::I64 => Val::I64(slot as u64 as i64),
+            WasmType::F32 => Val::F32(slot as u32),
+            WasmType::F64 => Val::F64(slot as u64),
+            WasmType::V128 => Val::V128(slot),
+            WasmType::FuncRef => Val::FuncRef(slot as u64),
+            WasmType::ExternRef => {
+                let raw = slot as u64;
+                Val::ExternRef(if raw == 0 { None } else { Some((raw - 1) as u32) })
+            }
+        }
+    }
+
+    /// The 8-byte table-element encoding of a reference.
+    pub fn to_ref_bits(&self) -> u64 {
+        self.to_slot() as u64
+    }
+
+    pub fn null(ty: WasmType) -> Val {
+        Val::from_slot(ty, 0)
+    }
+}
+
+impl std::fmt::Display for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Val::I32(v) => write!(f, "{v}"),
+            Val::I64(v) => write!(f, "{v}"),
+            Val::F32(v) => write!(f, "{}", f32::from_bits(*v)),
+            Val::F64(v) => write!(f, "{}", f64::from_bits(*v)),
+            Val::V128(v) => write!(f, "{v:#034x}"),
+            Val::FuncRef(0) => write!(f, "null"),
+            Val::FuncRef(_) => write!(f, "<funcref>"),
+            Val::ExternRef(None) => write!(f, "null"),
+            Val::ExternRef(Some(n)) => write!(f, "<externref {n}>"),
+        }
+    }
+}
