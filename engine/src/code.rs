@@ -96,10 +96,24 @@ fn register(module: &Arc<LoadedModule>) {
     REGISTRY.write().unwrap().insert(r.start, (r.end, Arc::downgrade(module)));
 }
 
-/// What the trap handler learns about a PC. Allocation-free; returns `None` if the registry is
-/// busy or the PC is not in compiled code.
+/// Read the registry from a signal handler: never blocks on a lock, but waits out a writer on
+/// another thread (registration is short). Only a writer on this same thread could hold it
+/// forever, and no thread registers code while it runs compiled code.
+fn read_registry_from_handler() -> Option<std::sync::RwLockReadGuard<'static, BTreeMap<usize, (usize, std::sync::Weak<LoadedModule>)>>> {
+    for _ in 0..100_000_000u32 {
+        match REGISTRY.try_read() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+        }
+    }
+    None
+}
+
+/// What the trap handler learns about a PC. Allocation-free; returns `None` if the PC is not
+/// in compiled code.
 pub fn lookup_trap(pc: usize) -> Option<wasce_compiler::Trap> {
-    let reg = REGISTRY.try_read().ok()?;
+    let reg = read_registry_from_handler()?;
     let (start, (end, module)) = reg.range(..=pc).next_back()?;
     if pc >= *end {
         return None;
@@ -122,6 +136,6 @@ pub fn lookup_func(pc: usize) -> Option<(Arc<LoadedModule>, u32)> {
 }
 
 pub fn is_wasm_pc(pc: usize) -> bool {
-    let Ok(reg) = REGISTRY.try_read() else { return false };
+    let Some(reg) = read_registry_from_handler() else { return false };
     matches!(reg.range(..=pc).next_back(), Some((_, (end, _))) if pc < *end)
 }

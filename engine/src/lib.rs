@@ -5,6 +5,7 @@
 //! * `builtins` is the builtin table of process mode; `process` enters compiled code on the
 //!   calling thread and turns faults into traps.
 //! * `linker` resolves imports by name.
+//! * `wast` runs WebAssembly spec scripts (`wasce wast`, and the spec suite in spec-tests).
 
 pub mod builtins;
 pub mod code;
@@ -15,6 +16,7 @@ mod process;
 pub mod store;
 pub mod types;
 pub mod values;
+pub mod wast;
 
 pub use code::LoadedModule;
 pub use error::{Error, TrapError};

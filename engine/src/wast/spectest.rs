@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use wasce_compiler::module::{FuncType, GlobalType, MemoryType, TableType, WasmType};
-use wasce_engine::{Extern, Linker, Store, Val};
+use crate::{Extern, Linker, Store, Val};
 
 pub fn define(store: &mut Store, linker: &mut Linker) {
     let funcs: [(&str, &[WasmType]); 7] = [

@@ -1,7 +1,7 @@
 //! Converting script values to wasce values and matching results against expectations
 //! (NaN patterns, v128 lanes, references).
 
-use wasce_engine::Val;
+use crate::Val;
 use wast::core::{AbstractHeapType, HeapType, NanPattern, V128Pattern, WastArgCore, WastRetCore};
 
 pub fn arg(a: &WastArgCore<'_>) -> Result<Val, String> {

@@ -1,0 +1,158 @@
+//! The `wasce` command.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wasce_engine::{Error, Extern, Linker, Settings, Store, StoreConfig, Val};
+
+#[derive(Parser)]
+#[command(name = "wasce", version, about = "A secure WebAssembly runtime", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print the whole error chain.
+    #[arg(long, global = true)]
+    verbose: bool,
+}
+
+const EXAMPLES: &str = "Examples:
+  wasce exec --invoke fib examples/fib.wat 20
+  wasce wast ../shared/testsuite/i32.wast";
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Isolation {
+    /// Run compiled code in this process (signal handlers catch traps).
+    Process,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a WebAssembly module (.wasm or .wat).
+    Exec {
+        /// Call this export with ARGS (printed results) instead of `_start`.
+        #[arg(long, value_name = "FUNC")]
+        invoke: Option<String>,
+        /// Where compiled code runs.
+        #[arg(long, value_enum, default_value = "process")]
+        isolation: Isolation,
+        /// The module.
+        module: PathBuf,
+        /// Arguments for the invoked function.
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run WebAssembly spec scripts; ends with `N passed, M failed`.
+    Wast {
+        #[arg(long, value_enum, default_value = "process")]
+        isolation: Isolation,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Exec { invoke, isolation: _, module, args } => exec(&module, invoke.as_deref(), &args),
+        Command::Wast { isolation: _, files } => wast(&files),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e, cli.verbose),
+    }
+}
+
+fn report(e: &Error, verbose: bool) -> ExitCode {
+    match e {
+        Error::Trap(t) => {
+            eprintln!("Error: {t}");
+            if !t.backtrace.is_empty() {
+                eprintln!("wasm backtrace:");
+                for (i, f) in t.backtrace.iter().enumerate() {
+                    eprintln!("  {i:>3}: {f}");
+                }
+            }
+            ExitCode::from(134)
+        }
+        Error::Exit(code) => ExitCode::from(*code as u8),
+        other => {
+            eprintln!("Error: {other}");
+            if verbose {
+                let mut source = std::error::Error::source(other);
+                while let Some(s) = source {
+                    eprintln!("  caused by: {s}");
+                    source = s.source();
+                }
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn read_module(path: &PathBuf) -> Result<Vec<u8>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.starts_with(b"\0asm") {
+        return Ok(bytes);
+    }
+    wat::parse_bytes(&bytes)
+        .map(|b| b.into_owned())
+        .map_err(|e| Error::Usage(format!("{}: not a WebAssembly binary, and not valid text: {e}", path.display())))
+}
+
+fn parse_arg(text: &str, ty: wasce_compiler::module::WasmType) -> Result<Val, Error> {
+    use wasce_compiler::module::WasmType as T;
+    let bad = || Error::Usage(format!("cannot parse `{text}` as {ty}"));
+    Ok(match ty {
+        T::I32 => Val::I32(text.parse::<i32>().or_else(|_| text.parse::<u32>().map(|v| v as i32)).map_err(|_| bad())?),
+        T::I64 => Val::I64(text.parse::<i64>().or_else(|_| text.parse::<u64>().map(|v| v as i64)).map_err(|_| bad())?),
+        T::F32 => Val::F32(text.parse::<f32>().map_err(|_| bad())?.to_bits()),
+        T::F64 => Val::F64(text.parse::<f64>().map_err(|_| bad())?.to_bits()),
+        _ => return Err(Error::Usage(format!("cannot pass a {ty} from the command line"))),
+    })
+}
+
+fn exec(path: &PathBuf, invoke: Option<&str>, args: &[String]) -> Result<ExitCode, Error> {
+    let bytes = read_module(path)?;
+    let module = wasce_engine::load(&bytes, &Settings::default())?;
+    let mut store = Store::new(StoreConfig::default());
+    let linker = Linker::new();
+    let instance = linker.instantiate(&mut store, &module)?;
+    let name = invoke.unwrap_or("_start");
+    let Some(Extern::Func(func)) = store.export(instance, name) else {
+        return Err(Error::Usage(match invoke {
+            Some(f) => format!("the module exports no function `{f}`"),
+            None => "the module exports no `_start`; name a function with --invoke".to_string(),
+        }));
+    };
+    let ty = store.func_type(func).clone();
+    if args.len() != ty.params.len() {
+        return Err(Error::Usage(format!("`{name}` takes {} arguments {ty}, {} given", ty.params.len(), args.len())));
+    }
+    let vals = args.iter().zip(&ty.params).map(|(a, t)| parse_arg(a, *t)).collect::<Result<Vec<_>, _>>()?;
+    let results = store.call(func, &vals)?;
+    for r in results {
+        println!("{r}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wast(files: &[PathBuf]) -> Result<ExitCode, Error> {
+    let (mut passed, mut failed) = (0u32, 0u32);
+    for path in files {
+        match wasce_engine::wast::run_file(path) {
+            Ok(o) => {
+                for (line, msg) in &o.failures {
+                    println!("{}:{line}: {msg}", path.display());
+                }
+                passed += o.passed;
+                failed += o.failed;
+            }
+            Err(e) => {
+                println!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
