@@ -7,9 +7,11 @@
 //! * `linker` resolves imports by name.
 //! * `wast` runs WebAssembly spec scripts (`wasce wast`, and the spec suite in spec-tests).
 
+pub mod arena;
 pub mod builtins;
 pub mod code;
 pub mod error;
+pub mod kvm;
 pub mod linker;
 pub mod memory;
 mod process;
@@ -21,7 +23,7 @@ pub mod wast;
 pub use code::LoadedModule;
 pub use error::{Error, TrapError};
 pub use linker::Linker;
-pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, InstanceId, MemoryId, Module, Store, StoreConfig, TableId};
+pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
 pub use values::Val;
 pub use wasce_compiler::{module::FuncType, Settings, Trap};
 

@@ -59,6 +59,10 @@ impl LinearMemory {
         self.size
     }
 
+    pub fn max_pages(&self) -> u64 {
+        self.max_pages
+    }
+
     pub fn pages(&self) -> u64 {
         self.size / WASM_PAGE
     }

@@ -1,1 +1,99 @@
+//! The ABI shared by the wasce guest runtime (`vmguest`) and the host (`engine`): the guest
+//! memory map, hypercall numbers and the register convention. `no_std`, data only.
+//!
+//! ## Hypercalls
+//! On `kvm_pvm` ring-3 `in`/`out` raise #GP (the hypervisor forces IOPL to 0), so a hypercall is
+//! an 8-byte **load** from `HCALL_GVA + 8 * number`. That address maps to `HCALL_GPA`, which no
+//! memslot backs, so the load leaves the VM as `KVM_EXIT_MMIO`. Arguments are in `rdi, rsi, rdx,
+//! rcx, r8, r9` (the System V argument registers, so a builtin trampoline is just the load and a
+//! `ret`); the host answers with the 8-byte value the load returns in `rax`.
+//!
+//! Numbers `0..BUILTIN_COUNT` are the compiler's builtins in `Builtin` order (the guest table
+//! at the start of the runtime page points at one trampoline per builtin). `DONE` ends a call
+//! started by the host.
+//!
+//! ## Guest memory map
+//! Guest-virtual addresses of host memory that compiled code uses (code images, vmctx arena,
+//! linear memories, the stack) equal the host's own addresses; the guest sees only those
+//! mappings. The runtime page and the hypercall page sit at fixed low addresses (`RUNTIME_GVA`,
+//! `HCALL_GVA`) that the host reserves in its own address space, so no host allocation can ever
+//! overlap them. (The upper canonical half is not usable: `kvm_pvm` keeps it for a guest kernel
+//! and faults ring-3 accesses there.) The structures the guest must not touch (page tables, GDT,
+//! TSS) are mapped at no guest-virtual address at all.
 #![no_std]
+
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Hypercall number that ends a host-initiated call (after the entry trampoline returns).
+pub const HCALL_DONE: u64 = 63;
+/// Hypercall numbers below this are builtins.
+pub const HCALL_MAX_BUILTIN: u64 = 32;
+
+// ---- Guest-physical layout ---------------------------------------------------------------------
+
+/// Slot 0: host-owned system memory (GDT, TSS, runtime page, page-table pool).
+pub const SYSTEM_GPA: u64 = 0;
+pub const SYSTEM_SIZE: u64 = 64 << 20;
+pub const GDT_GPA: u64 = 0x1000;
+pub const TSS_GPA: u64 = 0x2000;
+/// 104-byte TSS header plus an I/O bitmap page (unused on kvm_pvm, required shape on VMX).
+pub const TSS_LIMIT: u64 = 0x2068;
+/// The runtime page (entry stub, builtin table and trampolines), read-execute to the guest.
+pub const RUNTIME_GPA: u64 = 0x5000;
+/// Page tables are allocated from here to the end of slot 0.
+pub const PT_POOL_GPA: u64 = 0x10000;
+/// Where the hypercall "device" sits: no memslot backs this page.
+pub const HCALL_GPA: u64 = 0xF000_0000;
+/// Guest-physical addresses of mapped host memory are allocated upward from here.
+pub const DYNAMIC_GPA: u64 = 1 << 32;
+
+// ---- Guest-virtual layout ----------------------------------------------------------------------
+
+/// Start of the fixed low window the host reserves for the guest runtime.
+pub const RESERVED_GVA: u64 = 0x0010_0000;
+pub const RESERVED_SIZE: u64 = 0x0010_0000;
+/// The runtime page.
+pub const RUNTIME_GVA: u64 = RESERVED_GVA;
+/// The hypercall page.
+pub const HCALL_GVA: u64 = RESERVED_GVA + 0x1_0000;
+/// TSS base (never mapped: only a descriptor field).
+pub const TSS_GVA: u64 = RESERVED_GVA + 0x2_0000;
+/// The lower canonical half: host user-space addresses mapped 1:1.
+pub const USER_HALF_END: u64 = 0x0000_8000_0000_0000;
+
+// ---- Runtime page layout -----------------------------------------------------------------------
+
+/// Offset of the builtin table (`[u64; HCALL_MAX_BUILTIN]`, trampoline addresses).
+pub const RT_BUILTIN_TABLE: u64 = 0;
+/// Offset of the entry stub: `call rax; <hypercall DONE>; ud2`.
+pub const RT_ENTRY: u64 = 0x100;
+/// Offset of builtin trampoline `i`: `RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * i`.
+pub const RT_TRAMPOLINES: u64 = 0x200;
+pub const RT_TRAMPOLINE_SIZE: u64 = 16;
+
+const _: () = assert!(GDT_GPA + 0x100 <= TSS_GPA);
+const _: () = assert!(TSS_GPA + TSS_LIMIT < RUNTIME_GPA);
+const _: () = assert!(RUNTIME_GPA + PAGE_SIZE <= PT_POOL_GPA);
+const _: () = assert!(PT_POOL_GPA < SYSTEM_GPA + SYSTEM_SIZE);
+const _: () = assert!(SYSTEM_GPA + SYSTEM_SIZE <= HCALL_GPA && HCALL_GPA + PAGE_SIZE <= DYNAMIC_GPA);
+const _: () = assert!(RT_BUILTIN_TABLE + 8 * HCALL_MAX_BUILTIN <= RT_ENTRY);
+const _: () = assert!(RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * HCALL_MAX_BUILTIN <= PAGE_SIZE);
+const _: () = assert!(HCALL_DONE >= HCALL_MAX_BUILTIN && 8 * (HCALL_DONE + 1) <= PAGE_SIZE);
+const _: () = assert!(HCALL_GVA >= RUNTIME_GVA + PAGE_SIZE);
+const _: () = assert!(TSS_GVA >= HCALL_GVA + PAGE_SIZE);
+const _: () = assert!(TSS_GVA + TSS_LIMIT < RESERVED_GVA + RESERVED_SIZE);
+const _: () = assert!(RESERVED_GVA >= 0x10000 && RESERVED_GVA + RESERVED_SIZE < USER_HALF_END);
+
+/// The guest address a hypercall loads from.
+pub const fn hcall_address(number: u64) -> u64 {
+    HCALL_GVA + 8 * number
+}
+
+/// The hypercall number of an MMIO exit at guest-physical `gpa` with length `len`, if it is one.
+pub const fn hcall_number(gpa: u64, len: usize) -> Option<u64> {
+    if len == 8 && gpa >= HCALL_GPA && gpa < HCALL_GPA + PAGE_SIZE && gpa % 8 == 0 {
+        Some((gpa - HCALL_GPA) / 8)
+    } else {
+        None
+    }
+}

@@ -31,6 +31,16 @@ fn expected_failures() -> BTreeSet<String> {
 
 #[test]
 fn spec_suite_process_mode() {
+    run_suite(wasce_engine::Isolation::Process);
+}
+
+/// Needs /dev/kvm: without it every script fails with an error saying KVM is not available.
+#[test]
+fn spec_suite_kvm_mode() {
+    run_suite(wasce_engine::Isolation::Kvm);
+}
+
+fn run_suite(isolation: wasce_engine::Isolation) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(suite_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -46,7 +56,7 @@ fn spec_suite_process_mode() {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let Some(path) = queue.lock().unwrap().pop() else { break };
-                let outcome = wasce_engine::wast::run_file(&path);
+                let outcome = wasce_engine::wast::run_file(&path, isolation);
                 results.lock().unwrap().push((path, outcome));
             });
         }
@@ -79,7 +89,7 @@ fn spec_suite_process_mode() {
         }
     }
     let total = passed + failed;
-    println!("spec suite (process mode): {passed} passed, {failed} failed of {total} assertions ({:.3} %)", 100.0 * passed as f64 / total as f64);
+    println!("spec suite ({isolation:?}): {passed} passed, {failed} failed of {total} assertions ({:.3} %)", 100.0 * passed as f64 / total as f64);
 
     let expected = expected_failures();
     let unexpected: Vec<_> = messages.iter().filter(|m| !expected.contains(m.split(": ").next().unwrap())).collect();

@@ -21,8 +21,35 @@ const EXAMPLES: &str = "Examples:
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Isolation {
+    /// Run compiled code in a KVM guest at ring 3 (the default).
+    Kvm,
     /// Run compiled code in this process (signal handlers catch traps).
     Process,
+}
+
+impl From<Isolation> for wasce_engine::Isolation {
+    fn from(i: Isolation) -> Self {
+        match i {
+            Isolation::Kvm => wasce_engine::Isolation::Kvm,
+            Isolation::Process => wasce_engine::Isolation::Process,
+        }
+    }
+}
+
+/// Parse `200ms`, `2s`, `1.5s`, `1m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = text.find(|c: char| c.is_ascii_alphabetic()).map_or((text, "s"), |i| text.split_at(i));
+    let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a duration (try 200ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use ms, s or m)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("`{text}` is not a positive duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Subcommand)]
@@ -33,8 +60,11 @@ enum Command {
         #[arg(long, value_name = "FUNC")]
         invoke: Option<String>,
         /// Where compiled code runs.
-        #[arg(long, value_enum, default_value = "process")]
+        #[arg(long, value_enum, default_value = "kvm")]
         isolation: Isolation,
+        /// Stop the program after this long (e.g. 200ms, 2s); needs `--isolation kvm`.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
         /// The module.
         module: PathBuf,
         /// Arguments for the invoked function.
@@ -43,7 +73,7 @@ enum Command {
     },
     /// Run WebAssembly spec scripts; ends with `N passed, M failed`.
     Wast {
-        #[arg(long, value_enum, default_value = "process")]
+        #[arg(long, value_enum, default_value = "kvm")]
         isolation: Isolation,
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -53,8 +83,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Exec { invoke, isolation: _, module, args } => exec(&module, invoke.as_deref(), &args),
-        Command::Wast { isolation: _, files } => wast(&files),
+        Command::Exec { invoke, isolation, timeout, module, args } => {
+            let config = StoreConfig { isolation: isolation.into(), timeout, ..StoreConfig::default() };
+            exec(&module, config, invoke.as_deref(), &args)
+        }
+        Command::Wast { isolation, files } => wast(&files, isolation.into()),
     };
     match result {
         Ok(code) => code,
@@ -111,10 +144,10 @@ fn parse_arg(text: &str, ty: wasce_compiler::module::WasmType) -> Result<Val, Er
     })
 }
 
-fn exec(path: &PathBuf, invoke: Option<&str>, args: &[String]) -> Result<ExitCode, Error> {
+fn exec(path: &PathBuf, config: StoreConfig, invoke: Option<&str>, args: &[String]) -> Result<ExitCode, Error> {
     let bytes = read_module(path)?;
     let module = wasce_engine::load(&bytes, &Settings::default())?;
-    let mut store = Store::new(StoreConfig::default());
+    let mut store = Store::new(config)?;
     let linker = Linker::new();
     let instance = linker.instantiate(&mut store, &module)?;
     let name = invoke.unwrap_or("_start");
@@ -136,10 +169,10 @@ fn exec(path: &PathBuf, invoke: Option<&str>, args: &[String]) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn wast(files: &[PathBuf]) -> Result<ExitCode, Error> {
+fn wast(files: &[PathBuf], isolation: wasce_engine::Isolation) -> Result<ExitCode, Error> {
     let (mut passed, mut failed) = (0u32, 0u32);
     for path in files {
-        match wasce_engine::wast::run_file(path) {
+        match wasce_engine::wast::run_file(path, isolation) {
             Ok(o) => {
                 for (line, msg) in &o.failures {
                     println!("{}:{line}: {msg}", path.display());

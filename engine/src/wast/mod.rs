@@ -10,7 +10,7 @@ mod values;
 
 use std::collections::HashMap;
 use std::path::Path;
-use crate::{Error, Extern, InstanceId, Linker, Module, Settings, Store, StoreConfig, Val};
+use crate::{Error, Extern, InstanceId, Isolation, Linker, Module, Settings, Store, StoreConfig, Val};
 use wast::lexer::Lexer;
 use wast::parser::{self, ParseBuffer};
 use wast::{QuoteWat, Wast, WastArg, WastDirective, WastExecute, WastInvoke, WastRet, Wat};
@@ -32,18 +32,12 @@ pub struct WastRunner {
     settings: Settings,
 }
 
-impl Default for WastRunner {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl WastRunner {
-    pub fn new() -> WastRunner {
-        let mut store = Store::new(StoreConfig::default());
+    pub fn new(isolation: Isolation) -> Result<WastRunner, Error> {
+        let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() })?;
         let mut linker = Linker::new();
-        spectest::define(&mut store, &mut linker);
-        WastRunner { store, linker, named: HashMap::new(), current: None, settings: Settings::default() }
+        spectest::define(&mut store, &mut linker)?;
+        Ok(WastRunner { store, linker, named: HashMap::new(), current: None, settings: Settings::default() })
     }
 
     /// Run a whole script; `Err` only when the script itself cannot be parsed.
@@ -213,12 +207,12 @@ fn trap_matches(actual: &str, expected: &str) -> bool {
 }
 
 /// Run one `.wast` file in a fresh runner, on a thread with a large stack.
-pub fn run_file(path: &Path) -> Result<Outcome, String> {
+pub fn run_file(path: &Path, isolation: Isolation) -> Result<Outcome, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.display().to_string();
     std::thread::Builder::new()
         .stack_size(32 << 20)
-        .spawn(move || WastRunner::new().run_script(&name, &text))
+        .spawn(move || WastRunner::new(isolation).map_err(|e| e.to_string())?.run_script(&name, &text))
         .map_err(|e| e.to_string())?
         .join()
         .map_err(|_| format!("{}: the runner panicked", path.display()))?

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 use wasce_compiler::module::{FuncType, GlobalType, MemoryType, TableType, WasmType};
-use crate::{Extern, Linker, Store, Val};
+use crate::{Error, Extern, Linker, Store, Val};
 
-pub fn define(store: &mut Store, linker: &mut Linker) {
+pub fn define(store: &mut Store, linker: &mut Linker) -> Result<(), Error> {
     let funcs: [(&str, &[WasmType]); 7] = [
         ("print", &[]),
         ("print_i32", &[WasmType::I32]),
@@ -26,13 +26,12 @@ pub fn define(store: &mut Store, linker: &mut Linker) {
         ("global_f64", WasmType::F64, Val::F64(666.6f64.to_bits())),
     ];
     for (name, ty, v) in globals {
-        let g = store.new_global(GlobalType { ty, mutable: false }, v);
+        let g = store.new_global(GlobalType { ty, mutable: false }, v)?;
         linker.define("spectest", name, Extern::Global(g));
     }
-    let table = store
-        .new_table(TableType { elem: WasmType::FuncRef, min: 10, max: Some(20) }, Val::FuncRef(0))
-        .expect("spectest table");
+    let table = store.new_table(TableType { elem: WasmType::FuncRef, min: 10, max: Some(20) }, Val::FuncRef(0))?;
     linker.define("spectest", "table", Extern::Table(table));
-    let memory = store.new_memory(MemoryType { min: 1, max: Some(2), shared: false }).expect("spectest memory");
+    let memory = store.new_memory(MemoryType { min: 1, max: Some(2), shared: false })?;
     linker.define("spectest", "memory", Extern::Memory(memory));
+    Ok(())
 }

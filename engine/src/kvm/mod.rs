@@ -1,0 +1,370 @@
+//! The KVM backend: one VM with one vCPU per store. Compiled code runs at CPL3 with no guest
+//! OS; the host builds the page tables, maps host memory that compiled code needs at the same
+//! guest-virtual address, and serves hypercalls (see `wasce-hypercall` for the ABI).
+//!
+//! * `segments`: GDT/TSS and the long-mode CPL3 register state.
+//! * `paging`: the host-built page tables.
+//! * `kick`: timeouts via a signal and `immediate_exit`.
+//!
+//! What the guest can reach: its code images (read-execute), the store arena (vmctx, tables,
+//! globals), linear memories up to their current size, its stack, the runtime page and the
+//! hypercall page. Nothing else of the host is mapped.
+
+mod kick;
+mod paging;
+mod segments;
+
+pub use kick::Watchdog;
+pub use paging::Perm;
+
+use crate::error::Error;
+use kvm_bindings::{kvm_regs, kvm_userspace_memory_region, kvm_vcpu_events, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuExit, VcpuFd, VmFd};
+use paging::PageTables;
+use std::collections::HashMap;
+use wasce_hypercall::*;
+
+/// Bytes between the stack limit given to compiled code and the end of the stack mapping, for
+/// trampolines (which do not check the limit).
+pub const STACK_RED_ZONE: u64 = 64 * 1024;
+/// Unmapped guard below the guest stack.
+const STACK_GUARD: u64 = 64 * 1024;
+
+/// Why a guest call did not return normally.
+#[derive(Debug)]
+pub enum GuestStop {
+    /// An exception (no IDT: a triple fault). `vector` is the original exception.
+    Fault { rip: u64, vector: u8, cr2: u64, rbp: u64 },
+    /// KVM_RUN was interrupted (a timeout kick).
+    Interrupted,
+    /// The guest touched guest-physical memory with no memslot, or made an unknown hypercall.
+    BadAccess { rip: u64, gpa: u64 },
+    /// Any other exit, described.
+    Other(String),
+}
+
+/// A host range the VM must map (recorded while the VM is busy running the guest).
+#[derive(Clone, Copy, Debug)]
+pub struct MapRequest {
+    pub host: u64,
+    pub reserve: u64,
+    pub len: u64,
+    pub perm: Perm,
+}
+
+/// A region of host memory mapped into the guest 1:1 (guest-virtual = host address).
+struct Mapping {
+    gpa: u64,
+    /// Guest-physical space reserved for this region.
+    reserved: u64,
+    /// Bytes covered by memslots.
+    slotted: u64,
+    /// Bytes with present PTEs.
+    mapped: u64,
+    perm: Perm,
+}
+
+/// An anonymous mapping owned by the VM, unmapped on drop.
+struct HostRegion {
+    ptr: *mut u8,
+    len: u64,
+}
+
+impl Drop for HostRegion {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping this region owns.
+        unsafe { libc::munmap(self.ptr as *mut _, self.len as usize) };
+    }
+}
+
+pub struct Vm {
+    // Drop order: vCPU, then VM, then the memory the memslots point at (regions last).
+    vcpu: VcpuFd,
+    vm: VmFd,
+    pt: PageTables,
+    mappings: HashMap<u64, Mapping>,
+    next_gpa: u64,
+    next_slot: u32,
+    /// The last exit left an MMIO load for KVM to complete on the next KVM_RUN.
+    io_pending: bool,
+    stack: *mut u8,
+    stack_size: u64,
+    _regions: [HostRegion; 2],
+}
+
+// SAFETY: the VM's fds and mappings are owned by this object; it is used by one thread at a time.
+unsafe impl Send for Vm {}
+
+fn kvm_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Resource(format!("{what}: {e}"))
+}
+
+fn mmap_anon(len: u64, prot: libc::c_int) -> Result<*mut u8, Error> {
+    // SAFETY: a fresh anonymous mapping.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), len as usize, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Error::Resource(format!("mmap of {len} bytes failed: {}", std::io::Error::last_os_error())));
+    }
+    Ok(p as *mut u8)
+}
+
+/// Reserve the runtime window in this process (once), so no host mapping can land on the guest
+/// addresses of the runtime and hypercall pages.
+fn reserve_runtime_window() -> Result<(), Error> {
+    static RESERVED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    RESERVED
+        .get_or_init(|| {
+            // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; it fails instead.
+            let p = unsafe {
+                libc::mmap(
+                    RESERVED_GVA as *mut _,
+                    RESERVED_SIZE as usize,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            if p as u64 == RESERVED_GVA {
+                Ok(())
+            } else {
+                Err(format!(
+                    "cannot reserve the guest runtime window at {RESERVED_GVA:#x}: {}",
+                    std::io::Error::last_os_error()
+                ))
+            }
+        })
+        .clone()
+        .map_err(Error::Resource)
+}
+
+impl Vm {
+    /// Create the VM: slot 0 with GDT, TSS, runtime page and page tables; the stack; one vCPU at
+    /// CPL3. Fails with a clear message if KVM is not usable.
+    pub fn new(stack_size: u64) -> Result<Vm, Error> {
+        reserve_runtime_window()?;
+        let kvm = Kvm::new().map_err(|e| {
+            Error::Resource(format!(
+                "KVM is not available (/dev/kvm: {e}); run with `--isolation process` to run without a VM"
+            ))
+        })?;
+        if !kvm.check_extension(Cap::SyncRegs) || !kvm.check_extension(Cap::ImmediateExit) {
+            return Err(Error::Resource("KVM lacks KVM_CAP_SYNC_REGS or KVM_CAP_IMMEDIATE_EXIT".into()));
+        }
+        let vm = kvm.create_vm().map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
+        let system = mmap_anon(SYSTEM_SIZE, libc::PROT_READ | libc::PROT_WRITE)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: SYSTEM_GPA,
+            memory_size: SYSTEM_SIZE,
+            userspace_addr: system as u64,
+        };
+        // SAFETY: `system` is a live mapping of SYSTEM_SIZE bytes that outlives the VM fd.
+        unsafe { vm.set_user_memory_region(region) }.map_err(|e| kvm_err("memslot 0", e))?;
+        // SAFETY: slot 0 is ours, zeroed and SYSTEM_SIZE long.
+        let pt = unsafe {
+            segments::write_tables(system);
+            std::ptr::copy_nonoverlapping(wasce_vmguest::RUNTIME_PAGE.as_ptr(), system.add(RUNTIME_GPA as usize), PAGE_SIZE as usize);
+            PageTables::new(system)
+        };
+        let stack_size = stack_size.div_ceil(PAGE_SIZE) * PAGE_SIZE + STACK_RED_ZONE;
+        let stack = mmap_anon(stack_size + STACK_GUARD, libc::PROT_READ | libc::PROT_WRITE)?;
+        let vcpu = vm.create_vcpu(0).map_err(|e| kvm_err("KVM_CREATE_VCPU", e))?;
+        let mut this = Vm {
+            vcpu,
+            vm,
+            pt,
+            mappings: HashMap::new(),
+            next_gpa: DYNAMIC_GPA,
+            next_slot: 1,
+            io_pending: false,
+            stack,
+            stack_size,
+            _regions: [HostRegion { ptr: system, len: SYSTEM_SIZE }, HostRegion { ptr: stack, len: stack_size + STACK_GUARD }],
+        };
+        // The runtime page (read-execute) and the hypercall page (no memslot behind it).
+        this.pt_map(RUNTIME_GVA, RUNTIME_GPA, 1, Perm::ReadExecute)?;
+        this.pt_map(HCALL_GVA, HCALL_GPA, 1, Perm::ReadWrite)?;
+        // The stack above its guard.
+        // SAFETY: inside the stack mapping.
+        let stack_lo = unsafe { stack.add(STACK_GUARD as usize) } as u64;
+        this.map(stack_lo, stack_size, stack_size, Perm::ReadWrite)?;
+
+        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?;
+        this.vcpu.set_cpuid2(&cpuid).map_err(|e| kvm_err("KVM_SET_CPUID2", e))?;
+        let base = this.vcpu.get_sregs().map_err(|e| kvm_err("KVM_GET_SREGS", e))?;
+        let sregs = segments::user_sregs(&base, this.pt.pml4);
+        this.vcpu.set_sregs(&sregs).map_err(|e| kvm_err("KVM_SET_SREGS", e))?;
+        this.vcpu.set_sync_valid_reg(SyncReg::Register);
+        this.vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
+        this.vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
+        Ok(this)
+    }
+
+    fn pt_map(&mut self, gva: u64, gpa: u64, pages: u64, perm: Perm) -> Result<(), Error> {
+        if self.pt.map(gva, gpa, pages, perm) {
+            Ok(())
+        } else {
+            Err(Error::Resource("the VM's page-table pool is exhausted".into()))
+        }
+    }
+
+    /// Guest stack: (lowest usable address, top).
+    pub fn stack_range(&self) -> (u64, u64) {
+        let lo = self.stack as u64 + STACK_GUARD;
+        (lo, lo + self.stack_size)
+    }
+
+    /// Make `[host, host+len)` visible to the guest at the same address. `reserve` is the most
+    /// this region will ever grow to (guest-physical space is reserved for it once); calling
+    /// again with a larger `len` extends the mapping. Memslots grow by doubling.
+    pub fn map(&mut self, host: u64, reserve: u64, len: u64, perm: Perm) -> Result<(), Error> {
+        debug_assert!(host % PAGE_SIZE == 0 && host + reserve <= USER_HALF_END);
+        let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let reserve = reserve.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if !self.mappings.contains_key(&host) {
+            let gpa = self.next_gpa;
+            self.next_gpa += reserve.max(PAGE_SIZE);
+            self.mappings.insert(host, Mapping { gpa, reserved: reserve, slotted: 0, mapped: 0, perm });
+        }
+        let m = self.mappings.get_mut(&host).unwrap();
+        if len > m.reserved {
+            return Err(Error::Resource("mapping larger than its reservation".into()));
+        }
+        let (gpa, perm) = (m.gpa, m.perm);
+        while m.slotted < len {
+            let size = (m.slotted.max(64 * 1024)).max(len - m.slotted).min(m.reserved - m.slotted);
+            let region = kvm_userspace_memory_region {
+                slot: self.next_slot,
+                flags: 0,
+                guest_phys_addr: gpa + m.slotted,
+                memory_size: size,
+                userspace_addr: host + m.slotted,
+            };
+            // SAFETY: the host range is part of a live reservation owned by the store, which
+            // outlives this VM (the store drops its VM first).
+            unsafe { self.vm.set_user_memory_region(region) }.map_err(|e| kvm_err("add memslot", e))?;
+            self.next_slot += 1;
+            m.slotted += size;
+        }
+        let mapped = m.mapped;
+        if mapped < len {
+            m.mapped = len;
+            let pages = (len - mapped) / PAGE_SIZE;
+            self.pt_map(host + mapped, gpa + mapped, pages, perm)?;
+        }
+        Ok(())
+    }
+
+    /// Run `entry trampoline(code, callee vmctx, caller vmctx, values)` in the guest.
+    /// `values` is a host-side buffer copied to and from the top of the guest stack.
+    /// Builtin hypercalls are answered by `hypercall(number, regs, maps)`, which may ask for
+    /// new mappings (memory growth); they are made before the guest resumes.
+    pub fn call(
+        &mut self,
+        tramp: u64,
+        code: u64,
+        callee: u64,
+        caller: u64,
+        values: &mut [u128],
+        hypercall: &mut dyn FnMut(u64, &kvm_regs, &mut Vec<MapRequest>) -> u64,
+    ) -> Result<(), GuestStop> {
+        self.flush_pending_io();
+        let (_, top) = self.stack_range();
+        let slots = values.len().max(1) as u64;
+        let values_at = (top - 16 * slots) & !15;
+        // SAFETY: the slots lie at the top of the guest stack, which this VM owns.
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), values_at as *mut u128, values.len()) };
+        let sync = self.vcpu.sync_regs_mut();
+        sync.regs = kvm_regs {
+            rip: wasce_vmguest::ENTRY_GVA,
+            rsp: values_at,
+            rflags: segments::RFLAGS,
+            rax: tramp,
+            rdi: code,
+            rsi: callee,
+            rdx: caller,
+            rcx: values_at,
+            ..Default::default()
+        };
+        sync.events = kvm_vcpu_events::default();
+        self.vcpu.set_sync_dirty_reg(SyncReg::Register);
+        self.vcpu.set_sync_dirty_reg(SyncReg::VcpuEvents);
+        kick::publish(&mut self.vcpu.get_kvm_run().immediate_exit);
+        let r = self.run_loop(hypercall);
+        kick::publish(std::ptr::null_mut());
+        self.vcpu.set_kvm_immediate_exit(0);
+        if r.is_ok() {
+            // SAFETY: as above; the guest may have written results there.
+            unsafe { std::ptr::copy_nonoverlapping(values_at as *const u128, values.as_mut_ptr(), values.len()) };
+        }
+        r
+    }
+
+    fn run_loop(&mut self, hypercall: &mut dyn FnMut(u64, &kvm_regs, &mut Vec<MapRequest>) -> u64) -> Result<(), GuestStop> {
+        let mut maps = Vec::new();
+        loop {
+            let exit = match self.vcpu.run() {
+                Ok(VcpuExit::MmioRead(addr, data)) => Ok((addr, data.len(), true)),
+                Ok(VcpuExit::MmioWrite(addr, data)) => Ok((addr, data.len(), false)),
+                Ok(VcpuExit::Shutdown) => {
+                    let s = self.vcpu.sync_regs();
+                    return Err(GuestStop::Fault { rip: s.regs.rip, vector: s.events.exception.nr, cr2: s.sregs.cr2, rbp: s.regs.rbp });
+                }
+                Ok(VcpuExit::Intr) => return Err(GuestStop::Interrupted),
+                Ok(other) => Err(format!("unexpected VM exit {other:?}")),
+                Err(e) if e.errno() == libc::EINTR => return Err(GuestStop::Interrupted),
+                Err(e) => Err(format!("KVM_RUN failed: {e}")),
+            };
+            let (addr, len, is_read) = match exit {
+                Ok(x) => x,
+                Err(msg) => return Err(GuestStop::Other(msg)),
+            };
+            self.io_pending = true;
+            let rip = self.vcpu.sync_regs().regs.rip;
+            match hcall_number(addr, len) {
+                Some(HCALL_DONE) if is_read => return Ok(()),
+                Some(n) if is_read && n < HCALL_MAX_BUILTIN => {
+                    let regs = self.vcpu.sync_regs().regs;
+                    let mut value = hypercall(n, &regs, &mut maps);
+                    for m in maps.drain(..) {
+                        if self.map(m.host, m.reserve, m.len, m.perm).is_err() {
+                            // Only memory.grow and table.grow map memory: report failure.
+                            value = u64::MAX;
+                        }
+                    }
+                    self.complete_mmio_read(value);
+                }
+                _ => return Err(GuestStop::BadAccess { rip, gpa: addr }),
+            }
+        }
+    }
+
+    fn complete_mmio_read(&mut self, value: u64) {
+        let run = self.vcpu.get_kvm_run();
+        // SAFETY: called right after an MMIO exit, so `mmio` is the active union member.
+        let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };
+        let n = (mmio.len as usize).min(8);
+        mmio.data[..n].copy_from_slice(&value.to_le_bytes()[..n]);
+    }
+
+    /// Let KVM finish an MMIO instruction we will not resume, without running the guest: it
+    /// would otherwise overwrite the registers of the next call.
+    fn flush_pending_io(&mut self) {
+        if self.io_pending {
+            self.vcpu.set_kvm_immediate_exit(1);
+            let _ = self.vcpu.run();
+            self.vcpu.set_kvm_immediate_exit(0);
+            self.io_pending = false;
+        }
+    }
+
+    /// Whether `[addr, addr+len)` lies in the guest stack (for pointers the guest passes).
+    pub fn stack_contains(&self, addr: u64, len: u64) -> bool {
+        let (lo, hi) = self.stack_range();
+        addr >= lo && addr.checked_add(len).is_some_and(|end| end <= hi)
+    }
+}

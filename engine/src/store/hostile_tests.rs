@@ -1,0 +1,185 @@
+//! Hostile guests: raw machine code run at CPL3 in a store's VM, as if the compiler had been
+//! subverted. Each attempt must end as a clean error (never a host crash) and the store must
+//! keep working afterwards. Needs /dev/kvm (fails loudly without it).
+
+use super::{Extern, Isolation, Store, StoreConfig};
+use crate::kvm::Perm;
+use crate::{Error, Linker, Settings, Val};
+use wasce_hypercall::{hcall_address, HCALL_DONE, PT_POOL_GPA, SYSTEM_SIZE};
+
+const MODULE: &str = r#"(module (memory (export "mem") 1) (func (export "ok") (result i32) (i32.const 42)))"#;
+
+struct Fixture {
+    store: Store,
+    ok: crate::FuncId,
+    vmctx: u64,
+    memory_base: u64,
+}
+
+fn fixture() -> Fixture {
+    let module = crate::load(&wat::parse_str(MODULE).unwrap(), &Settings::default()).unwrap();
+    let mut store = Store::new(StoreConfig { isolation: Isolation::Kvm, ..StoreConfig::default() }).expect("create a KVM store");
+    let instance = Linker::new().instantiate(&mut store, &module).unwrap();
+    let Some(Extern::Func(ok)) = store.export(instance, "ok") else { panic!() };
+    let Some(Extern::Memory(mem)) = store.export(instance, "mem") else { panic!() };
+    let vmctx = store.instances[0].vmctx as u64;
+    let memory_base = store.memories[mem.0 as usize].mem.base() as u64;
+    Fixture { store, ok, vmctx, memory_base }
+}
+
+impl Fixture {
+    /// Map `code` read-execute into the guest and enter it like an entry trampoline, with
+    /// `values` at rcx. Returns what the call returned and the values array.
+    fn run(&mut self, code: &[u8]) -> (Result<(), Error>, Vec<u128>) {
+        // SAFETY: a fresh private page for the code, leaked for the test's lifetime.
+        let page = unsafe {
+            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        } as *mut u8;
+        assert!(page as isize != -1);
+        // SAFETY: at most 4096 bytes into the page.
+        unsafe {
+            std::ptr::write_bytes(page, 0xcc, 4096);
+            std::ptr::copy_nonoverlapping(code.as_ptr(), page, code.len());
+        }
+        self.store.request_map(page as u64, 4096, 4096, Perm::ReadExecute);
+        self.store.flush_maps().unwrap();
+        let mut values = vec![0u128; 8];
+        let r = self.store.call_in_vm(page as u64, 0, self.vmctx, self.vmctx, &mut values);
+        (r, values)
+    }
+
+    fn still_works(&mut self) {
+        assert_eq!(self.store.call(self.ok, &[]).unwrap(), vec![Val::I32(42)]);
+    }
+}
+
+fn mov_imm64(reg_opcode: u8, value: u64) -> Vec<u8> {
+    let mut v = vec![0x48, reg_opcode];
+    v.extend_from_slice(&value.to_le_bytes());
+    v
+}
+
+/// `mov rax, [hypercall n]`
+fn hypercall(n: u64) -> Vec<u8> {
+    let mut v = vec![0x48, 0xa1];
+    v.extend_from_slice(&hcall_address(n).to_le_bytes());
+    v
+}
+
+/// `mov [rcx + 8*slot], rax`
+fn store_rax(slot: u8) -> Vec<u8> {
+    vec![0x48, 0x89, 0x41, 8 * slot]
+}
+
+fn jump_to(addr: u64) -> Vec<u8> {
+    let mut v = mov_imm64(0xb8, addr); // mov rax, addr
+    v.extend_from_slice(&[0xff, 0xe0]); // jmp rax
+    v
+}
+
+fn expect_clean_fault(f: &mut Fixture, code: &[u8], what: &str) {
+    let (r, _) = f.run(code);
+    match r {
+        Err(Error::Resource(msg)) => assert!(msg.contains("faulted") || msg.contains("unbacked"), "{what}: {msg}"),
+        other => panic!("{what}: expected a contained fault, got {other:?}"),
+    }
+    f.still_works();
+}
+
+#[test]
+fn privileged_instructions_fault_cleanly() {
+    let mut f = fixture();
+    expect_clean_fault(&mut f, &[0x66, 0xba, 0x34, 0x12, 0xee], "out dx, al to an unknown port");
+    expect_clean_fault(&mut f, &[0x66, 0xba, 0x34, 0x12, 0xec], "in al, dx");
+    expect_clean_fault(&mut f, &[0xf4], "hlt");
+    expect_clean_fault(&mut f, &[0xfa], "cli");
+    expect_clean_fault(&mut f, &[0x0f, 0x20, 0xd8], "mov rax, cr3");
+    expect_clean_fault(&mut f, &[0x0f, 0x01, 0xf8], "swapgs");
+}
+
+#[test]
+fn page_tables_and_host_memory_are_unreachable() {
+    let mut f = fixture();
+    // The page-table pool's guest-physical addresses, taken as virtual ones: unmapped.
+    for gva in [PT_POOL_GPA, PT_POOL_GPA + 0x1000, SYSTEM_SIZE - 8, 0] {
+        let mut code = vec![0x48, 0xc7, 0x04, 0x25];
+        code.extend_from_slice(&(gva as u32).to_le_bytes());
+        code.extend_from_slice(&42u32.to_le_bytes()); // mov qword [gva], 42
+        expect_clean_fault(&mut f, &code, &format!("write to {gva:#x}"));
+    }
+    // A host address that is not the guest's (this test's own stack).
+    let local = 0u64;
+    let mut code = mov_imm64(0xb8, &local as *const u64 as u64);
+    code.extend_from_slice(&[0x48, 0x8b, 0x00]); // mov rax, [rax]
+    expect_clean_fault(&mut f, &code, "read of host stack memory");
+    // Beyond the end of linear memory (the guard region of the reservation).
+    let mut code = mov_imm64(0xb8, f.memory_base + 65536);
+    code.extend_from_slice(&[0x48, 0x8b, 0x00]);
+    expect_clean_fault(&mut f, &code, "read past linear memory");
+}
+
+#[test]
+fn jumps_to_non_code_fault_cleanly() {
+    let mut f = fixture();
+    let (vmctx, mem) = (f.vmctx, f.memory_base);
+    expect_clean_fault(&mut f, &jump_to(0), "jump to 0");
+    expect_clean_fault(&mut f, &jump_to(vmctx), "jump into the vmctx (data)");
+    expect_clean_fault(&mut f, &jump_to(mem), "jump into linear memory");
+    expect_clean_fault(&mut f, &jump_to(0x4000_0000_0000), "jump to an unmapped address");
+    expect_clean_fault(&mut f, &jump_to(0xffff_8000_0000_0000), "jump to the upper half");
+}
+
+#[test]
+fn garbage_hypercall_arguments_are_refused() {
+    let mut f = fixture();
+    let vmctx = f.vmctx;
+    let mut code = Vec::new();
+    // 0: memory.grow from a forged vmctx.
+    code.extend(mov_imm64(0xbf, 0xdead_beef)); // rdi
+    code.extend(hypercall(0));
+    code.extend(store_rax(0));
+    // 1: memory.fill of a memory index that does not exist.
+    code.extend(mov_imm64(0xbf, vmctx));
+    code.extend(mov_imm64(0xbe, 77)); // rsi = memory index
+    code.extend(hypercall(1));
+    code.extend(store_rax(1));
+    // 2: memory.fill of memory 0 with a huge length (the byte, in rcx, is the values address:
+    // rcx must keep pointing at the values array).
+    code.extend(mov_imm64(0xbe, 0)); // rsi = memory 0
+    code.extend(mov_imm64(0xba, 0)); // rdx = dst
+    code.extend([0x49, 0xb8]); // mov r8, imm64 (len)
+    code.extend(u64::MAX.to_le_bytes());
+    code.extend(hypercall(1));
+    code.extend(store_rax(2));
+    // 3: host call of a function id that does not exist, with a wild values pointer.
+    code.extend(mov_imm64(0xbe, 12345));
+    code.extend(mov_imm64(0xba, 0x10));
+    code.extend(hypercall(10));
+    code.extend(store_rax(3));
+    // 4: table.grow of a table that does not exist.
+    code.extend(mov_imm64(0xbe, 3));
+    code.extend(hypercall(5));
+    code.extend(store_rax(4));
+    code.push(0xc3); // ret: back to the entry stub, which makes the DONE hypercall
+    let (r, values) = f.run(&code);
+    r.expect("the guest gets error results, not a crash");
+    let word = |i: usize| (values[i / 2] >> (64 * (i % 2))) as u64;
+    assert_eq!(word(0), u64::MAX, "memory.grow from a forged vmctx");
+    assert_eq!(word(1), 1, "memory.fill of a missing memory");
+    assert_eq!(word(2), 1, "memory.fill with a huge length");
+    assert_eq!(word(3), 1, "host call of a missing function");
+    assert_eq!(word(4), u64::MAX, "table.grow of a missing table");
+    f.still_works();
+}
+
+#[test]
+fn unknown_hypercalls_and_stores_to_the_hypercall_page_stop_the_guest() {
+    let mut f = fixture();
+    expect_clean_fault(&mut f, &hypercall(40), "unknown hypercall number");
+    let mut code = mov_imm64(0xb8, hcall_address(HCALL_DONE)); // mov rax, addr
+    code.extend_from_slice(&[0x48, 0x89, 0x00]); // mov [rax], rax
+    expect_clean_fault(&mut f, &code, "store to the hypercall page");
+    let mut code = mov_imm64(0xb8, hcall_address(0) + 4); // unaligned hypercall address
+    code.extend_from_slice(&[0x48, 0x8b, 0x00]);
+    expect_clean_fault(&mut f, &code, "misaligned hypercall load");
+}

@@ -1,0 +1,210 @@
+//! Instantiation: check imports, fill the vmctx, create defined memories, tables and globals,
+//! run active segments and the start function.
+
+use super::{Extern, FuncData, FuncId, GlobalId, GlobalObj, InstanceData, InstanceId, Isolation, Module, Store, VMDef};
+use crate::error::Error;
+use crate::kvm::Perm;
+use crate::{builtins, types};
+use wasce_compiler::module::{ConstExpr, DataMode, ElemMode, ImportKind};
+use wasce_compiler::vmctx;
+
+impl Store {
+    /// Check that `ext` can satisfy import `index` of `module`; the message names the import.
+    pub fn check_import(&self, module: &Module, index: usize, ext: Extern) -> Result<(), Error> {
+        let import = &module.compiled.info.imports[index];
+        let bad = || Error::Link(format!("incompatible import type for `{}::{}`", import.module, import.name));
+        let limits_ok = |min: u64, max: Option<u64>, want_min: u64, want_max: Option<u64>| {
+            min >= want_min && match want_max { None => true, Some(wm) => max.is_some_and(|m| m <= wm) }
+        };
+        let ok = match (&import.kind, ext) {
+            (ImportKind::Func(ty), Extern::Func(f)) => self.func_type(f) == &module.compiled.info.types[*ty as usize],
+            (ImportKind::Memory(want), Extern::Memory(m)) => {
+                let have = self.memory_type(m);
+                have.shared == want.shared && limits_ok(have.min, have.max, want.min, want.max)
+            }
+            (ImportKind::Table(want), Extern::Table(t)) => {
+                let have = self.table_type(t);
+                have.elem == want.elem && limits_ok(have.min, have.max, want.min, want.max)
+            }
+            (ImportKind::Global(want), Extern::Global(g)) => self.global_type(g) == *want,
+            _ => false,
+        };
+        if ok { Ok(()) } else { Err(bad()) }
+    }
+
+    /// Instantiate `module` with `imports` in import order. Segment and start-function traps
+    /// are returned as errors; as the spec requires, what was written before the trap stays.
+    pub fn instantiate(&mut self, module: &Module, imports: &[Extern]) -> Result<InstanceId, Error> {
+        let info = &module.compiled.info;
+        if imports.len() != info.imports.len() {
+            return Err(Error::Usage(format!("expected {} imports, got {}", info.imports.len(), imports.len())));
+        }
+        for (i, ext) in imports.iter().enumerate() {
+            self.check_import(module, i, *ext)?;
+        }
+        let layout = module.compiled.layout;
+        let id = self.instances.len() as u32;
+        let vm = self.arena_alloc(layout.size as u64, 16)?;
+        let code_base = module.code_base();
+        if !self.mapped_code.contains(&code_base) {
+            self.mapped_code.insert(code_base);
+            let len = (module.compiled.code.len() as u64).max(1);
+            self.request_map(code_base, len, len, Perm::ReadExecute);
+        }
+        let mut inst = InstanceData {
+            module: module.clone(),
+            vmctx: vm,
+            funcs: Vec::new(),
+            memories: Vec::new(),
+            tables: Vec::new(),
+            globals: Vec::new(),
+            elems: Vec::new(),
+            dropped_datas: vec![false; info.datas.len()],
+        };
+        inst.write_u64(vmctx::STACK_LIMIT, self.stack_limit);
+        let builtins = match self.config.isolation {
+            Isolation::Process => builtins::table() as u64,
+            Isolation::Kvm => wasce_vmguest::BUILTIN_TABLE_GVA,
+        };
+        inst.write_u64(vmctx::BUILTINS, builtins);
+        inst.write_u64(vmctx::INSTANCE_ID, id as u64);
+        for (i, ty) in info.types.iter().enumerate() {
+            inst.write_u64(layout.type_id(i as u32), types::type_id(ty));
+        }
+
+        // Imports.
+        let (mut fi, mut mi, mut ti, mut gi) = (0u32, 0u32, 0u32, 0u32);
+        for (import, ext) in info.imports.iter().zip(imports) {
+            match (&import.kind, *ext) {
+                (ImportKind::Func(ty), Extern::Func(f)) => {
+                    let off = layout.funcref(fi);
+                    match &self.funcs[f.0 as usize] {
+                        FuncData::Wasm { instance, index, .. } => {
+                            let src = &self.instances[*instance as usize];
+                            let src_off = src.layout().funcref(*index);
+                            for k in 0..3 {
+                                inst.write_u64(off + 8 * k, src.read_u64(src_off + 8 * k));
+                            }
+                        }
+                        FuncData::Host { ty: hty, .. } => {
+                            inst.write_u64(off + vmctx::FUNCREF_CODE, code_base + module.compiled.host_trampolines[*ty as usize].offset as u64);
+                            inst.write_u64(off + vmctx::FUNCREF_VMCTX, f.0 as u64);
+                            inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, types::type_id(hty));
+                        }
+                    }
+                    inst.funcs.push(f);
+                    fi += 1;
+                }
+                (ImportKind::Memory(_), Extern::Memory(m)) => {
+                    inst.write_u64(layout.memory(mi), self.memories[m.0 as usize].def as u64);
+                    inst.memories.push(m);
+                    mi += 1;
+                }
+                (ImportKind::Table(_), Extern::Table(t)) => {
+                    inst.write_u64(layout.table(ti), self.tables[t.0 as usize].def as u64);
+                    inst.tables.push(t);
+                    ti += 1;
+                }
+                (ImportKind::Global(_), Extern::Global(g)) => {
+                    inst.write_u64(layout.global(gi), self.globals[g.0 as usize].ptr as u64);
+                    inst.globals.push(g);
+                    gi += 1;
+                }
+                _ => unreachable!("checked by check_import"),
+            }
+        }
+
+        // Defined functions.
+        for (i, loc) in module.compiled.funcs.iter().enumerate() {
+            let index = info.num_imported_funcs + i as u32;
+            let ty = info.func_type(index).clone();
+            let off = layout.funcref(index);
+            inst.write_u64(off + vmctx::FUNCREF_CODE, code_base + loc.offset as u64);
+            inst.write_u64(off + vmctx::FUNCREF_VMCTX, vm as u64);
+            inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, types::type_id(&ty));
+            self.funcs.push(FuncData::Wasm { instance: id, index, ty });
+            inst.funcs.push(FuncId(self.funcs.len() as u32 - 1));
+        }
+
+        // Defined memories and tables: their VMDefs live inline in the vmctx.
+        for m in info.num_imported_memories..info.memories.len() as u32 {
+            // SAFETY: the slot is inside the vmctx.
+            let def = unsafe { vm.add(layout.memory(m) as usize) } as *mut VMDef;
+            inst.memories.push(self.add_memory(info.memories[m as usize], def)?);
+        }
+        for t in info.num_imported_tables..info.tables.len() as u32 {
+            // SAFETY: the slot is inside the vmctx.
+            let def = unsafe { vm.add(layout.table(t) as usize) } as *mut VMDef;
+            inst.tables.push(self.add_table(info.tables[t as usize], 0, def)?);
+        }
+
+        // Defined globals, evaluated in order (they may read imported globals).
+        for (i, init) in info.global_inits.iter().enumerate() {
+            let index = info.num_imported_globals + i as u32;
+            let value = self.eval_const(&inst, init);
+            // SAFETY: the slot is inside the vmctx and 16-byte aligned.
+            let ptr = unsafe { vm.add(layout.global(index) as usize) } as *mut u128;
+            // SAFETY: as above.
+            unsafe { ptr.write(value) };
+            self.globals.push(GlobalObj { ptr, ty: info.globals[index as usize] });
+            inst.globals.push(GlobalId(self.globals.len() as u32 - 1));
+        }
+        for (i, init) in info.table_inits.iter().enumerate() {
+            let value = self.eval_const(&inst, init) as u64;
+            if value != 0 {
+                let t = inst.tables[info.num_imported_tables as usize + i];
+                self.tables[t.0 as usize].elems_mut().fill(value);
+            }
+        }
+        let elems = info.elems.iter().map(|seg| seg.items.iter().map(|e| self.eval_const(&inst, e) as u64).collect()).collect();
+        inst.elems = elems;
+
+        let module = inst.module.clone();
+        self.vmctx_index.insert(vm as u64, id);
+        self.instances.push(inst);
+        self.flush_maps()?;
+        let instance = InstanceId(id);
+
+        // Active element segments, then data segments; declared segments are dropped.
+        for (i, seg) in module.compiled.info.elems.iter().enumerate() {
+            match &seg.mode {
+                ElemMode::Active { table, offset } => {
+                    let offset = self.eval_const(&self.instances[id as usize], offset) as u32 as u64;
+                    let len = seg.items.len() as u64;
+                    self.table_init(instance, *table, i as u32, offset, 0, len).map_err(|t| self.trap_error(t, &[]))?;
+                    self.instances[id as usize].elems[i].clear();
+                }
+                ElemMode::Declared => self.instances[id as usize].elems[i].clear(),
+                ElemMode::Passive => {}
+            }
+        }
+        for (i, seg) in module.compiled.info.datas.iter().enumerate() {
+            if let DataMode::Active { memory, offset } = &seg.mode {
+                let offset = self.eval_const(&self.instances[id as usize], offset) as u32 as u64;
+                let len = seg.range.len() as u64;
+                self.memory_init(instance, *memory, i as u32, offset, 0, len).map_err(|t| self.trap_error(t, &[]))?;
+                self.instances[id as usize].dropped_datas[i] = true;
+            }
+        }
+        if let Some(start) = module.compiled.info.start {
+            let f = self.instances[id as usize].funcs[start as usize];
+            self.call(f, &[])?;
+        }
+        Ok(instance)
+    }
+
+    fn eval_const(&self, inst: &InstanceData, expr: &ConstExpr) -> u128 {
+        match *expr {
+            ConstExpr::I32(v) => v as u32 as u128,
+            ConstExpr::I64(v) => v as u64 as u128,
+            ConstExpr::F32(v) => v as u128,
+            ConstExpr::F64(v) => v as u128,
+            ConstExpr::V128(v) => v,
+            ConstExpr::RefNull(_) => 0,
+            ConstExpr::RefFunc(f) => inst.vmctx as u128 + inst.layout().funcref(f) as u128,
+            // SAFETY: global pointers point at live 16-byte arena slots.
+            ConstExpr::GlobalGet(g) => unsafe { *self.globals[inst.globals[g as usize].0 as usize].ptr },
+        }
+    }
+}
+

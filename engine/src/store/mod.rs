@@ -1,0 +1,444 @@
+//! The store: every instance, function, memory, table and global of one isolated program.
+//!
+//! * `mod.rs`: the objects, host-created externs, exports and accessors.
+//! * `instantiate.rs`: filling a vmctx, linking imports, running segments and `start`.
+//! * `call.rs`: calling into compiled code in either isolation mode, and turning stops into traps.
+//! * `ops.rs`: what compiled code asks of the runtime (the builtins), with every
+//!   guest-supplied index, address and length checked.
+//!
+//! Everything compiled code touches besides linear memory lives in the store's arena, so that
+//! in the VM the guest sees exactly that and nothing else of the host.
+
+mod call;
+mod instantiate;
+mod ops;
+
+use crate::arena::Arena;
+use crate::code::LoadedModule;
+use crate::error::Error;
+use crate::kvm::{self, MapRequest, Perm, Vm};
+use crate::memory::{LinearMemory, MAX_PAGES, WASM_PAGE};
+use crate::values::Val;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use wasce_compiler::module::{ExportKind, FuncType, GlobalType, MemoryType, TableType};
+use wasce_compiler::vmctx::{self, VmctxLayout};
+
+pub use ops::dispatch_builtin;
+
+pub type Module = Arc<LoadedModule>;
+
+/// Where compiled code runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// In a KVM guest at CPL3: the VM boundary, then WebAssembly semantics.
+    Kvm,
+    /// On the calling thread of this process: WebAssembly semantics only.
+    Process,
+}
+
+/// Limits and choices applied to everything a store creates.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub isolation: Isolation,
+    pub max_memory_pages: u64,
+    pub max_table_elements: u64,
+    /// Bytes of native stack compiled code may use.
+    pub max_wasm_stack: usize,
+    /// Wall-clock limit of each call from the host (VM only).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            isolation: Isolation::Kvm,
+            max_memory_pages: MAX_PAGES,
+            max_table_elements: 10_000_000,
+            max_wasm_stack: 1 << 20,
+            timeout: None,
+        }
+    }
+}
+
+macro_rules! id_type {
+    ($($name:ident),*) => {$(
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct $name(pub(crate) u32);
+    )*};
+}
+id_type!(FuncId, MemoryId, TableId, GlobalId, InstanceId);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extern {
+    Func(FuncId),
+    Memory(MemoryId),
+    Table(TableId),
+    Global(GlobalId),
+}
+
+/// What a host function sees: the store and the instance that called it.
+pub struct Caller<'a> {
+    pub store: &'a mut Store,
+    pub instance: Option<InstanceId>,
+}
+
+pub type HostFn = Arc<dyn Fn(&mut Caller<'_>, &[Val], &mut [Val]) -> Result<(), Error> + Send + Sync>;
+
+enum FuncData {
+    Wasm { instance: u32, index: u32, ty: FuncType },
+    Host { ty: FuncType, f: HostFn },
+}
+
+/// `VMMemoryDef` / `VMTableDef` as compiled code reads them.
+#[repr(C)]
+pub(crate) struct VMDef {
+    pub base: u64,
+    pub length: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<VMDef>() == vmctx::DEF_SIZE as usize);
+const _: () = assert!(wasce_compiler::builtins::Builtin::COUNT as u64 <= wasce_hypercall::HCALL_MAX_BUILTIN);
+
+struct MemoryObj {
+    mem: LinearMemory,
+    ty: MemoryType,
+    /// In the arena: the defining instance's vmctx slot, or a standalone definition.
+    def: *mut VMDef,
+}
+
+/// A table: elements in the arena (`base`, `len` of `cap`), mirrored in its `VMDef`.
+struct TableObj {
+    base: *mut u64,
+    len: u64,
+    cap: u64,
+    ty: TableType,
+    max: u64,
+    def: *mut VMDef,
+}
+
+impl TableObj {
+    fn elems(&self) -> &[u64] {
+        // SAFETY: `base` points at `cap >= len` elements in the arena.
+        unsafe { std::slice::from_raw_parts(self.base, self.len as usize) }
+    }
+
+    fn elems_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as above; `&mut self` gives the host exclusive access while no guest runs it.
+        unsafe { std::slice::from_raw_parts_mut(self.base, self.len as usize) }
+    }
+
+    fn sync_def(&mut self) {
+        // SAFETY: `def` points at this table's VMDef in the arena.
+        unsafe {
+            (*self.def).base = self.base as u64;
+            (*self.def).length = self.len;
+        }
+    }
+}
+
+struct GlobalObj {
+    /// A 16-byte slot in the arena.
+    ptr: *mut u128,
+    ty: GlobalType,
+}
+
+struct InstanceData {
+    module: Module,
+    vmctx: *mut u8,
+    funcs: Vec<FuncId>,
+    memories: Vec<MemoryId>,
+    tables: Vec<TableId>,
+    globals: Vec<GlobalId>,
+    /// Resolved reference values of each element segment; emptied by `elem.drop`.
+    elems: Vec<Vec<u64>>,
+    dropped_datas: Vec<bool>,
+}
+
+impl InstanceData {
+    fn layout(&self) -> VmctxLayout {
+        self.module.compiled.layout
+    }
+
+    fn read_u64(&self, offset: u32) -> u64 {
+        debug_assert!(offset + 8 <= self.layout().size);
+        // SAFETY: offsets come from this module's layout, which sized the vmctx.
+        unsafe { (self.vmctx.add(offset as usize) as *const u64).read() }
+    }
+
+    fn write_u64(&self, offset: u32, v: u64) {
+        debug_assert!(offset + 8 <= self.layout().size);
+        // SAFETY: as in `read_u64`.
+        unsafe { (self.vmctx.add(offset as usize) as *mut u64).write(v) }
+    }
+}
+
+pub struct Store {
+    // The VM drops first: its memslots point into the memory below.
+    vm: Option<Box<Vm>>,
+    config: StoreConfig,
+    arena: Arena,
+    funcs: Vec<FuncData>,
+    memories: Vec<MemoryObj>,
+    tables: Vec<TableObj>,
+    globals: Vec<GlobalObj>,
+    instances: Vec<InstanceData>,
+    /// vmctx address → instance, to identify callers from guest-supplied values.
+    vmctx_index: HashMap<u64, u32>,
+    /// Code images already mapped into the VM.
+    mapped_code: HashSet<u64>,
+    /// Mappings the VM still has to make.
+    pending_maps: Vec<MapRequest>,
+    /// Guest stack range (VM only), for checking guest-passed pointers.
+    guest_stack: Option<(u64, u64)>,
+    stack_limit: u64,
+    /// Nesting depth of host → wasm calls.
+    depth: u32,
+    /// The error a host function reported, surfaced when its `HostError` trap unwinds.
+    pending_error: Option<Error>,
+    /// Counters: guest exits (VM) and calls.
+    pub(crate) stats: Stats,
+}
+
+/// What a store has done, for `--stats`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub hypercalls: u64,
+    pub calls: u64,
+}
+
+// SAFETY: raw pointers in the store point into memory the store owns; it is used by one
+// thread at a time (`&mut self` for every operation that runs code).
+unsafe impl Send for Store {}
+
+impl Store {
+    pub fn new(config: StoreConfig) -> Result<Store, Error> {
+        let arena = Arena::new()?;
+        let (vm, guest_stack, stack_limit) = match config.isolation {
+            Isolation::Kvm => {
+                let vm = Vm::new(config.max_wasm_stack as u64)?;
+                let (lo, hi) = vm.stack_range();
+                (Some(Box::new(vm)), Some((lo, hi)), lo + kvm::STACK_RED_ZONE)
+            }
+            Isolation::Process => {
+                if config.timeout.is_some() {
+                    return Err(Error::Usage("timeouts need `--isolation kvm` (process mode cannot interrupt compiled code)".into()));
+                }
+                (None, None, 0)
+            }
+        };
+        Ok(Store {
+            vm,
+            config,
+            arena,
+            funcs: Vec::new(),
+            memories: Vec::new(),
+            tables: Vec::new(),
+            globals: Vec::new(),
+            instances: Vec::new(),
+            vmctx_index: HashMap::new(),
+            mapped_code: HashSet::new(),
+            pending_maps: Vec::new(),
+            guest_stack,
+            stack_limit,
+            depth: 0,
+            pending_error: None,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.config.isolation
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    // ---- Guest mappings ------------------------------------------------------------------------
+
+    fn request_map(&mut self, host: u64, reserve: u64, len: u64, perm: Perm) {
+        if self.config.isolation == Isolation::Kvm {
+            self.pending_maps.push(MapRequest { host, reserve, len, perm });
+        }
+    }
+
+    /// Record that the arena grew (it is mapped whole, up to what is committed).
+    fn arena_alloc(&mut self, size: u64, align: u64) -> Result<*mut u8, Error> {
+        let before = self.arena.committed();
+        let p = self.arena.alloc(size, align)?;
+        if self.arena.committed() != before {
+            let (base, committed) = (self.arena.base(), self.arena.committed());
+            self.request_map(base, crate::arena::ARENA_RESERVE, committed, Perm::ReadWrite);
+        }
+        Ok(p)
+    }
+
+    /// Apply recorded mappings to the VM (when it is not running the guest).
+    fn flush_maps(&mut self) -> Result<(), Error> {
+        if let Some(vm) = self.vm.as_mut() {
+            for m in self.pending_maps.drain(..) {
+                vm.map(m.host, m.reserve, m.len, m.perm)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- Host-created objects -------------------------------------------------------------
+
+    pub fn new_host_func(&mut self, ty: FuncType, f: HostFn) -> FuncId {
+        self.funcs.push(FuncData::Host { ty, f });
+        FuncId(self.funcs.len() as u32 - 1)
+    }
+
+    pub fn new_memory(&mut self, ty: MemoryType) -> Result<MemoryId, Error> {
+        let def = self.arena_alloc(vmctx::DEF_SIZE as u64, 16)? as *mut VMDef;
+        let id = self.add_memory(ty, def)?;
+        self.flush_maps()?;
+        Ok(id)
+    }
+
+    pub fn new_table(&mut self, ty: TableType, init: Val) -> Result<TableId, Error> {
+        let def = self.arena_alloc(vmctx::DEF_SIZE as u64, 16)? as *mut VMDef;
+        let id = self.add_table(ty, init.to_ref_bits(), def)?;
+        self.flush_maps()?;
+        Ok(id)
+    }
+
+    pub fn new_global(&mut self, ty: GlobalType, value: Val) -> Result<GlobalId, Error> {
+        let ptr = self.arena_alloc(16, 16)? as *mut u128;
+        // SAFETY: a fresh 16-byte arena slot.
+        unsafe { ptr.write(value.to_slot()) };
+        self.globals.push(GlobalObj { ptr, ty });
+        self.flush_maps()?;
+        Ok(GlobalId(self.globals.len() as u32 - 1))
+    }
+
+    fn memory_reserve(max_pages: u64) -> u64 {
+        max_pages.min(MAX_PAGES) * WASM_PAGE
+    }
+
+    fn add_memory(&mut self, ty: MemoryType, def: *mut VMDef) -> Result<MemoryId, Error> {
+        let max = ty.max.unwrap_or(MAX_PAGES).min(self.config.max_memory_pages);
+        let mem = LinearMemory::new(ty.min, max)?;
+        // SAFETY: `def` is a live VMDef slot in the arena.
+        unsafe {
+            (*def).base = mem.base() as u64;
+            (*def).length = mem.size();
+        }
+        self.request_map(mem.base() as u64, Self::memory_reserve(max).max(WASM_PAGE), mem.size(), Perm::ReadWrite);
+        self.memories.push(MemoryObj { mem, ty, def });
+        Ok(MemoryId(self.memories.len() as u32 - 1))
+    }
+
+    fn add_table(&mut self, ty: TableType, init: u64, def: *mut VMDef) -> Result<TableId, Error> {
+        let max = ty.max.unwrap_or(u32::MAX as u64).min(self.config.max_table_elements);
+        if ty.min > max {
+            return Err(Error::Limit(format!("table minimum of {} elements exceeds the limit of {max}", ty.min)));
+        }
+        let cap = ty.min.max(4);
+        let base = self.arena_alloc(cap * 8, 16)? as *mut u64;
+        let mut table = TableObj { base, len: ty.min, cap, ty, max, def };
+        table.elems_mut().fill(init);
+        table.sync_def();
+        self.tables.push(table);
+        Ok(TableId(self.tables.len() as u32 - 1))
+    }
+
+    // ---- Types of externs -----------------------------------------------------------------
+
+    pub fn func_type(&self, f: FuncId) -> &FuncType {
+        match &self.funcs[f.0 as usize] {
+            FuncData::Wasm { ty, .. } | FuncData::Host { ty, .. } => ty,
+        }
+    }
+
+    pub fn memory_type(&self, m: MemoryId) -> MemoryType {
+        let obj = &self.memories[m.0 as usize];
+        MemoryType { min: obj.mem.pages(), ..obj.ty }
+    }
+
+    pub fn table_type(&self, t: TableId) -> TableType {
+        let obj = &self.tables[t.0 as usize];
+        TableType { min: obj.len, ..obj.ty }
+    }
+
+    pub fn global_type(&self, g: GlobalId) -> GlobalType {
+        self.globals[g.0 as usize].ty
+    }
+    // ---- Exports ----------------------------------------------------------------------------
+
+    pub fn export(&self, instance: InstanceId, name: &str) -> Option<Extern> {
+        let inst = &self.instances[instance.0 as usize];
+        let e = inst.module.compiled.info.export(name)?;
+        let i = e.index as usize;
+        Some(match e.kind {
+            ExportKind::Func => Extern::Func(inst.funcs[i]),
+            ExportKind::Memory => Extern::Memory(inst.memories[i]),
+            ExportKind::Table => Extern::Table(inst.tables[i]),
+            ExportKind::Global => Extern::Global(inst.globals[i]),
+        })
+    }
+
+    pub fn exports(&self, instance: InstanceId) -> Vec<(String, Extern)> {
+        let inst = &self.instances[instance.0 as usize];
+        inst.module.compiled.info.exports.iter().filter_map(|e| Some((e.name.clone(), self.export(instance, &e.name)?))).collect()
+    }
+
+    pub fn module(&self, instance: InstanceId) -> &Module {
+        &self.instances[instance.0 as usize].module
+    }
+
+    pub fn global_get(&self, g: GlobalId) -> Val {
+        let obj = &self.globals[g.0 as usize];
+        // SAFETY: global pointers point at live 16-byte slots.
+        Val::from_slot(obj.ty.ty, unsafe { *obj.ptr })
+    }
+
+    pub fn global_set(&mut self, g: GlobalId, v: Val) -> Result<(), Error> {
+        let obj = &self.globals[g.0 as usize];
+        if !obj.ty.mutable || obj.ty.ty != v.ty() {
+            return Err(Error::Usage("global is immutable or of another type".into()));
+        }
+        // SAFETY: as in global_get.
+        unsafe { *obj.ptr = v.to_slot() };
+        Ok(())
+    }
+
+    pub fn memory_data(&self, m: MemoryId) -> &[u8] {
+        self.memories[m.0 as usize].mem.as_slice()
+    }
+
+    pub fn memory_data_mut(&mut self, m: MemoryId) -> &mut [u8] {
+        self.memories[m.0 as usize].mem.as_mut_slice()
+    }
+
+    /// The memory a host function should use for the calling instance: its memory 0.
+    pub fn instance_memory(&self, instance: InstanceId) -> Option<MemoryId> {
+        self.instances[instance.0 as usize].memories.first().copied()
+    }
+
+    pub fn table_get(&self, t: TableId, index: u64) -> Option<Val> {
+        let obj = &self.tables[t.0 as usize];
+        let raw = *obj.elems().get(index as usize)?;
+        Some(Val::from_slot(obj.ty.elem, raw as u128))
+    }
+
+    pub fn table_size(&self, t: TableId) -> u64 {
+        self.tables[t.0 as usize].len
+    }
+}
+
+/// `start..start+len` if it lies within `size`.
+fn checked_range(start: u64, len: u64, size: usize) -> Option<std::ops::Range<usize>> {
+    let end = start.checked_add(len)?;
+    (end <= size as u64).then(|| start as usize..end as usize)
+}
+
+#[cfg(test)]
+mod hostile_tests;

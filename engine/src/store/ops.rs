@@ -1,0 +1,199 @@
+//! What compiled code asks of the runtime. `dispatch_builtin` is the one entry for both
+//! transports (process-mode builtin functions and VM hypercalls). Every argument is
+//! guest-controlled: indices are looked up with `get`, ranges checked with `checked_range`,
+//! and failures become status codes, never panics.
+
+use super::{checked_range, FuncData, InstanceId, Store};
+use crate::kvm::Perm;
+use crate::values::Val;
+use wasce_compiler::builtins::Builtin;
+use wasce_compiler::Trap;
+
+/// Run builtin `number` for the instance whose vmctx is `vmctx`, with arguments `args`
+/// (after the vmctx). Returns the builtin's result; unknown callers or numbers fail.
+pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5]) -> u64 {
+    const FAIL: u64 = u64::MAX;
+    let Some(&id) = store.vmctx_index.get(&vmctx) else { return FAIL };
+    let i = InstanceId(id);
+    let Some(&builtin) = Builtin::ALL.get(number as usize) else { return FAIL };
+    let status = |r: Result<(), Trap>| r.is_err() as u64;
+    let (u32a, u32b) = (a[0] as u32, a[1] as u32);
+    match builtin {
+        Builtin::MemoryGrow => store.memory_grow(i, u32a, a[1] as u32 as u64),
+        Builtin::MemoryFill => status(store.memory_fill(i, u32a, a[1] as u32 as u64, a[2], a[3] as u32 as u64)),
+        Builtin::MemoryCopy => status(store.memory_copy(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+        Builtin::MemoryInit => status(store.memory_init(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+        Builtin::DataDrop => {
+            store.data_drop(i, u32a);
+            0
+        }
+        Builtin::TableGrow => store.table_grow(i, u32a, a[1] as u32 as u64, a[2]),
+        Builtin::TableFill => status(store.table_fill(i, u32a, a[1] as u32 as u64, a[2], a[3] as u32 as u64)),
+        Builtin::TableCopy => status(store.table_copy(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+        Builtin::TableInit => status(store.table_init(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+        Builtin::ElemDrop => {
+            store.elem_drop(i, u32a);
+            0
+        }
+        Builtin::HostCall => store.host_call(i, a[0], a[1]),
+    }
+}
+
+impl Store {
+    fn host_call(&mut self, caller: InstanceId, func: u64, values: u64) -> u64 {
+        let Some(FuncData::Host { ty, f }) = self.funcs.get(func as usize) else { return 1 };
+        let (ty, f) = (ty.clone(), f.clone());
+        let nslots = ty.params.len().max(ty.results.len()).max(1);
+        // In the VM the array is on the guest stack: check it is, before touching it.
+        if let Some((lo, hi)) = self.guest_stack {
+            let len = 16 * nslots as u64;
+            if values < lo || values % 16 != 0 || values.checked_add(len).is_none_or(|e| e > hi) {
+                return 1;
+            }
+        }
+        // SAFETY: the host-call trampoline passes an array with a slot per param and result,
+        // inside the guest stack (checked above) or on this thread's stack (process mode).
+        let slots = unsafe { std::slice::from_raw_parts_mut(values as *mut u128, nslots) };
+        let args: Vec<Val> = ty.params.iter().zip(slots.iter()).map(|(t, s)| Val::from_slot(*t, *s)).collect();
+        let mut results: Vec<Val> = ty.results.iter().map(|t| Val::null(*t)).collect();
+        match f(&mut super::Caller { store: self, instance: Some(caller) }, &args, &mut results) {
+            Ok(()) => {
+                for (slot, r) in slots.iter_mut().zip(&results) {
+                    *slot = r.to_slot();
+                }
+                0
+            }
+            Err(e) => {
+                self.pending_error = Some(e);
+                1
+            }
+        }
+    }
+
+    fn memory_index(&self, instance: InstanceId, mem: u32) -> Option<usize> {
+        let id = *self.instances.get(instance.0 as usize)?.memories.get(mem as usize)?;
+        Some(id.0 as usize)
+    }
+
+    fn table_index(&self, instance: InstanceId, table: u32) -> Option<usize> {
+        let id = *self.instances.get(instance.0 as usize)?.tables.get(table as usize)?;
+        Some(id.0 as usize)
+    }
+
+    pub(crate) fn memory_grow(&mut self, instance: InstanceId, mem: u32, delta: u64) -> u64 {
+        let Some(m) = self.memory_index(instance, mem) else { return u64::MAX };
+        let obj = &mut self.memories[m];
+        let Some(old) = obj.mem.grow(delta) else { return u64::MAX };
+        // SAFETY: the memory's VMDef is live in the arena.
+        unsafe { (*obj.def).length = obj.mem.size() };
+        let (base, size, max) = (obj.mem.base() as u64, obj.mem.size(), obj.mem.max_pages());
+        self.request_map(base, Self::memory_reserve(max).max(crate::memory::WASM_PAGE), size, Perm::ReadWrite);
+        if self.vm.is_some() {
+            // Not inside a guest call: map now (inside one, the VM maps before resuming).
+            if self.flush_maps().is_err() {
+                return u64::MAX;
+            }
+        }
+        old
+    }
+
+    pub(crate) fn memory_fill(&mut self, instance: InstanceId, mem: u32, dst: u64, val: u64, len: u64) -> Result<(), Trap> {
+        let m = self.memory_index(instance, mem).ok_or(Trap::MemoryOutOfBounds)?;
+        let data = self.memories[m].mem.as_mut_slice();
+        let range = checked_range(dst, len, data.len()).ok_or(Trap::MemoryOutOfBounds)?;
+        data[range].fill(val as u8);
+        Ok(())
+    }
+
+    pub(crate) fn memory_copy(&mut self, instance: InstanceId, dst_mem: u32, src_mem: u32, dst: u64, src: u64, len: u64) -> Result<(), Trap> {
+        let s = self.memory_index(instance, src_mem).ok_or(Trap::MemoryOutOfBounds)?;
+        let d = self.memory_index(instance, dst_mem).ok_or(Trap::MemoryOutOfBounds)?;
+        let (src_base, src_size) = (self.memories[s].mem.base(), self.memories[s].mem.size() as usize);
+        let (dst_base, dst_size) = (self.memories[d].mem.base(), self.memories[d].mem.size() as usize);
+        let sr = checked_range(src, len, src_size).ok_or(Trap::MemoryOutOfBounds)?;
+        let dr = checked_range(dst, len, dst_size).ok_or(Trap::MemoryOutOfBounds)?;
+        // SAFETY: both ranges were checked against their memories' accessible sizes; `copy`
+        // allows overlap.
+        unsafe { std::ptr::copy(src_base.add(sr.start), dst_base.add(dr.start), sr.len()) };
+        Ok(())
+    }
+
+    pub(crate) fn memory_init(&mut self, instance: InstanceId, mem: u32, data: u32, dst: u64, src: u64, len: u64) -> Result<(), Trap> {
+        let inst = self.instances.get(instance.0 as usize).ok_or(Trap::MemoryOutOfBounds)?;
+        let module = inst.module.clone();
+        let seg = module.compiled.info.datas.get(data as usize).ok_or(Trap::MemoryOutOfBounds)?;
+        let bytes = if inst.dropped_datas[data as usize] { &[][..] } else { module.compiled.info.data(seg) };
+        let s = checked_range(src, len, bytes.len()).ok_or(Trap::MemoryOutOfBounds)?;
+        let m = self.memory_index(instance, mem).ok_or(Trap::MemoryOutOfBounds)?;
+        let target = self.memories[m].mem.as_mut_slice();
+        let d = checked_range(dst, len, target.len()).ok_or(Trap::MemoryOutOfBounds)?;
+        target[d].copy_from_slice(&bytes[s]);
+        Ok(())
+    }
+
+    pub(crate) fn data_drop(&mut self, instance: InstanceId, data: u32) {
+        if let Some(d) = self.instances.get_mut(instance.0 as usize).and_then(|i| i.dropped_datas.get_mut(data as usize)) {
+            *d = true;
+        }
+    }
+
+    pub(crate) fn table_grow(&mut self, instance: InstanceId, table: u32, delta: u64, init: u64) -> u64 {
+        let Some(t) = self.table_index(instance, table) else { return u64::MAX };
+        let (old, cap, max) = (self.tables[t].len, self.tables[t].cap, self.tables[t].max);
+        let Some(new) = old.checked_add(delta).filter(|n| *n <= max) else { return u64::MAX };
+        if new > cap {
+            let new_cap = new.max(cap * 2).min(max.max(new));
+            let Ok(base) = self.arena_alloc(new_cap * 8, 16) else { return u64::MAX };
+            let base = base as *mut u64;
+            // SAFETY: copying the live elements into the new, larger arena block.
+            unsafe { std::ptr::copy_nonoverlapping(self.tables[t].base, base, old as usize) };
+            self.tables[t].base = base;
+            self.tables[t].cap = new_cap;
+            if self.vm.is_some() && self.flush_maps().is_err() {
+                return u64::MAX;
+            }
+        }
+        let obj = &mut self.tables[t];
+        obj.len = new;
+        obj.elems_mut()[old as usize..].fill(init);
+        obj.sync_def();
+        old
+    }
+
+    pub(crate) fn table_fill(&mut self, instance: InstanceId, table: u32, dst: u64, val: u64, len: u64) -> Result<(), Trap> {
+        let t = self.table_index(instance, table).ok_or(Trap::TableAccessOutOfBounds)?;
+        let elems = self.tables[t].elems_mut();
+        let r = checked_range(dst, len, elems.len()).ok_or(Trap::TableAccessOutOfBounds)?;
+        elems[r].fill(val);
+        Ok(())
+    }
+
+    pub(crate) fn table_copy(&mut self, instance: InstanceId, dst_t: u32, src_t: u32, dst: u64, src: u64, len: u64) -> Result<(), Trap> {
+        let s = self.table_index(instance, src_t).ok_or(Trap::TableAccessOutOfBounds)?;
+        let d = self.table_index(instance, dst_t).ok_or(Trap::TableAccessOutOfBounds)?;
+        let sr = checked_range(src, len, self.tables[s].len as usize).ok_or(Trap::TableAccessOutOfBounds)?;
+        let items: Vec<u64> = self.tables[s].elems()[sr].to_vec();
+        let dst_elems = self.tables[d].elems_mut();
+        let dr = checked_range(dst, len, dst_elems.len()).ok_or(Trap::TableAccessOutOfBounds)?;
+        dst_elems[dr].copy_from_slice(&items);
+        Ok(())
+    }
+
+    pub(crate) fn table_init(&mut self, instance: InstanceId, table: u32, elem: u32, dst: u64, src: u64, len: u64) -> Result<(), Trap> {
+        let inst = self.instances.get(instance.0 as usize).ok_or(Trap::TableAccessOutOfBounds)?;
+        let items = inst.elems.get(elem as usize).ok_or(Trap::TableAccessOutOfBounds)?;
+        let s = checked_range(src, len, items.len()).ok_or(Trap::TableAccessOutOfBounds)?;
+        let items: Vec<u64> = items[s].to_vec();
+        let t = self.table_index(instance, table).ok_or(Trap::TableAccessOutOfBounds)?;
+        let elems = self.tables[t].elems_mut();
+        let d = checked_range(dst, len, elems.len()).ok_or(Trap::TableAccessOutOfBounds)?;
+        elems[d].copy_from_slice(&items);
+        Ok(())
+    }
+
+    pub(crate) fn elem_drop(&mut self, instance: InstanceId, elem: u32) {
+        if let Some(e) = self.instances.get_mut(instance.0 as usize).and_then(|i| i.elems.get_mut(elem as usize)) {
+            e.clear();
+        }
+    }
+}
