@@ -36,3 +36,4 @@ fn process_mode_refuses_a_timeout() {
     let err = Store::new(config).err().expect("process mode cannot enforce a timeout");
     assert!(err.to_string().contains("--isolation kvm"), "{err}");
 }
+

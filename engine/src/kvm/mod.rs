@@ -145,9 +145,12 @@ impl Vm {
     /// CPL3. Fails with a clear message if KVM is not usable.
     pub fn new(stack_size: u64) -> Result<Vm, Error> {
         reserve_runtime_window()?;
-        let kvm = Kvm::new().map_err(|e| {
+        // WASCE_KVM_DEVICE names another device node (tests use it to simulate a missing KVM).
+        let device = std::env::var("WASCE_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_string());
+        let path = std::ffi::CString::new(device.clone()).map_err(|_| Error::Usage("WASCE_KVM_DEVICE contains a NUL byte".into()))?;
+        let kvm = Kvm::new_with_path(&path).map_err(|e| {
             Error::Resource(format!(
-                "KVM is not available (/dev/kvm: {e}); run with `--isolation process` to run without a VM"
+                "KVM is not available ({device}: {e}); run with `--isolation process` to run without a VM"
             ))
         })?;
         if !kvm.check_extension(Cap::SyncRegs) || !kvm.check_extension(Cap::ImmediateExit) {
