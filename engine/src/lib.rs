@@ -18,6 +18,7 @@ mod process;
 pub mod store;
 pub mod types;
 pub mod values;
+pub mod wasi;
 pub mod wast;
 
 pub use code::LoadedModule;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wasce_engine::wasi::{self, Preopen, WasiConfig};
 use wasce_engine::{Error, Extern, Linker, Settings, Store, StoreConfig, Val};
 
 #[derive(Parser)]
@@ -65,6 +66,15 @@ enum Command {
         /// Stop the program after this long (e.g. 200ms, 2s); needs `--isolation kvm`.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<std::time::Duration>,
+        /// Give the program a host directory: `HOST` (seen as HOST) or `HOST::GUEST`.
+        #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+        dirs: Vec<String>,
+        /// Set an environment variable for the program; a bare NAME inherits wasce's value.
+        #[arg(long = "env", value_name = "NAME[=VAL]")]
+        envs: Vec<String>,
+        /// The program's argv[0] (default: the module's file name).
+        #[arg(long)]
+        argv0: Option<String>,
         /// The module.
         module: PathBuf,
         /// Arguments for the invoked function.
@@ -83,9 +93,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Exec { invoke, isolation, timeout, module, args } => {
+        Command::Exec { invoke, isolation, timeout, dirs, envs, argv0, module, args } => {
             let config = StoreConfig { isolation: isolation.into(), timeout, ..StoreConfig::default() };
-            exec(&module, config, invoke.as_deref(), &args)
+            wasi_config(&module, &dirs, &envs, argv0, &args, invoke.is_some())
+                .and_then(|wasi| exec(&module, config, wasi, invoke.as_deref(), &args))
         }
         Command::Wast { isolation, files } => wast(&files, isolation.into()),
     };
@@ -144,11 +155,49 @@ fn parse_arg(text: &str, ty: wasce_compiler::module::WasmType) -> Result<Val, Er
     })
 }
 
-fn exec(path: &PathBuf, config: StoreConfig, invoke: Option<&str>, args: &[String]) -> Result<ExitCode, Error> {
+fn wasi_config(module: &std::path::Path, dirs: &[String], envs: &[String], argv0: Option<String>, args: &[String], invoke: bool) -> Result<WasiConfig, Error> {
+    let mut preopens = Vec::new();
+    for d in dirs {
+        let (host, guest) = match d.split_once("::") {
+            Some((h, g)) => (h, g),
+            None => (d.as_str(), d.as_str()),
+        };
+        if host.is_empty() || guest.is_empty() {
+            return Err(Error::Usage(format!("--dir `{d}`: expected HOST or HOST::GUEST")));
+        }
+        if !std::path::Path::new(host).is_dir() {
+            return Err(Error::Usage(format!("--dir `{d}`: {host} is not a directory")));
+        }
+        preopens.push(Preopen { host: host.into(), guest: guest.into() });
+    }
+    let mut env = Vec::new();
+    for e in envs {
+        match e.split_once('=') {
+            Some((k, v)) => env.push((k.to_string(), v.to_string())),
+            None => match std::env::var(e) {
+                Ok(v) => env.push((e.clone(), v)),
+                Err(_) => {}
+            },
+        }
+    }
+    let name = argv0.unwrap_or_else(|| module.file_name().map_or("module".into(), |n| n.to_string_lossy().into_owned()));
+    let mut argv = vec![name];
+    if !invoke {
+        argv.extend(args.iter().cloned());
+    }
+    Ok(WasiConfig { args: argv, env, preopens, ..WasiConfig::default() })
+}
+
+fn exec(path: &PathBuf, config: StoreConfig, wasi: WasiConfig, invoke: Option<&str>, args: &[String]) -> Result<ExitCode, Error> {
     let bytes = read_module(path)?;
     let module = wasce_engine::load(&bytes, &Settings::default())?;
     let mut store = Store::new(config)?;
-    let linker = Linker::new();
+    let mut linker = Linker::new();
+    wasi::add_to_linker(&mut store, &mut linker, wasi)?;
+    if invoke.is_none() {
+        let code = wasi::run_command(&mut store, &linker, &module)?;
+        return Ok(ExitCode::from(code as u8));
+    }
     let instance = linker.instantiate(&mut store, &module)?;
     let name = invoke.unwrap_or("_start");
     let Some(Extern::Func(func)) = store.export(instance, name) else {

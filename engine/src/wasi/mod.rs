@@ -1,0 +1,227 @@
+//! WASI preview1 (`wasi_snapshot_preview1`): the host side. The same handlers serve both
+//! isolation modes: in process mode a host function is a direct call, in the VM it is the
+//! `HostCall` hypercall. The guest only ever names WASI fds; host fds live in the per-store
+//! handle table (`table.rs`). Every guest pointer, length and iovec array is checked against the
+//! calling instance's memory and read once (`mem.rs`). Paths are resolved beneath a preopen
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` (`path.rs`).
+
+mod abi;
+mod fs;
+mod mem;
+mod misc;
+mod path;
+mod table;
+
+use crate::{Caller, Error, Extern, Linker, Module, Store, Val};
+use abi::{errno, rights};
+use mem::Mem;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use table::{Handle, Object, Table};
+use wasce_compiler::module::{FuncType, WasmType};
+
+/// Where a standard stream goes.
+#[derive(Clone, Debug, Default)]
+pub enum Stdio {
+    /// The host process's own stream.
+    #[default]
+    Inherit,
+    /// Reads see end-of-file; writes are discarded.
+    Null,
+    /// Writes are appended to the buffer (stdout/stderr).
+    Capture(Arc<Mutex<Vec<u8>>>),
+    /// Reads return these bytes (stdin).
+    Bytes(Arc<Vec<u8>>),
+}
+
+/// A host directory the guest may use, under the name `guest`.
+#[derive(Clone, Debug)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+}
+
+/// What a WASI program starts with.
+#[derive(Clone, Debug, Default)]
+pub struct WasiConfig {
+    /// `argv`, including `argv[0]`.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub preopens: Vec<Preopen>,
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    /// Host listening sockets handed to the guest as preopened fds (`--tcplisten`).
+    pub listeners: Vec<Arc<std::net::TcpListener>>,
+    /// Most open fds the guest may hold (EMFILE beyond).
+    pub max_fds: Option<usize>,
+    /// Largest file size writes may produce (EFBIG beyond).
+    pub max_file_size: Option<u64>,
+}
+
+/// Default limit on open fds.
+pub const DEFAULT_MAX_FDS: usize = 1024;
+
+/// The state behind one guest's WASI calls.
+pub struct WasiCtx {
+    args: Vec<String>,
+    /// `NAME=value` strings.
+    env: Vec<String>,
+    table: Table,
+    max_file_size: Option<u64>,
+}
+
+impl WasiCtx {
+    pub fn new(config: WasiConfig) -> Result<WasiCtx, Error> {
+        let mut table = Table::new(config.max_fds.unwrap_or(DEFAULT_MAX_FDS));
+        let stdio_err = |_| Error::Usage("fd limit too small for the standard streams".into());
+        table.insert(Handle::new(Object::Stdin(config.stdin), table::stdio_rights() & !rights::FD_WRITE, 0)).map_err(stdio_err)?;
+        table.insert(Handle::new(Object::Stdout(config.stdout), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;
+        table.insert(Handle::new(Object::Stderr(config.stderr), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;
+        for p in config.preopens {
+            let dir = std::fs::File::open(&p.host)
+                .map_err(|e| Error::Usage(format!("cannot preopen {}: {e}", p.host.display())))?;
+            if !dir.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+                return Err(Error::Usage(format!("cannot preopen {}: not a directory", p.host.display())));
+            }
+            let fd = OwnedFd::from(dir);
+            let h = Handle::new(Object::Dir { fd, preopen: Some(p.guest.clone()) }, rights::DIR | rights::FD_READDIR, rights::ALL);
+            table.insert(h).map_err(|_| Error::Usage("too many preopens for the fd limit".into()))?;
+        }
+        for l in config.listeners {
+            let fd = OwnedFd::from(l.try_clone().map_err(|e| Error::Resource(format!("cannot share a listener: {e}")))?);
+            let h = Handle::new(Object::Listener(fd), rights::SOCKET, rights::SOCKET & !rights::SOCK_ACCEPT);
+            table.insert(h).map_err(|_| Error::Usage("too many listeners for the fd limit".into()))?;
+        }
+        let env = config.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Ok(WasiCtx { args: config.args, env, table, max_file_size: config.max_file_size })
+    }
+}
+
+/// One WASI function: its name, wasm parameter types, and the handler.
+type Handler = fn(&mut WasiCtx, &mut Mem, &[u64]) -> Result<u16, Error>;
+
+fn errno_of(r: Result<(), u16>) -> Result<u16, Error> {
+    Ok(match r {
+        Ok(()) => errno::SUCCESS,
+        Err(e) => e,
+    })
+}
+
+macro_rules! wasi_functions {
+    ($( $name:ident ( $($ty:ident),* ) => |$ctx:ident, $mem:ident, $a:ident| $body:expr; )*) => {
+        /// Every `wasi_snapshot_preview1` function: (name, parameter types, handler).
+        const FUNCTIONS: &[(&str, &[WasmType], Handler)] = &[
+            $( (stringify!($name), &[$(WasmType::$ty),*], |$ctx, $mem, $a| { let _ = &$a; $body }), )*
+        ];
+    };
+}
+
+wasi_functions! {
+    args_get(I32, I32) => |c, m, a| errno_of(c.args_get(m, a[0] as u32, a[1] as u32));
+    args_sizes_get(I32, I32) => |c, m, a| errno_of(c.args_sizes_get(m, a[0] as u32, a[1] as u32));
+    environ_get(I32, I32) => |c, m, a| errno_of(c.environ_get(m, a[0] as u32, a[1] as u32));
+    environ_sizes_get(I32, I32) => |c, m, a| errno_of(c.environ_sizes_get(m, a[0] as u32, a[1] as u32));
+    clock_res_get(I32, I32) => |c, m, a| errno_of(c.clock_res_get(m, a[0] as u32, a[1] as u32));
+    clock_time_get(I32, I64, I32) => |c, m, a| errno_of(c.clock_time_get(m, a[0] as u32, a[1], a[2] as u32));
+    fd_advise(I32, I64, I64, I32) => |c, _m, a| errno_of(c.fd_advise(a[0] as u32, a[1], a[2], a[3] as u32));
+    fd_allocate(I32, I64, I64) => |c, _m, a| errno_of(c.fd_allocate(a[0] as u32, a[1], a[2]));
+    fd_close(I32) => |c, _m, a| errno_of(c.fd_close(a[0] as u32));
+    fd_datasync(I32) => |c, _m, a| errno_of(c.fd_sync(a[0] as u32, true));
+    fd_fdstat_get(I32, I32) => |c, m, a| errno_of(c.fd_fdstat_get(m, a[0] as u32, a[1] as u32));
+    fd_fdstat_set_flags(I32, I32) => |c, _m, a| errno_of(c.fd_fdstat_set_flags(a[0] as u32, a[1] as u16));
+    fd_fdstat_set_rights(I32, I64, I64) => |c, _m, a| errno_of(c.fd_fdstat_set_rights(a[0] as u32, a[1], a[2]));
+    fd_filestat_get(I32, I32) => |c, m, a| errno_of(c.fd_filestat_get(m, a[0] as u32, a[1] as u32));
+    fd_filestat_set_size(I32, I64) => |c, _m, a| errno_of(c.fd_filestat_set_size(a[0] as u32, a[1]));
+    fd_filestat_set_times(I32, I64, I64, I32) => |c, _m, a| errno_of(c.fd_filestat_set_times(a[0] as u32, a[1], a[2], a[3] as u16));
+    fd_pread(I32, I32, I32, I64, I32) => |c, m, a| errno_of(c.fd_pread(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3], a[4] as u32));
+    fd_prestat_get(I32, I32) => |c, m, a| errno_of(c.fd_prestat_get(m, a[0] as u32, a[1] as u32));
+    fd_prestat_dir_name(I32, I32, I32) => |c, m, a| errno_of(c.fd_prestat_dir_name(m, a[0] as u32, a[1] as u32, a[2] as u32));
+    fd_pwrite(I32, I32, I32, I64, I32) => |c, m, a| errno_of(c.fd_pwrite(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3], a[4] as u32));
+    fd_read(I32, I32, I32, I32) => |c, m, a| errno_of(c.fd_read(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32));
+    fd_readdir(I32, I32, I32, I64, I32) => |c, m, a| errno_of(c.fd_readdir(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3], a[4] as u32));
+    fd_renumber(I32, I32) => |c, _m, a| errno_of(c.fd_renumber(a[0] as u32, a[1] as u32));
+    fd_seek(I32, I64, I32, I32) => |c, m, a| errno_of(c.fd_seek(m, a[0] as u32, a[1] as i64, a[2] as u32, a[3] as u32));
+    fd_sync(I32) => |c, _m, a| errno_of(c.fd_sync(a[0] as u32, false));
+    fd_tell(I32, I32) => |c, m, a| errno_of(c.fd_tell(m, a[0] as u32, a[1] as u32));
+    fd_write(I32, I32, I32, I32) => |c, m, a| errno_of(c.fd_write(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32));
+    path_create_directory(I32, I32, I32) => |c, m, a| errno_of(c.path_create_directory(m, a[0] as u32, a[1] as u32, a[2] as u32));
+    path_filestat_get(I32, I32, I32, I32, I32) => |c, m, a| errno_of(c.path_filestat_get(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4] as u32));
+    path_filestat_set_times(I32, I32, I32, I32, I64, I64, I32) => |c, m, a| errno_of(c.path_filestat_set_times(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4], a[5], a[6] as u16));
+    path_link(I32, I32, I32, I32, I32, I32, I32) => |c, m, a| errno_of(c.path_link(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4] as u32, a[5] as u32, a[6] as u32));
+    path_open(I32, I32, I32, I32, I32, I64, I64, I32, I32) => |c, m, a| errno_of(c.path_open(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4] as u16, a[5], a[6], a[7] as u16, a[8] as u32));
+    path_readlink(I32, I32, I32, I32, I32, I32) => |c, m, a| errno_of(c.path_readlink(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4] as u32, a[5] as u32));
+    path_remove_directory(I32, I32, I32) => |c, m, a| errno_of(c.path_remove_directory(m, a[0] as u32, a[1] as u32, a[2] as u32));
+    path_rename(I32, I32, I32, I32, I32, I32) => |c, m, a| errno_of(c.path_rename(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4] as u32, a[5] as u32));
+    path_symlink(I32, I32, I32, I32, I32) => |c, m, a| errno_of(c.path_symlink(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32, a[4] as u32));
+    path_unlink_file(I32, I32, I32) => |c, m, a| errno_of(c.path_unlink_file(m, a[0] as u32, a[1] as u32, a[2] as u32));
+    poll_oneoff(I32, I32, I32, I32) => |c, m, a| errno_of(c.poll_oneoff(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u32));
+    proc_exit(I32) => |_c, _m, a| Err(Error::Exit(a[0] as u32 as i32));
+    proc_raise(I32) => |_c, _m, _a| Ok(errno::NOSYS);
+    sched_yield() => |c, _m, _a| errno_of(c.sched_yield());
+    random_get(I32, I32) => |c, m, a| errno_of(c.random_get(m, a[0] as u32, a[1] as u32));
+    sock_accept(I32, I32, I32) => |c, m, a| errno_of(c.sock_accept(m, a[0] as u32, a[1] as u16, a[2] as u32));
+    sock_recv(I32, I32, I32, I32, I32, I32) => |c, m, a| errno_of(c.sock_recv(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u16, a[4] as u32, a[5] as u32));
+    sock_send(I32, I32, I32, I32, I32) => |c, m, a| errno_of(c.sock_send(m, a[0] as u32, a[1] as u32, a[2] as u32, a[3] as u16, a[4] as u32));
+    sock_shutdown(I32, I32) => |c, _m, a| errno_of(c.sock_shutdown(a[0] as u32, a[1] as u8));
+}
+
+const _: () = assert!(FUNCTIONS.len() == 46);
+
+/// Define every `wasi_snapshot_preview1` function in `linker`, bound to a new WASI context.
+pub fn add_to_linker(store: &mut Store, linker: &mut Linker, config: WasiConfig) -> Result<(), Error> {
+    let ctx = Arc::new(Mutex::new(WasiCtx::new(config)?));
+    // WASCE_WASI_TRACE=1 logs every call with its arguments and errno to stderr.
+    let trace = std::env::var_os("WASCE_WASI_TRACE").is_some();
+    for &(name, params, handler) in FUNCTIONS {
+        let results = if name == "proc_exit" { vec![] } else { vec![WasmType::I32] };
+        let ty = FuncType { params: params.to_vec(), results };
+        let ctx = ctx.clone();
+        let f = store.new_host_func(
+            ty,
+            Arc::new(move |caller: &mut Caller<'_>, args: &[Val], out: &mut [Val]| {
+                let raw: Vec<u64> = args
+                    .iter()
+                    .map(|v| match v {
+                        Val::I32(x) => *x as u32 as u64,
+                        Val::I64(x) => *x as u64,
+                        _ => 0,
+                    })
+                    .collect();
+                let memory = caller.instance.and_then(|i| caller.store.instance_memory(i));
+                let bytes: &mut [u8] = match memory {
+                    Some(m) => caller.store.memory_data_mut(m),
+                    None => &mut [],
+                };
+                let mut mem = Mem::new(bytes);
+                let mut ctx = ctx.lock().unwrap_or_else(|e| e.into_inner());
+                let result = handler(&mut ctx, &mut mem, &raw);
+                if trace {
+                    eprintln!("wasi: {name}{raw:?} -> {result:?}");
+                }
+                let errno = result?;
+                if let Some(slot) = out.first_mut() {
+                    *slot = Val::I32(errno as i32);
+                }
+                Ok(())
+            }),
+        );
+        linker.define("wasi_snapshot_preview1", name, Extern::Func(f));
+    }
+    Ok(())
+}
+
+/// Instantiate a WASI command and run its `_start`; returns the exit status (0 when `_start`
+/// returns, `n` for `proc_exit(n)`). Traps and other failures are errors.
+pub fn run_command(store: &mut Store, linker: &Linker, module: &Module) -> Result<i32, Error> {
+    let instance = linker.instantiate(store, module)?;
+    let Some(Extern::Func(start)) = store.export(instance, "_start") else {
+        return Err(Error::Usage("the module exports no `_start` function (not a WASI command)".into()));
+    };
+    match store.call(start, &[]) {
+        Ok(_) => Ok(0),
+        Err(Error::Exit(code)) => Ok(code),
+        Err(e) => Err(e),
+    }
+}
