@@ -26,7 +26,7 @@ pub use error::{Error, TrapError};
 pub use linker::Linker;
 pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
 pub use values::Val;
-pub use wasce_compiler::{module::FuncType, Settings, Trap};
+pub use wasce_compiler::{module::FuncType, BoundsChecks, Settings, Trap};
 
 /// Compile a WebAssembly binary and load it for execution.
 pub fn load(wasm: &[u8], settings: &Settings) -> Result<Module, Error> {
