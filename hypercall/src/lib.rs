@@ -70,6 +70,40 @@ pub const RT_ENTRY: u64 = 0x100;
 /// Offset of builtin trampoline `i`: `RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * i`.
 pub const RT_TRAMPOLINES: u64 = 0x200;
 pub const RT_TRAMPOLINE_SIZE: u64 = 16;
+/// Offset of the exit-free WASI routines (`wasce_vmguest::wasi_routines`).
+pub const RT_WASI: u64 = 0x600;
+
+// ---- Exit-free WASI calls ------------------------------------------------------------------------
+// A WASI function served in the guest is an import whose `VMFuncRef` points at a routine in the
+// runtime page, with a per-(instance, import) context as its "vmctx". Anything the routine does
+// not handle (an unusual clock, a pointer out of bounds) tail-calls the import's host-call
+// trampoline with the original arguments, so semantics and errnos stay the host's.
+
+/// Context: address of the calling instance's memory definition `{base, length}` (0: none).
+pub const WCTX_MEMORY: u64 = 0;
+/// Context: address of the shared WASI data (`WD_*`).
+pub const WCTX_DATA: u64 = 8;
+/// Context: the fallback (host-call trampoline) and its callee vmctx (the host function id).
+pub const WCTX_FALLBACK_CODE: u64 = 16;
+pub const WCTX_FALLBACK_VMCTX: u64 = 24;
+pub const WCTX_SIZE: u64 = 32;
+
+/// WASI data: counts and sizes (u32), then addresses (u64) of the NUL-terminated strings and
+/// of their u32 start offsets, then the clock calibration.
+pub const WD_ARGC: u64 = 0;
+pub const WD_ARGS_SIZE: u64 = 4;
+pub const WD_ENVC: u64 = 8;
+pub const WD_ENV_SIZE: u64 = 12;
+pub const WD_ARGS: u64 = 16;
+pub const WD_ARGS_OFFSETS: u64 = 24;
+pub const WD_ENV: u64 = 32;
+pub const WD_ENV_OFFSETS: u64 = 40;
+/// TSC value at calibration and ns per tick in 32.32 fixed point.
+pub const WD_TSC_BASE: u64 = 48;
+pub const WD_TSC_MULT: u64 = 56;
+/// Clock values (ns) at `WD_TSC_BASE`, indexed by WASI clock id 0 (realtime), 1 (monotonic).
+pub const WD_CLOCK_BASE: u64 = 64;
+pub const WD_SIZE: u64 = 80;
 
 const _: () = assert!(GDT_GPA + 0x100 <= TSS_GPA);
 const _: () = assert!(TSS_GPA + TSS_LIMIT < RUNTIME_GPA);
@@ -78,6 +112,8 @@ const _: () = assert!(PT_POOL_GPA < SYSTEM_GPA + SYSTEM_SIZE);
 const _: () = assert!(SYSTEM_GPA + SYSTEM_SIZE <= HCALL_GPA && HCALL_GPA + PAGE_SIZE <= DYNAMIC_GPA);
 const _: () = assert!(RT_BUILTIN_TABLE + 8 * HCALL_MAX_BUILTIN <= RT_ENTRY);
 const _: () = assert!(RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * HCALL_MAX_BUILTIN <= PAGE_SIZE);
+const _: () = assert!(RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * HCALL_MAX_BUILTIN <= RT_WASI);
+const _: () = assert!(WD_CLOCK_BASE + 16 == WD_SIZE && WCTX_FALLBACK_VMCTX + 8 == WCTX_SIZE);
 const _: () = assert!(HCALL_DONE >= HCALL_MAX_BUILTIN && 8 * (HCALL_DONE + 1) <= PAGE_SIZE);
 const _: () = assert!(HCALL_GVA >= RUNTIME_GVA + PAGE_SIZE);
 const _: () = assert!(TSS_GVA >= HCALL_GVA + PAGE_SIZE);

@@ -14,6 +14,8 @@
 //! ```
 #![no_std]
 
+pub mod wasi;
+
 use wasce_hypercall::*;
 
 /// `mov rax, [imm64]` (REX.W A1 moffs64): an 8-byte load, which is how a hypercall is made.
@@ -68,10 +70,19 @@ pub static RUNTIME_PAGE: [u8; PAGE_SIZE as usize] = build();
 pub const ENTRY_GVA: u64 = RUNTIME_GVA + RT_ENTRY;
 /// Guest address of the builtin table (what `vmctx.builtins` holds in the VM).
 pub const BUILTIN_TABLE_GVA: u64 = RUNTIME_GVA + RT_BUILTIN_TABLE;
+/// Guest address of the exit-free WASI routines.
+pub const WASI_ROUTINES_GVA: u64 = RUNTIME_GVA + RT_WASI;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wasi_routines_fit_the_runtime_page() {
+        assert!(RT_WASI as usize + wasi::routines().len() <= PAGE_SIZE as usize);
+        assert_eq!(wasi::routine_offset("fd_write"), None);
+        assert!(wasi::routine_offset("random_get").is_some_and(|o| (o as usize) < wasi::routines().len()));
+    }
 
     #[test]
     fn entry_stub_bytes() {

@@ -171,6 +171,10 @@ impl Vm {
         let pt = unsafe {
             segments::write_tables(system);
             std::ptr::copy_nonoverlapping(wasce_vmguest::RUNTIME_PAGE.as_ptr(), system.add(RUNTIME_GPA as usize), PAGE_SIZE as usize);
+            // The exit-free WASI routines (their size is checked by a vmguest test).
+            let wasi = wasce_vmguest::wasi::routines();
+            let room = (PAGE_SIZE - RT_WASI) as usize;
+            std::ptr::copy_nonoverlapping(wasi.as_ptr(), system.add((RUNTIME_GPA + RT_WASI) as usize), wasi.len().min(room));
             PageTables::new(system)
         };
         let stack_size = stack_size.div_ceil(PAGE_SIZE) * PAGE_SIZE + STACK_RED_ZONE;

@@ -21,7 +21,7 @@ impl Store {
         }
         self.stats.calls += 1;
         match &self.funcs[func.0 as usize] {
-            FuncData::Host { f, .. } => {
+            FuncData::Host { f, .. } | FuncData::Guest { f, .. } => {
                 let f = f.clone();
                 let mut results: Vec<Val> = ty.results.iter().map(|t| Val::null(*t)).collect();
                 f(&mut super::Caller { store: self, instance: None }, args, &mut results)?;

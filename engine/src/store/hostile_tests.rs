@@ -183,3 +183,26 @@ fn unknown_hypercalls_and_stores_to_the_hypercall_page_stop_the_guest() {
     code.extend_from_slice(&[0x48, 0x8b, 0x00]);
     expect_clean_fault(&mut f, &code, "misaligned hypercall load");
 }
+
+/// The exit-free clocks and `random_get` rely on these: RDTSC at CPL3 reads the host's TSC
+/// (no offset on this hypervisor) and RDRAND works at CPL3.
+#[test]
+fn guest_reads_the_host_tsc_and_rdrand() {
+    let mut f = fixture();
+    let mut code = vec![0x0f, 0x31]; // rdtsc
+    code.extend([0x48, 0xc1, 0xe2, 0x20]); // shl rdx, 32
+    code.extend([0x48, 0x09, 0xd0]); // or rax, rdx
+    code.extend(store_rax(0));
+    code.extend([0x48, 0x0f, 0xc7, 0xf0]); // rdrand rax
+    code.extend(store_rax(1));
+    code.push(0xc3);
+    // SAFETY: RDTSC has no preconditions.
+    let before = unsafe { core::arch::x86_64::_rdtsc() };
+    let (r, values) = f.run(&code);
+    // SAFETY: as above.
+    let after = unsafe { core::arch::x86_64::_rdtsc() };
+    r.unwrap();
+    let word = |i: usize| (values[i / 2] >> (64 * (i % 2))) as u64;
+    assert!(before <= word(0) && word(0) <= after, "guest TSC {} outside host [{before}, {after}]", word(0));
+    assert_ne!(word(1), 0);
+}

@@ -74,6 +74,7 @@ impl Store {
 
         // Imports.
         let (mut fi, mut mi, mut ti, mut gi) = (0u32, 0u32, 0u32, 0u32);
+        let mut guest_imports = Vec::new();
         for (import, ext) in info.imports.iter().zip(imports) {
             match (&import.kind, *ext) {
                 (ImportKind::Func(ty), Extern::Func(f)) => {
@@ -89,6 +90,12 @@ impl Store {
                         FuncData::Host { ty: hty, .. } => {
                             inst.write_u64(off + vmctx::FUNCREF_CODE, code_base + module.compiled.host_trampolines[*ty as usize].offset as u64);
                             inst.write_u64(off + vmctx::FUNCREF_VMCTX, f.0 as u64);
+                            inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, types::type_id(hty));
+                        }
+                        FuncData::Guest { ty: hty, routine, data, .. } => {
+                            // The context is per importing instance (it names this instance's
+                            // memory); it is filled once the memories exist, below.
+                            guest_imports.push((fi, f, *routine, *data, *ty));
                             inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, types::type_id(hty));
                         }
                     }
@@ -136,6 +143,21 @@ impl Store {
             // SAFETY: the slot is inside the vmctx.
             let def = unsafe { vm.add(layout.table(t) as usize) } as *mut VMDef;
             inst.tables.push(self.add_table(info.tables[t as usize], 0, def)?);
+        }
+
+        // Exit-free guest functions: a context naming this instance's memory 0.
+        for (index, f, routine, data, ty) in guest_imports {
+            use wasce_hypercall::*;
+            let ctx = self.arena_alloc(WCTX_SIZE, 16)?;
+            let memory = inst.memories.first().map_or(0, |m| self.memories[m.0 as usize].def as u64);
+            let fallback = code_base + module.compiled.host_trampolines[ty as usize].offset as u64;
+            for (field, value) in [(WCTX_MEMORY, memory), (WCTX_DATA, data), (WCTX_FALLBACK_CODE, fallback), (WCTX_FALLBACK_VMCTX, f.0 as u64)] {
+                // SAFETY: a fresh WCTX_SIZE arena block.
+                unsafe { (ctx.add(field as usize) as *mut u64).write(value) };
+            }
+            let off = layout.funcref(index);
+            inst.write_u64(off + vmctx::FUNCREF_CODE, routine);
+            inst.write_u64(off + vmctx::FUNCREF_VMCTX, ctx as u64);
         }
 
         // Defined globals, evaluated in order (they may read imported globals).

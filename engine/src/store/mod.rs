@@ -89,6 +89,10 @@ pub type HostFn = Arc<dyn Fn(&mut Caller<'_>, &[Val], &mut [Val]) -> Result<(), 
 enum FuncData {
     Wasm { instance: u32, index: u32, ty: FuncType },
     Host { ty: FuncType, f: HostFn },
+    /// A host function with an exit-free implementation in the guest runtime (VM only):
+    /// `routine` is its guest address, `data` what its context points at; `f` serves the calls
+    /// the routine hands back.
+    Guest { ty: FuncType, f: HostFn, routine: u64, data: u64 },
 }
 
 /// `VMMemoryDef` / `VMTableDef` as compiled code reads them.
@@ -217,6 +221,7 @@ impl Store {
         let arena = Arena::new()?;
         let (vm, guest_stack, stack_limit) = match config.isolation {
             Isolation::Kvm => {
+                crate::wasi::prepare_vm();
                 let vm = Vm::new(config.max_wasm_stack as u64)?;
                 let (lo, hi) = vm.stack_range();
                 (Some(Box::new(vm)), Some((lo, hi)), lo + kvm::STACK_RED_ZONE)
@@ -296,6 +301,26 @@ impl Store {
         FuncId(self.funcs.len() as u32 - 1)
     }
 
+    /// A host function that the guest runtime serves without leaving the VM: `routine` is the
+    /// guest address of its implementation, `data` the address of data it reads (see
+    /// `wasce_hypercall::WCTX_*`). In process mode this is simply `new_host_func(ty, f)`.
+    pub fn new_guest_func(&mut self, ty: FuncType, f: HostFn, routine: u64, data: u64) -> FuncId {
+        match self.config.isolation {
+            Isolation::Kvm => self.funcs.push(FuncData::Guest { ty, f, routine, data }),
+            Isolation::Process => self.funcs.push(FuncData::Host { ty, f }),
+        }
+        FuncId(self.funcs.len() as u32 - 1)
+    }
+
+    /// Copy `bytes` into the store arena (guest-visible, read-write); returns their address.
+    pub fn alloc_guest_bytes(&mut self, bytes: &[u8]) -> Result<u64, Error> {
+        let p = self.arena_alloc(bytes.len() as u64, 16)?;
+        // SAFETY: a fresh arena block of bytes.len() bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+        self.flush_maps()?;
+        Ok(p as u64)
+    }
+
     pub fn new_memory(&mut self, ty: MemoryType) -> Result<MemoryId, Error> {
         let def = self.arena_alloc(vmctx::DEF_SIZE as u64, 16)? as *mut VMDef;
         let id = self.add_memory(ty, def)?;
@@ -354,7 +379,7 @@ impl Store {
 
     pub fn func_type(&self, f: FuncId) -> &FuncType {
         match &self.funcs[f.0 as usize] {
-            FuncData::Wasm { ty, .. } | FuncData::Host { ty, .. } => ty,
+            FuncData::Wasm { ty, .. } | FuncData::Host { ty, .. } | FuncData::Guest { ty, .. } => ty,
         }
     }
 

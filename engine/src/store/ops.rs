@@ -41,7 +41,10 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
 
 impl Store {
     fn host_call(&mut self, caller: InstanceId, func: u64, values: u64) -> u64 {
-        let Some(FuncData::Host { ty, f }) = self.funcs.get(func as usize) else { return 1 };
+        let (ty, f) = match self.funcs.get(func as usize) {
+            Some(FuncData::Host { ty, f } | FuncData::Guest { ty, f, .. }) => (ty, f),
+            _ => return 1,
+        };
         let (ty, f) = (ty.clone(), f.clone());
         let nslots = ty.params.len().max(ty.results.len()).max(1);
         // In the VM the array is on the guest stack: check it is, before touching it.

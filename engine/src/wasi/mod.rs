@@ -7,6 +7,7 @@
 
 mod abi;
 mod fs;
+mod guest;
 mod mem;
 mod misc;
 mod path;
@@ -58,6 +59,12 @@ pub struct WasiConfig {
     pub max_fds: Option<usize>,
     /// Largest file size writes may produce (EFBIG beyond).
     pub max_file_size: Option<u64>,
+}
+
+/// Called when a VM store is created: starts what exit-free WASI will need (the TSC
+/// calibration, on a helper thread, overlapping VM creation).
+pub(crate) fn prepare_vm() {
+    guest::start_calibration();
 }
 
 /// Default limit on open fds.
@@ -171,16 +178,27 @@ const _: () = assert!(FUNCTIONS.len() == 46);
 
 /// Define every `wasi_snapshot_preview1` function in `linker`, bound to a new WASI context.
 pub fn add_to_linker(store: &mut Store, linker: &mut Linker, config: WasiConfig) -> Result<(), Error> {
-    let ctx = Arc::new(Mutex::new(WasiCtx::new(config)?));
+    let ctx = WasiCtx::new(config)?;
+    // In the VM, the calls that need nothing from the host are served by the guest runtime.
+    let guest_data = match store.isolation() {
+        crate::Isolation::Kvm => {
+            let size = guest::data_block(&ctx.args, &ctx.env, 0).len();
+            let at = store.alloc_guest_bytes(&vec![0u8; size])?;
+            let block = guest::data_block(&ctx.args, &ctx.env, at);
+            // SAFETY: `at` is the arena block of `size` bytes just allocated for it.
+            unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), at as *mut u8, size) };
+            Some(at)
+        }
+        crate::Isolation::Process => None,
+    };
+    let ctx = Arc::new(Mutex::new(ctx));
     // WASCE_WASI_TRACE=1 logs every call with its arguments and errno to stderr.
     let trace = std::env::var_os("WASCE_WASI_TRACE").is_some();
     for &(name, params, handler) in FUNCTIONS {
         let results = if name == "proc_exit" { vec![] } else { vec![WasmType::I32] };
         let ty = FuncType { params: params.to_vec(), results };
         let ctx = ctx.clone();
-        let f = store.new_host_func(
-            ty,
-            Arc::new(move |caller: &mut Caller<'_>, args: &[Val], out: &mut [Val]| {
+        let f: crate::HostFn = Arc::new(move |caller: &mut Caller<'_>, args: &[Val], out: &mut [Val]| {
                 let raw: Vec<u64> = args
                     .iter()
                     .map(|v| match v {
@@ -205,8 +223,12 @@ pub fn add_to_linker(store: &mut Store, linker: &mut Linker, config: WasiConfig)
                     *slot = Val::I32(errno as i32);
                 }
                 Ok(())
-            }),
-        );
+            });
+        let routine = wasce_vmguest::wasi::routine_offset(name);
+        let f = match (guest_data, routine) {
+            (Some(data), Some(offset)) => store.new_guest_func(ty, f, wasce_vmguest::WASI_ROUTINES_GVA + offset, data),
+            _ => store.new_host_func(ty, f),
+        };
         linker.define("wasi_snapshot_preview1", name, Extern::Func(f));
     }
     Ok(())

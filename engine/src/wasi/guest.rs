@@ -1,0 +1,101 @@
+//! Exit-free WASI in the VM: the data the guest routines read (`wasce_hypercall::WD_*`):
+//! arguments and environment as NUL-terminated strings with their offsets, and the clock
+//! calibration that turns the TSC (the host's, unchanged inside this hypervisor) into
+//! realtime and monotonic nanoseconds.
+
+use super::misc::now;
+use std::sync::OnceLock;
+use std::time::Duration;
+use wasce_hypercall::*;
+
+/// TSC → ns: at TSC `tsc`, the realtime and monotonic clocks read `clocks`; `mult` is ns per
+/// tick in 32.32 fixed point.
+#[derive(Clone, Copy, Debug)]
+pub struct Calibration {
+    pub tsc: u64,
+    pub mult: u64,
+    pub clocks: [u64; 2],
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn measure() -> Calibration {
+    let sample = || {
+        let (t0, m, t1) = (rdtsc(), now(1).unwrap_or(0), rdtsc());
+        (t0 / 2 + t1 / 2, m)
+    };
+    let (tsc_a, mono_a) = sample();
+    std::thread::sleep(Duration::from_millis(2));
+    let (tsc_b, mono_b) = sample();
+    let ticks = tsc_b.saturating_sub(tsc_a).max(1);
+    let mult = (((mono_b - mono_a) as u128) << 32) / ticks as u128;
+    let tsc = rdtsc();
+    Calibration { tsc, mult: mult as u64, clocks: [now(0).unwrap_or(0), now(1).unwrap_or(0)] }
+}
+
+static CALIBRATION: OnceLock<Calibration> = OnceLock::new();
+
+/// Start calibrating on a helper thread (once per process), so the ~2 ms it takes overlaps
+/// VM creation.
+pub fn start_calibration() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            CALIBRATION.get_or_init(measure);
+        });
+    });
+}
+
+pub fn calibration() -> Calibration {
+    *CALIBRATION.get_or_init(measure)
+}
+
+/// The `WD_*` block for these arguments and environment variables, laid out for address `at`.
+pub fn data_block(args: &[String], env: &[String], at: u64) -> Vec<u8> {
+    let strings = |list: &[String]| {
+        let mut blob = Vec::new();
+        let mut offsets = Vec::new();
+        for s in list {
+            offsets.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+            blob.extend_from_slice(s.as_bytes());
+            blob.push(0);
+        }
+        (blob, offsets)
+    };
+    let (args_blob, args_offsets) = strings(args);
+    let (env_blob, env_offsets) = strings(env);
+    let cal = calibration();
+    let mut b = vec![0u8; WD_SIZE as usize];
+    let put32 = |b: &mut Vec<u8>, at: u64, v: u32| b[at as usize..at as usize + 4].copy_from_slice(&v.to_le_bytes());
+    put32(&mut b, WD_ARGC, args.len() as u32);
+    put32(&mut b, WD_ARGS_SIZE, args_blob.len() as u32);
+    put32(&mut b, WD_ENVC, env.len() as u32);
+    put32(&mut b, WD_ENV_SIZE, env_blob.len() as u32);
+    let mut tail = Vec::new();
+    let place = |tail: &mut Vec<u8>, bytes: &[u8]| {
+        let addr = at + WD_SIZE + tail.len() as u64;
+        tail.extend_from_slice(bytes);
+        while tail.len() % 8 != 0 {
+            tail.push(0);
+        }
+        addr
+    };
+    let fields = [
+        (WD_ARGS, place(&mut tail, &args_blob)),
+        (WD_ARGS_OFFSETS, place(&mut tail, &args_offsets)),
+        (WD_ENV, place(&mut tail, &env_blob)),
+        (WD_ENV_OFFSETS, place(&mut tail, &env_offsets)),
+        (WD_TSC_BASE, cal.tsc),
+        (WD_TSC_MULT, cal.mult),
+        (WD_CLOCK_BASE, cal.clocks[0]),
+        (WD_CLOCK_BASE + 8, cal.clocks[1]),
+    ];
+    for (field, value) in fields {
+        b[field as usize..field as usize + 8].copy_from_slice(&value.to_le_bytes());
+    }
+    b.extend_from_slice(&tail);
+    b
+}

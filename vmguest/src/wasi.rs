@@ -1,0 +1,236 @@
+//! Exit-free WASI routines, run in the guest: `args_*`, `environ_*`, `clock_time_get` and
+//! `clock_res_get` for the realtime and monotonic clocks (TSC + host calibration), and
+//! `random_get` (RDRAND). They are position-independent: the host copies the bytes between
+//! `wasce_guest_wasi_start` and `wasce_guest_wasi_end` into the runtime page at `RT_WASI`.
+//!
+//! Entry (System V, as compiled code calls an import): rdi = context (`WCTX_*`), rsi = caller
+//! vmctx, rdx, rcx, r8, r9 = the WASI arguments (i32 values, upper bits undefined). Return eax =
+//! errno. Every guest pointer is bounds-checked against the caller's memory length before
+//! anything is written; on any doubt the routine jumps to `fallback` with rdi..r9 as they were,
+//! which tail-calls the host-call trampoline: the host then handles the call (and its errno).
+
+core::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl wasce_guest_wasi_start",
+    "wasce_guest_wasi_start:",
+
+    // Tail-call the host implementation with the original arguments.
+    "2:",
+    "mov rax, [rdi + 16]",      // WCTX_FALLBACK_CODE
+    "mov rdi, [rdi + 24]",      // WCTX_FALLBACK_VMCTX
+    "jmp rax",
+
+    // (ptr: edx, ptr: ecx) <- (u32 at data+COUNT, u32 at data+SIZE)
+    ".macro sizes_get count, size",
+    "mov r10, [rdi]",
+    "test r10, r10",
+    "jz 2b",
+    "mov r11, [r10 + 8]",
+    "mov eax, edx",
+    "add rax, 4",
+    "cmp rax, r11",
+    "ja 2b",
+    "mov eax, ecx",
+    "add rax, 4",
+    "cmp rax, r11",
+    "ja 2b",
+    "mov r10, [r10]",
+    "mov r11, [rdi + 8]",
+    "mov edx, edx",
+    "mov ecx, ecx",
+    "mov eax, [r11 + \\count]",
+    "mov [r10 + rdx], eax",
+    "mov eax, [r11 + \\size]",
+    "mov [r10 + rcx], eax",
+    "xor eax, eax",
+    "ret",
+    ".endm",
+
+    // (argv: edx, buf: ecx): pointers buf+offset[i] at argv[i], then the strings at buf.
+    ".macro strings_get count, size, blob, offsets",
+    "mov r10, [rdi]",
+    "test r10, r10",
+    "jz 2b",
+    "mov r11, [rdi + 8]",
+    "mov r8d, edx",
+    "mov eax, [r11 + \\count]",
+    "lea rax, [r8 + rax * 4]",
+    "cmp rax, [r10 + 8]",
+    "ja 2b",
+    "mov r9d, ecx",
+    "mov eax, [r11 + \\size]",
+    "add rax, r9",
+    "cmp rax, [r10 + 8]",
+    "ja 2b",
+    "mov r10, [r10]",
+    "mov rsi, [r11 + \\offsets]",
+    "xor eax, eax",
+    "3:",
+    "cmp eax, [r11 + \\count]",
+    "jae 4f",
+    "mov edx, [rsi + rax * 4]",
+    "add edx, r9d",
+    "mov [r10 + r8], edx",
+    "add r8, 4",
+    "inc eax",
+    "jmp 3b",
+    "4:",
+    "mov ecx, [r11 + \\size]",
+    "mov rsi, [r11 + \\blob]",
+    "lea rdi, [r10 + r9]",
+    "rep movsb",
+    "xor eax, eax",
+    "ret",
+    ".endm",
+
+    ".globl wasce_guest_args_sizes_get",
+    "wasce_guest_args_sizes_get:",
+    "sizes_get 0, 4",
+    ".globl wasce_guest_environ_sizes_get",
+    "wasce_guest_environ_sizes_get:",
+    "sizes_get 8, 12",
+    ".globl wasce_guest_args_get",
+    "wasce_guest_args_get:",
+    "strings_get 0, 4, 16, 24",
+    ".globl wasce_guest_environ_get",
+    "wasce_guest_environ_get:",
+    "strings_get 8, 12, 32, 40",
+
+    // clock_time_get(id: edx, precision: rcx, out: r8d)
+    ".globl wasce_guest_clock_time_get",
+    "wasce_guest_clock_time_get:",
+    "cmp edx, 1",
+    "ja 2b",
+    "mov r10, [rdi]",
+    "test r10, r10",
+    "jz 2b",
+    "mov eax, r8d",
+    "add rax, 8",
+    "cmp rax, [r10 + 8]",
+    "ja 2b",
+    "mov r11, [rdi + 8]",
+    "mov r9d, edx",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "sub rax, [r11 + 48]",      // WD_TSC_BASE
+    "jae 5f",
+    "xor eax, eax",
+    "5:",
+    "mul qword ptr [r11 + 56]", // WD_TSC_MULT
+    "shrd rax, rdx, 32",
+    "add rax, [r11 + 64 + r9 * 8]", // WD_CLOCK_BASE[id]
+    "mov r10, [r10]",
+    "mov r8d, r8d",
+    "mov [r10 + r8], rax",
+    "xor eax, eax",
+    "ret",
+
+    // clock_res_get(id: edx, out: ecx): 1 ns, as the host reports for these clocks.
+    ".globl wasce_guest_clock_res_get",
+    "wasce_guest_clock_res_get:",
+    "cmp edx, 1",
+    "ja 2b",
+    "mov r10, [rdi]",
+    "test r10, r10",
+    "jz 2b",
+    "mov eax, ecx",
+    "add rax, 8",
+    "cmp rax, [r10 + 8]",
+    "ja 2b",
+    "mov r10, [r10]",
+    "mov ecx, ecx",
+    "mov qword ptr [r10 + rcx], 1",
+    "xor eax, eax",
+    "ret",
+
+    // random_get(buf: edx, len: ecx)
+    ".globl wasce_guest_random_get",
+    "wasce_guest_random_get:",
+    "mov r10, [rdi]",
+    "test r10, r10",
+    "jz 2b",
+    "mov eax, edx",
+    "mov r11d, ecx",
+    "add rax, r11",
+    "cmp rax, [r10 + 8]",
+    "ja 2b",
+    "mov r8d, edx",             // keep the arguments for a fallback
+    "mov r9d, ecx",
+    "mov r10, [r10]",
+    "add r10, r8",
+    "mov ecx, ecx",
+    "6:",
+    "cmp rcx, 8",
+    "jb 7f",
+    "rdrand rax",
+    "jnc 8f",
+    "mov [r10], rax",
+    "add r10, 8",
+    "sub rcx, 8",
+    "jmp 6b",
+    "7:",
+    "test rcx, rcx",
+    "jz 9f",
+    "rdrand rax",
+    "jnc 8f",
+    "10:",
+    "mov [r10], al",
+    "inc r10",
+    "shr rax, 8",
+    "dec rcx",
+    "jnz 10b",
+    "9:",
+    "xor eax, eax",
+    "ret",
+    "8:",                       // RDRAND ran dry: let the host fill the whole buffer
+    "mov edx, r8d",
+    "mov ecx, r9d",
+    "jmp 2b",
+
+    ".globl wasce_guest_wasi_end",
+    "wasce_guest_wasi_end:",
+);
+
+unsafe extern "C" {
+    static wasce_guest_wasi_start: u8;
+    static wasce_guest_wasi_end: u8;
+    static wasce_guest_args_sizes_get: u8;
+    static wasce_guest_environ_sizes_get: u8;
+    static wasce_guest_args_get: u8;
+    static wasce_guest_environ_get: u8;
+    static wasce_guest_clock_time_get: u8;
+    static wasce_guest_clock_res_get: u8;
+    static wasce_guest_random_get: u8;
+}
+
+/// The routines' machine code.
+pub fn routines() -> &'static [u8] {
+    // SAFETY: both symbols delimit the .text bytes emitted by the global_asm above.
+    unsafe {
+        let start = &raw const wasce_guest_wasi_start;
+        let end = &raw const wasce_guest_wasi_end;
+        core::slice::from_raw_parts(start, end as usize - start as usize)
+    }
+}
+
+/// Offset of the routine serving WASI function `name` in `routines()`, if there is one.
+pub fn routine_offset(name: &str) -> Option<u64> {
+    // Only the symbols' addresses are taken.
+    let (start, sym) = {
+        let start = &raw const wasce_guest_wasi_start as usize;
+        let sym = match name {
+            "args_sizes_get" => &raw const wasce_guest_args_sizes_get,
+            "environ_sizes_get" => &raw const wasce_guest_environ_sizes_get,
+            "args_get" => &raw const wasce_guest_args_get,
+            "environ_get" => &raw const wasce_guest_environ_get,
+            "clock_time_get" => &raw const wasce_guest_clock_time_get,
+            "clock_res_get" => &raw const wasce_guest_clock_res_get,
+            "random_get" => &raw const wasce_guest_random_get,
+            _ => return None,
+        };
+        (start, sym as usize)
+    };
+    Some((sym - start) as u64)
+}
