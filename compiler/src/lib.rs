@@ -7,6 +7,7 @@
 //! (`vmctx`), and runtime services through the builtin table (`builtins`). Faulting instructions
 //! are listed in the trap table (`trap`).
 
+pub mod artifact;
 pub mod builtins;
 mod compile;
 pub mod module;

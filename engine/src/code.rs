@@ -1,25 +1,51 @@
 //! Code memory: a compiled module's image mapped read-execute, and the registry the trap
 //! handler consults to turn a faulting PC into a trap.
+//!
+//! An image is either copied into anonymous memory (a module compiled in this process) or
+//! mapped straight from an AOT artifact file (`LoadedModule::from_artifact`): no compilation,
+//! no copy, and the page cache shares it between processes. Either way the code starts on a
+//! page boundary and is read-execute, and the module is registered for trap lookup by PC.
 
 use crate::error::Error;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
-use wasce_compiler::CompiledModule;
+use wasce_compiler::artifact::{self, ArtifactError};
+use wasce_compiler::module::ModuleInfo;
+use wasce_compiler::vmctx::VmctxLayout;
+use wasce_compiler::{CompileError, CompiledModule, FuncLoc, Trap};
 
-pub struct CodeMemory {
-    base: *mut u8,
-    len: usize,
+const PAGE: usize = 4096;
+
+/// Where a code image's pages come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeSource {
+    /// Copied into an anonymous private mapping.
+    Anonymous,
+    /// Mapped privately from an artifact file (clean page-cache pages, never written).
+    File,
 }
 
-// SAFETY: the mapping is immutable (read-execute) after construction.
+/// A code image in read-execute memory, page-aligned. Unmapped on drop.
+pub struct CodeMemory {
+    base: *mut u8,
+    /// Bytes of code.
+    len: usize,
+    /// Bytes mapped (`len` rounded up to whole pages, at least one page).
+    mapped: usize,
+    source: CodeSource,
+}
+
+// SAFETY: the mapping is immutable (read-execute) after construction and owned by this value.
 unsafe impl Send for CodeMemory {}
+// SAFETY: as above; nothing can write through a shared reference.
 unsafe impl Sync for CodeMemory {}
 
 impl CodeMemory {
+    /// Copy `code` into fresh anonymous memory and make it read-execute.
     pub fn new(code: &[u8]) -> Result<CodeMemory, Error> {
-        let page = 4096;
-        let len = code.len().max(1).div_ceil(page) * page;
-        // SAFETY: a fresh anonymous mapping of `len` bytes.
+        let len = code.len().max(1).div_ceil(PAGE) * PAGE;
+        // SAFETY: a fresh anonymous mapping of `len` bytes; no existing memory is affected.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -34,7 +60,8 @@ impl CodeMemory {
             return Err(Error::Resource(format!("cannot map code: {}", std::io::Error::last_os_error())));
         }
         let base = base as *mut u8;
-        // SAFETY: `code.len() <= len` bytes of the new mapping are written, then it is sealed RX.
+        // SAFETY: `code.len() <= len` bytes of the new, writable mapping are written, then the
+        // whole mapping (ours alone) is sealed read-execute, or unmapped on failure.
         unsafe {
             std::ptr::copy_nonoverlapping(code.as_ptr(), base, code.len());
             if libc::mprotect(base as *mut _, len, libc::PROT_READ | libc::PROT_EXEC) != 0 {
@@ -42,48 +69,203 @@ impl CodeMemory {
                 return Err(Error::Resource("cannot make code executable".into()));
             }
         }
-        Ok(CodeMemory { base, len })
+        Ok(CodeMemory { base, len: code.len(), mapped: len, source: CodeSource::Anonymous })
+    }
+
+    /// Make the pages of `file` from `offset` (page-aligned) to the end of the file the code
+    /// image, read-execute, taking them over from the file mapping: the rest of it is unmapped.
+    /// On failure the mapping is given back untouched.
+    fn from_file_mapping(file: FileMapping, offset: usize) -> Result<CodeMemory, (FileMapping, std::io::Error)> {
+        debug_assert!(offset.is_multiple_of(PAGE) && offset < file.len);
+        let mapped = file.mapped() - offset;
+        // SAFETY: `offset` is page-aligned and inside the file mapping, which we own; its tail
+        // [offset, mapped end) becomes the code. The file is opened read-only and mapped
+        // private, so PROT_EXEC needs no write access and nothing can write these pages.
+        let base = unsafe { file.base.add(offset) };
+        // SAFETY: see above; mprotect only changes the protection of pages we own.
+        if unsafe { libc::mprotect(base as *mut _, mapped, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+            return Err((file, std::io::Error::last_os_error()));
+        }
+        // SAFETY: unmapping the head of our own file mapping ([base, base + offset)), which
+        // nothing refers to any more (the metadata was decoded into owned values).
+        unsafe { libc::munmap(file.base as *mut _, offset) };
+        let code = CodeMemory { base, len: file.len - offset, mapped, source: CodeSource::File };
+        std::mem::forget(file); // its remaining pages now belong to `code`
+        Ok(code)
     }
 
     pub fn base(&self) -> usize {
         self.base as usize
+    }
+
+    /// Bytes of code (the mapping is this rounded up to whole pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn source(&self) -> CodeSource {
+        self.source
+    }
+
+    /// The code bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes from `base` are mapped readable for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
     }
 }
 
 impl Drop for CodeMemory {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly our mapping; no registered module refers to it any more.
-        unsafe { libc::munmap(self.base as *mut _, self.len) };
+        unsafe { libc::munmap(self.base as *mut _, self.mapped) };
+    }
+}
+
+/// A whole file mapped read-only and private; unmapped on drop.
+struct FileMapping {
+    base: *mut u8,
+    /// Bytes of file.
+    len: usize,
+}
+
+impl FileMapping {
+    fn open(file: &std::fs::File, len: usize) -> std::io::Result<FileMapping> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a new read-only private mapping of `len` (> 0) bytes of an open file; it
+        // does not overlap any existing memory.
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(FileMapping { base: base as *mut u8, len })
+    }
+
+    fn mapped(&self) -> usize {
+        self.len.div_ceil(PAGE) * PAGE
+    }
+
+    /// The file's bytes.
+    ///
+    /// As with any file mapping, another process that writes the file while it is mapped
+    /// changes what is seen here; an artifact is trusted like an executable and must not be
+    /// rewritten in place while loaded (`wasce compile` replaces files by renaming).
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes from `base` are mapped readable for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+    }
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly our own mapping; the borrowed `bytes()` cannot outlive it.
+        unsafe { libc::munmap(self.base as *mut _, self.mapped()) };
+    }
+}
+
+/// A compiled module as loaded: `CompiledModule` with its code image in executable memory
+/// instead of a byte vector.
+pub struct Compiled {
+    pub info: ModuleInfo,
+    pub layout: VmctxLayout,
+    pub code: CodeMemory,
+    /// Location of each defined function (index minus imported functions).
+    pub funcs: Vec<FuncLoc>,
+    /// Entry trampoline of each module type.
+    pub entry_trampolines: Vec<FuncLoc>,
+    /// Host-call trampoline of each module type.
+    pub host_trampolines: Vec<FuncLoc>,
+    /// Faulting instructions: (code offset, trap), sorted by offset.
+    pub traps: Vec<(u32, Trap)>,
+}
+
+impl Compiled {
+    fn new(module: CompiledModule, code: CodeMemory) -> Compiled {
+        let CompiledModule { info, layout, code: _, funcs, entry_trampolines, host_trampolines, traps } = module;
+        Compiled { info, layout, code, funcs, entry_trampolines, host_trampolines, traps }
+    }
+
+    /// The trap recorded for the instruction at `offset`, if any.
+    pub fn trap_at(&self, offset: u32) -> Option<Trap> {
+        self.traps.binary_search_by_key(&offset, |(o, _)| *o).ok().map(|i| self.traps[i].1)
+    }
+
+    /// The defined function whose code contains `offset` (as a function index).
+    pub fn func_at(&self, offset: u32) -> Option<u32> {
+        let i = self.funcs.partition_point(|f| f.offset <= offset).checked_sub(1)?;
+        let f = self.funcs[i];
+        (offset < f.offset + f.len).then_some(i as u32 + self.info.num_imported_funcs)
     }
 }
 
 /// A compiled module loaded into executable memory.
 pub struct LoadedModule {
-    pub compiled: CompiledModule,
-    pub code: CodeMemory,
+    pub compiled: Compiled,
 }
 
 impl LoadedModule {
+    /// Load a module compiled in this process: its code is copied into executable memory.
     pub fn new(compiled: CompiledModule) -> Result<Arc<LoadedModule>, Error> {
         let code = CodeMemory::new(&compiled.code)?;
-        let module = Arc::new(LoadedModule { compiled, code });
+        Ok(Self::register_new(Compiled::new(compiled, code)))
+    }
+
+    /// Load an AOT artifact (`wasce compile`): map the file, verify it and decode its metadata,
+    /// then map its code section read-execute straight from the file. Nothing is compiled or
+    /// copied (except on a file system mounted `noexec`, where the code is copied instead).
+    pub fn from_artifact(path: &Path) -> Result<Arc<LoadedModule>, Error> {
+        let invalid = |e: ArtifactError| Error::Compile(CompileError::Invalid(format!("{}: {e}", path.display())));
+        let io = |what: &str, e: std::io::Error| Error::Resource(format!("cannot {what} {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let len = file.metadata().map_err(|e| io("read", e))?.len();
+        if len == 0 {
+            return Err(invalid(ArtifactError::NotAnArtifact));
+        }
+        let len = usize::try_from(len).map_err(|_| io("map", std::io::ErrorKind::FileTooLarge.into()))?;
+        let mapping = FileMapping::open(&file, len).map_err(|e| io("map", e))?;
+        drop(file); // the mapping keeps the file's pages
+
+        let artifact = artifact::deserialize(mapping.bytes()).map_err(invalid)?;
+        let code_range = artifact.header.code.clone();
+        let module = artifact.module;
+        let code = if code_range.is_empty() {
+            drop(mapping);
+            CodeMemory::new(&[])?
+        } else {
+            match CodeMemory::from_file_mapping(mapping, code_range.start) {
+                Ok(code) => code,
+                // A `noexec` file system refuses executable file mappings: copy the code.
+                Err((mapping, e)) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                    CodeMemory::new(&mapping.bytes()[code_range])?
+                }
+                Err((_, e)) => return Err(io("map the code of", e)),
+            }
+        };
+        Ok(Self::register_new(Compiled::new(module, code)))
+    }
+
+    fn register_new(compiled: Compiled) -> Arc<LoadedModule> {
+        let module = Arc::new(LoadedModule { compiled });
         register(&module);
-        Ok(module)
+        module
     }
 
     pub fn code_base(&self) -> u64 {
-        self.code.base() as u64
+        self.compiled.code.base() as u64
     }
 
     pub fn code_range(&self) -> std::ops::Range<usize> {
-        self.code.base()..self.code.base() + self.compiled.code.len()
+        self.compiled.code.base()..self.compiled.code.base() + self.compiled.code.len()
     }
 }
 
 impl Drop for LoadedModule {
     fn drop(&mut self) {
         if let Ok(mut reg) = REGISTRY.write() {
-            reg.remove(&self.code.base());
+            reg.remove(&self.compiled.code.base());
         }
     }
 }

@@ -24,7 +24,7 @@ pub mod wast;
 pub use code::LoadedModule;
 pub use error::{Error, TrapError};
 pub use linker::Linker;
-pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
+pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, HostcallTransport, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
 pub use values::Val;
 pub use wasce_compiler::{module::FuncType, BoundsChecks, Settings, Trap};
 
@@ -32,4 +32,25 @@ pub use wasce_compiler::{module::FuncType, BoundsChecks, Settings, Trap};
 pub fn load(wasm: &[u8], settings: &Settings) -> Result<Module, Error> {
     let compiled = wasce_compiler::compile(wasm, settings)?;
     LoadedModule::new(compiled)
+}
+
+/// Compile a WebAssembly binary into an AOT artifact (the bytes of a `.cwasm` file) for this
+/// host, to be loaded later with `load_artifact`.
+pub fn compile_to_artifact(wasm: &[u8], settings: &Settings) -> Result<Vec<u8>, Error> {
+    let compiled = wasce_compiler::compile(wasm, settings)?;
+    wasce_compiler::artifact::serialize(&compiled, settings)
+        .map_err(|e| Error::Compile(wasce_compiler::CompileError::Isa(e.to_string())))
+}
+
+/// Load an AOT artifact written by `compile_to_artifact` (`wasce compile`): it is verified and
+/// its code mapped from the file, without compiling. A truncated, corrupted or incompatible
+/// (other wasce version, other ISA) artifact is an error. Its code runs as it is: load only
+/// artifacts you would trust as much as the compiler that wrote them.
+pub fn load_artifact(path: impl AsRef<std::path::Path>) -> Result<Module, Error> {
+    LoadedModule::from_artifact(path.as_ref())
+}
+
+/// Whether `bytes` start like an AOT artifact (rather than WebAssembly binary or text).
+pub fn is_artifact(bytes: &[u8]) -> bool {
+    wasce_compiler::artifact::is_artifact(bytes)
 }

@@ -28,6 +28,13 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const HCALL_DONE: u64 = 63;
 /// Hypercall numbers below this are builtins.
 pub const HCALL_MAX_BUILTIN: u64 = 32;
+/// The `HostCall` builtin's number (the engine asserts it matches the compiler's table).
+pub const HCALL_HOST_CALL: u64 = 10;
+/// How many times the ring trampoline polls for completion before cancelling (~`pause` each).
+pub const RING_SPIN: u64 = 1000;
+/// Hypercall: the ring server has taken my request; let the vCPU thread wait for it (used by
+/// the ring trampoline when a host call runs long, so the guest does not spin).
+pub const HCALL_RING_WAIT: u64 = 62;
 
 // ---- Guest-physical layout ---------------------------------------------------------------------
 
@@ -40,6 +47,8 @@ pub const TSS_GPA: u64 = 0x2000;
 pub const TSS_LIMIT: u64 = 0x2068;
 /// The runtime page (entry stub, builtin table and trampolines), read-execute to the guest.
 pub const RUNTIME_GPA: u64 = 0x5000;
+/// The host-call ring page (read-write to the guest at `RING_GVA`).
+pub const RING_GPA: u64 = 0x6000;
 /// Page tables are allocated from here to the end of slot 0.
 pub const PT_POOL_GPA: u64 = 0x10000;
 /// Where the hypercall "device" sits: no memslot backs this page.
@@ -58,6 +67,8 @@ pub const RUNTIME_GVA: u64 = RESERVED_GVA;
 pub const HCALL_GVA: u64 = RESERVED_GVA + 0x1_0000;
 /// TSS base (never mapped: only a descriptor field).
 pub const TSS_GVA: u64 = RESERVED_GVA + 0x2_0000;
+/// The host-call ring page.
+pub const RING_GVA: u64 = RESERVED_GVA + 0x3_0000;
 /// The lower canonical half: host user-space addresses mapped 1:1.
 pub const USER_HALF_END: u64 = 0x0000_8000_0000_0000;
 
@@ -65,13 +76,36 @@ pub const USER_HALF_END: u64 = 0x0000_8000_0000_0000;
 
 /// Offset of the builtin table (`[u64; HCALL_MAX_BUILTIN]`, trampoline addresses).
 pub const RT_BUILTIN_TABLE: u64 = 0;
+/// Offset of the builtin table used with the ring transport (the host fills it: the same as
+/// `RT_BUILTIN_TABLE` but for `HostCall`, which goes through the ring trampoline).
+pub const RT_BUILTIN_TABLE_RING: u64 = 0x100;
 /// Offset of the entry stub: `call rax; <hypercall DONE>; ud2`.
-pub const RT_ENTRY: u64 = 0x100;
+pub const RT_ENTRY: u64 = 0x200;
 /// Offset of builtin trampoline `i`: `RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * i`.
-pub const RT_TRAMPOLINES: u64 = 0x200;
+pub const RT_TRAMPOLINES: u64 = 0x280;
 pub const RT_TRAMPOLINE_SIZE: u64 = 16;
 /// Offset of the exit-free WASI routines (`wasce_vmguest::wasi_routines`).
 pub const RT_WASI: u64 = 0x600;
+
+// ---- The host-call ring ------------------------------------------------------------------------
+// One slot per vCPU. The guest writes the request and sets SUBMITTED; the host server claims it
+// (SUBMITTED -> TAKEN, compare-and-swap), runs it, writes the result and sets DONE; the guest
+// reads the result and sets IDLE. A guest that waited too long cancels with a compare-and-swap
+// (SUBMITTED -> CANCELLED) and makes the synchronous hypercall instead. The host never trusts
+// this page: it reads each field once, validates it like any hypercall argument, and keeps its
+// own record of whether it is busy.
+pub const RING_STATE: u64 = 0;
+pub const RING_FUNC: u64 = 8;
+pub const RING_VALUES: u64 = 16;
+pub const RING_CALLER: u64 = 24;
+pub const RING_RESULT: u64 = 32;
+/// Non-zero while the server polls (the guest does not submit to a sleeping server).
+pub const RING_AWAKE: u64 = 64;
+pub const RING_IDLE: u32 = 0;
+pub const RING_SUBMITTED: u32 = 1;
+pub const RING_TAKEN: u32 = 2;
+pub const RING_DONE: u32 = 3;
+pub const RING_CANCELLED: u32 = 4;
 
 // ---- Exit-free WASI calls ------------------------------------------------------------------------
 // A WASI function served in the guest is an import whose `VMFuncRef` points at a routine in the
@@ -107,17 +141,20 @@ pub const WD_SIZE: u64 = 80;
 
 const _: () = assert!(GDT_GPA + 0x100 <= TSS_GPA);
 const _: () = assert!(TSS_GPA + TSS_LIMIT < RUNTIME_GPA);
-const _: () = assert!(RUNTIME_GPA + PAGE_SIZE <= PT_POOL_GPA);
+const _: () = assert!(RUNTIME_GPA + PAGE_SIZE <= RING_GPA && RING_GPA + PAGE_SIZE <= PT_POOL_GPA);
+const _: () = assert!(RT_BUILTIN_TABLE_RING >= RT_BUILTIN_TABLE + 8 * HCALL_MAX_BUILTIN);
+const _: () = assert!(RT_ENTRY >= RT_BUILTIN_TABLE_RING + 8 * HCALL_MAX_BUILTIN);
+const _: () = assert!(RING_GVA >= TSS_GVA + PAGE_SIZE && RING_GVA + PAGE_SIZE <= RESERVED_GVA + RESERVED_SIZE);
+const _: () = assert!(RING_AWAKE >= RING_RESULT + 8 && HCALL_RING_WAIT > HCALL_MAX_BUILTIN && HCALL_RING_WAIT != HCALL_DONE);
 const _: () = assert!(PT_POOL_GPA < SYSTEM_GPA + SYSTEM_SIZE);
 const _: () = assert!(SYSTEM_GPA + SYSTEM_SIZE <= HCALL_GPA && HCALL_GPA + PAGE_SIZE <= DYNAMIC_GPA);
-const _: () = assert!(RT_BUILTIN_TABLE + 8 * HCALL_MAX_BUILTIN <= RT_ENTRY);
 const _: () = assert!(RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * HCALL_MAX_BUILTIN <= PAGE_SIZE);
 const _: () = assert!(RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * HCALL_MAX_BUILTIN <= RT_WASI);
 const _: () = assert!(WD_CLOCK_BASE + 16 == WD_SIZE && WCTX_FALLBACK_VMCTX + 8 == WCTX_SIZE);
 const _: () = assert!(HCALL_DONE >= HCALL_MAX_BUILTIN && 8 * (HCALL_DONE + 1) <= PAGE_SIZE);
 const _: () = assert!(HCALL_GVA >= RUNTIME_GVA + PAGE_SIZE);
 const _: () = assert!(TSS_GVA >= HCALL_GVA + PAGE_SIZE);
-const _: () = assert!(TSS_GVA + TSS_LIMIT < RESERVED_GVA + RESERVED_SIZE);
+const _: () = assert!(TSS_GVA + TSS_LIMIT < RING_GVA);
 const _: () = assert!(RESERVED_GVA >= 0x10000 && RESERVED_GVA + RESERVED_SIZE < USER_HALF_END);
 
 /// The guest address a hypercall loads from.

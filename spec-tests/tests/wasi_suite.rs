@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use wasce_engine::wasi::{add_to_linker, run_command, Preopen, Stdio, WasiConfig};
-use wasce_engine::{Isolation, Linker, Module, Settings, Store, StoreConfig};
+use wasce_engine::{HostcallTransport, Isolation, Linker, Module, Settings, Store, StoreConfig};
 
 /// The three test languages the prebuilt suite ships.
 const LANGS: [&str; 3] = ["assemblyscript", "c", "rust"];
@@ -70,14 +70,37 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Threads running tests (the machine has 2 cores).
 const WORKERS: usize = 2;
 
+/// An isolation mode and, in the VM, how host calls leave it.
+#[derive(Clone, Copy, Debug)]
+struct Mode {
+    isolation: Isolation,
+    hostcall: HostcallTransport,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.isolation {
+            Isolation::Kvm => write!(f, "Kvm/{:?}", self.hostcall),
+            Isolation::Process => write!(f, "Process"),
+        }
+    }
+}
+
+/// The VM with host calls over the exit-less ring.
 #[test]
 fn wasi_suite_kvm_mode() {
-    run_suite(Isolation::Kvm);
+    run_suite(Mode { isolation: Isolation::Kvm, hostcall: HostcallTransport::Ring });
+}
+
+/// The VM with every host call a VM exit.
+#[test]
+fn wasi_suite_kvm_mode_exit_transport() {
+    run_suite(Mode { isolation: Isolation::Kvm, hostcall: HostcallTransport::Exit });
 }
 
 #[test]
 fn wasi_suite_process_mode() {
-    run_suite(Isolation::Process);
+    run_suite(Mode { isolation: Isolation::Process, hostcall: HostcallTransport::Auto });
 }
 
 /// The spec parser on the shapes the prebuilt suite does not contain (yet): operation-based
@@ -454,7 +477,7 @@ impl Verdict {
 
 /// Run one test in `isolation`, on its own thread so that a hung or panicking run becomes a
 /// failure instead of stopping the suite.
-fn run_case(case: &TestCase, isolation: Isolation) -> Verdict {
+fn run_case(case: &TestCase, isolation: Mode) -> Verdict {
     let ops = match &case.plan {
         Ok(ops) => ops.clone(),
         Err(verdict) => return verdict.clone(),
@@ -501,7 +524,7 @@ struct Finished {
 /// Execute the operations in order and check each one's expectation; like the reference runner,
 /// every unmet expectation is recorded, and the test passes when there is none. A run that ended
 /// in an engine error (trap, unknown import, ...) is reported first: it explains the rest.
-fn execute(module: &Module, argv0: &str, ops: &[Op], isolation: Isolation) -> Verdict {
+fn execute(module: &Module, argv0: &str, ops: &[Op], isolation: Mode) -> Verdict {
     // One fresh copy per `root`, kept for the whole test (like the reference runner's host dir).
     let mut roots: BTreeMap<PathBuf, tempfile::TempDir> = BTreeMap::new();
     let mut last: Option<Finished> = None;
@@ -556,7 +579,7 @@ fn execute(module: &Module, argv0: &str, ops: &[Op], isolation: Isolation) -> Ve
 }
 
 /// Instantiate and run the module once with the WASI context `run` describes.
-fn run_once(module: &Module, argv0: &str, run: &Run, root: Option<PathBuf>, isolation: Isolation) -> Finished {
+fn run_once(module: &Module, argv0: &str, run: &Run, root: Option<PathBuf>, mode: Mode) -> Finished {
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let config = WasiConfig {
@@ -570,8 +593,9 @@ fn run_once(module: &Module, argv0: &str, run: &Run, root: Option<PathBuf>, isol
     };
     let status = (|| {
         // Only the VM can interrupt a running call; process mode relies on `run_case`'s watchdog.
+        let isolation = mode.isolation;
         let timeout = matches!(isolation, Isolation::Kvm).then_some(TIMEOUT);
-        let mut store = Store::new(StoreConfig { isolation, timeout, ..StoreConfig::default() })
+        let mut store = Store::new(StoreConfig { isolation, timeout, hostcall: mode.hostcall, ..StoreConfig::default() })
             .map_err(|e| format!("creating the store: {e}"))?;
         let mut linker = Linker::new();
         add_to_linker(&mut store, &mut linker, config).map_err(|e| format!("setting up WASI: {e}"))?;
@@ -644,7 +668,7 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The suite
 
-fn run_suite(isolation: Isolation) {
+fn run_suite(isolation: Mode) {
     // The two modes share the machine's two cores: run one at a time. A failed mode poisons the
     // lock; the other mode still runs.
     static SUITE_LOCK: Mutex<()> = Mutex::new(());
@@ -677,7 +701,7 @@ fn run_suite(isolation: Isolation) {
     });
     let verdicts: Vec<Verdict> = verdicts.into_inner().unwrap().into_iter().map(Option::unwrap).collect();
 
-    let mode = format!("{isolation:?}");
+    let mode = format!("{isolation}");
     let (mut passed, mut failed, mut skipped, mut xfailed) = (0, 0, 0, 0);
     let mut problems = Vec::new();
     let mut details = Vec::new();

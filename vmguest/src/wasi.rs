@@ -1,4 +1,5 @@
-//! Exit-free WASI routines, run in the guest: `args_*`, `environ_*`, `clock_time_get` and
+//! Guest routines beyond the generated page: the HostCall trampoline of the exit-less ring, and
+//! exit-free WASI routines, run in the guest: `args_*`, `environ_*`, `clock_time_get` and
 //! `clock_res_get` for the realtime and monotonic clocks (TSC + host calibration), and
 //! `random_get` (RDRAND). They are position-independent: the host copies the bytes between
 //! `wasce_guest_wasi_start` and `wasce_guest_wasi_end` into the runtime page at `RT_WASI`.
@@ -189,8 +190,61 @@ core::arch::global_asm!(
     "mov ecx, r9d",
     "jmp 2b",
 
+    // The HostCall builtin over the ring (rdi = caller vmctx, rsi = function, rdx = values):
+    // submit, poll, and on a slow or sleeping server fall back to the synchronous hypercall.
+    ".globl wasce_guest_ring_hostcall",
+    "wasce_guest_ring_hostcall:",
+    "mov r8, {ring}",
+    "cmp dword ptr [r8 + {awake}], 0",
+    "je 20f",
+    "mov [r8 + {func}], rsi",
+    "mov [r8 + {values}], rdx",
+    "mov [r8 + {caller}], rdi",
+    "mov dword ptr [r8 + {state}], {submitted}",
+    "mov ecx, {spin}",
+    "21:",
+    "cmp dword ptr [r8 + {state}], {done}",
+    "je 23f",
+    "pause",
+    "dec ecx",
+    "jnz 21b",
+    "mov eax, {submitted}",
+    "mov r9d, {cancelled}",
+    "lock cmpxchg dword ptr [r8 + {state}], r9d",
+    "je 24f",
+    "22:",                          // the server has it: wait in the host, not here
+    "cmp dword ptr [r8 + {state}], {done}",
+    "je 23f",
+    "mov r10, {wait}",
+    "mov rax, [r10]",
+    "jmp 22b",
+    "23:",
+    "mov rax, [r8 + {result}]",
+    "mov dword ptr [r8 + {state}], {idle}",
+    "ret",
+    "24:",
+    "mov dword ptr [r8 + {state}], {idle}",
+    "20:",
+    "mov r10, {hostcall}",
+    "mov rax, [r10]",
+    "ret",
+
     ".globl wasce_guest_wasi_end",
     "wasce_guest_wasi_end:",
+    ring = const wasce_hypercall::RING_GVA,
+    awake = const wasce_hypercall::RING_AWAKE,
+    func = const wasce_hypercall::RING_FUNC,
+    values = const wasce_hypercall::RING_VALUES,
+    caller = const wasce_hypercall::RING_CALLER,
+    result = const wasce_hypercall::RING_RESULT,
+    state = const wasce_hypercall::RING_STATE,
+    idle = const wasce_hypercall::RING_IDLE,
+    submitted = const wasce_hypercall::RING_SUBMITTED,
+    done = const wasce_hypercall::RING_DONE,
+    cancelled = const wasce_hypercall::RING_CANCELLED,
+    spin = const wasce_hypercall::RING_SPIN,
+    wait = const wasce_hypercall::hcall_address(wasce_hypercall::HCALL_RING_WAIT),
+    hostcall = const wasce_hypercall::hcall_address(wasce_hypercall::HCALL_HOST_CALL),
 );
 
 unsafe extern "C" {
@@ -203,6 +257,7 @@ unsafe extern "C" {
     static wasce_guest_clock_time_get: u8;
     static wasce_guest_clock_res_get: u8;
     static wasce_guest_random_get: u8;
+    static wasce_guest_ring_hostcall: u8;
 }
 
 /// The routines' machine code.
@@ -213,6 +268,11 @@ pub fn routines() -> &'static [u8] {
         let end = &raw const wasce_guest_wasi_end;
         core::slice::from_raw_parts(start, end as usize - start as usize)
     }
+}
+
+/// Offset of the HostCall-over-the-ring trampoline in `routines()`.
+pub fn ring_hostcall_offset() -> u64 {
+    routine_offset("(ring hostcall)").expect("defined above")
 }
 
 /// Offset of the routine serving WASI function `name` in `routines()`, if there is one.
@@ -228,6 +288,7 @@ pub fn routine_offset(name: &str) -> Option<u64> {
             "clock_time_get" => &raw const wasce_guest_clock_time_get,
             "clock_res_get" => &raw const wasce_guest_clock_res_get,
             "random_get" => &raw const wasce_guest_random_get,
+            "(ring hostcall)" => &raw const wasce_guest_ring_hostcall,
             _ => return None,
         };
         (start, sym as usize)

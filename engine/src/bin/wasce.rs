@@ -18,6 +18,7 @@ struct Cli {
 
 const EXAMPLES: &str = "Examples:
   wasce exec --invoke fib examples/fib.wat 20
+  wasce compile examples/fib.wat && wasce exec --invoke fib examples/fib.cwasm 20
   wasce wast ../shared/testsuite/i32.wast";
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,6 +27,23 @@ enum Isolation {
     Kvm,
     /// Run compiled code in this process (signal handlers catch traps).
     Process,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Hostcall {
+    Auto,
+    Ring,
+    Exit,
+}
+
+impl From<Hostcall> for wasce_engine::HostcallTransport {
+    fn from(h: Hostcall) -> Self {
+        match h {
+            Hostcall::Auto => wasce_engine::HostcallTransport::Auto,
+            Hostcall::Ring => wasce_engine::HostcallTransport::Ring,
+            Hostcall::Exit => wasce_engine::HostcallTransport::Exit,
+        }
+    }
 }
 
 impl From<Isolation> for wasce_engine::Isolation {
@@ -55,7 +73,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a WebAssembly module (.wasm or .wat).
+    /// Run a WebAssembly module (.wasm, .wat, or an artifact from `wasce compile`).
     Exec {
         /// Call this export with ARGS (printed results) instead of `_start`.
         #[arg(long, value_name = "FUNC")]
@@ -66,6 +84,10 @@ enum Command {
         /// Stop the program after this long (e.g. 200ms, 2s); needs `--isolation kvm`.
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<std::time::Duration>,
+        /// How host (WASI) calls leave the VM: `ring` (exit-less, served by a host thread),
+        /// `exit` (a VM exit each), `auto` (ring when there is more than one CPU).
+        #[arg(long, value_enum, default_value = "auto")]
+        hostcall: Hostcall,
         /// Give the program a host directory: `HOST` (seen as HOST) or `HOST::GUEST`.
         #[arg(long = "dir", value_name = "HOST[::GUEST]")]
         dirs: Vec<String>,
@@ -81,6 +103,14 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Compile a module ahead of time into an artifact that `wasce exec` runs without compiling.
+    Compile {
+        /// Where to write the artifact (default: MODULE with the extension `.cwasm`).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// The module (.wasm or .wat).
+        module: PathBuf,
+    },
     /// Run WebAssembly spec scripts; ends with `N passed, M failed`.
     Wast {
         #[arg(long, value_enum, default_value = "kvm")]
@@ -93,11 +123,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Exec { invoke, isolation, timeout, dirs, envs, argv0, module, args } => {
-            let config = StoreConfig { isolation: isolation.into(), timeout, ..StoreConfig::default() };
+        Command::Exec { invoke, isolation, timeout, hostcall, dirs, envs, argv0, module, args } => {
+            let config = StoreConfig { isolation: isolation.into(), timeout, hostcall: hostcall.into(), ..StoreConfig::default() };
             wasi_config(&module, &dirs, &envs, argv0, &args, invoke.is_some())
                 .and_then(|wasi| exec(&module, config, wasi, invoke.as_deref(), &args))
         }
+        Command::Compile { output, module } => compile(&module, output),
         Command::Wast { isolation, files } => wast(&files, isolation.into()),
     };
     match result {
@@ -135,6 +166,9 @@ fn report(e: &Error, verbose: bool) -> ExitCode {
 
 fn read_module(path: &PathBuf) -> Result<Vec<u8>, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    if wasce_engine::is_artifact(&bytes) {
+        return Err(Error::Usage(format!("{} is already compiled (a wasce artifact); run it with `wasce exec`", path.display())));
+    }
     if bytes.starts_with(b"\0asm") {
         return Ok(bytes);
     }
@@ -188,9 +222,43 @@ fn wasi_config(module: &std::path::Path, dirs: &[String], envs: &[String], argv0
     Ok(WasiConfig { args: argv, env, preopens, ..WasiConfig::default() })
 }
 
-fn exec(path: &PathBuf, config: StoreConfig, wasi: WasiConfig, invoke: Option<&str>, args: &[String]) -> Result<ExitCode, Error> {
+/// Whether the file at `path` is an AOT artifact (by its magic, whatever its name).
+fn is_artifact_file(path: &PathBuf) -> Result<bool, Error> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(16);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    Ok(wasce_engine::is_artifact(&head))
+}
+
+/// `wasce compile`: write the artifact next to the module, or to `output`.
+fn compile(path: &PathBuf, output: Option<PathBuf>) -> Result<ExitCode, Error> {
     let bytes = read_module(path)?;
-    let module = wasce_engine::load(&bytes, &Settings::default())?;
+    let out = output.unwrap_or_else(|| path.with_extension("cwasm"));
+    let same_file = |a: &PathBuf, b: &PathBuf| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same_file(&out, path) {
+        return Err(Error::Usage(format!("refusing to overwrite the module {} with its artifact; name another with -o", path.display())));
+    }
+    let artifact = wasce_engine::compile_to_artifact(&bytes, &Settings::default())?;
+    // Write a temporary file and rename it over `out`: a process that has the old artifact
+    // mapped keeps its pages, and nobody sees a half-written file.
+    let name = out.file_name().map_or("artifact".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, &artifact).and_then(|()| std::fs::rename(&tmp, &out));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Usage(format!("cannot write {}: {e}", out.display())));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exec(path: &PathBuf, config: StoreConfig, wasi: WasiConfig, invoke: Option<&str>, args: &[String]) -> Result<ExitCode, Error> {
+    let module = if is_artifact_file(path)? {
+        wasce_engine::load_artifact(path)?
+    } else {
+        wasce_engine::load(&read_module(path)?, &Settings::default())?
+    };
     let mut store = Store::new(config)?;
     let mut linker = Linker::new();
     wasi::add_to_linker(&mut store, &mut linker, wasi)?;

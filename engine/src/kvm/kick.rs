@@ -53,7 +53,9 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    pub fn arm(timeout: Duration) -> Watchdog {
+    /// Kick the current thread (and `also`, e.g. the ring server in a blocking host call)
+    /// after `timeout`.
+    pub fn arm(timeout: Duration, also: Option<libc::pthread_t>) -> Watchdog {
         install();
         // SAFETY: pthread_self has no preconditions.
         let target = unsafe { libc::pthread_self() };
@@ -68,8 +70,14 @@ impl Watchdog {
                 let now = Instant::now();
                 if now >= deadline {
                     f.store(true, Ordering::SeqCst);
-                    // SAFETY: the target thread outlives the watchdog (it joins us on drop).
-                    unsafe { libc::pthread_kill(target, signal()) };
+                    // SAFETY: the targets outlive the watchdog (the caller joins us on drop, and
+                    // the ring server lives as long as its VM, which outlives the call).
+                    unsafe {
+                        libc::pthread_kill(target, signal());
+                        if let Some(t) = also {
+                            libc::pthread_kill(t, signal());
+                        }
+                    }
                     return;
                 }
                 cancelled = cv.wait_timeout(cancelled, deadline - now).unwrap().0;

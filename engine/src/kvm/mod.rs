@@ -12,9 +12,11 @@
 
 mod kick;
 mod paging;
+mod ring;
 mod segments;
 
 pub use kick::Watchdog;
+pub use ring::{RingHandler, RingServer};
 pub use paging::Perm;
 
 use crate::error::Error;
@@ -89,6 +91,8 @@ pub struct Vm {
     io_pending: bool,
     stack: *mut u8,
     stack_size: u64,
+    /// The exit-less host-call ring, when this VM uses it (dropped before the memory below).
+    ring: Option<RingServer>,
     _regions: [HostRegion; 2],
 }
 
@@ -143,7 +147,7 @@ fn reserve_runtime_window() -> Result<(), Error> {
 impl Vm {
     /// Create the VM: slot 0 with GDT, TSS, runtime page and page tables; the stack; one vCPU at
     /// CPL3. Fails with a clear message if KVM is not usable.
-    pub fn new(stack_size: u64) -> Result<Vm, Error> {
+    pub fn new(stack_size: u64, use_ring: bool) -> Result<Vm, Error> {
         reserve_runtime_window()?;
         // WASCE_KVM_DEVICE names another device node (tests use it to simulate a missing KVM).
         let device = std::env::var("WASCE_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_string());
@@ -190,11 +194,24 @@ impl Vm {
             io_pending: false,
             stack,
             stack_size,
+            ring: None,
             _regions: [HostRegion { ptr: system, len: SYSTEM_SIZE }, HostRegion { ptr: stack, len: stack_size + STACK_GUARD }],
         };
         // The runtime page (read-execute) and the hypercall page (no memslot behind it).
         this.pt_map(RUNTIME_GVA, RUNTIME_GPA, 1, Perm::ReadExecute)?;
         this.pt_map(HCALL_GVA, HCALL_GPA, 1, Perm::ReadWrite)?;
+        if use_ring {
+            // SAFETY: the runtime page and the ring page are inside slot 0, which outlives the
+            // server (the `ring` field drops before `_regions`).
+            unsafe {
+                let page = system.add(RUNTIME_GPA as usize);
+                std::ptr::copy_nonoverlapping(page.add(RT_BUILTIN_TABLE as usize), page.add(RT_BUILTIN_TABLE_RING as usize), 8 * HCALL_MAX_BUILTIN as usize);
+                let entry = wasce_vmguest::WASI_ROUTINES_GVA + wasce_vmguest::wasi::ring_hostcall_offset();
+                (page.add((RT_BUILTIN_TABLE_RING + 8 * HCALL_HOST_CALL) as usize) as *mut u64).write(entry);
+                this.ring = Some(RingServer::start(system.add(RING_GPA as usize)));
+            }
+            this.pt_map(RING_GVA, RING_GPA, 1, Perm::ReadWrite)?;
+        }
         // The stack above its guard.
         // SAFETY: inside the stack mapping.
         let stack_lo = unsafe { stack.add(STACK_GUARD as usize) } as u64;
@@ -217,6 +234,16 @@ impl Vm {
         } else {
             Err(Error::Resource("the VM's page-table pool is exhausted".into()))
         }
+    }
+
+    /// The ring server, if this VM serves host calls over the ring.
+    pub fn ring(&self) -> Option<&RingServer> {
+        self.ring.as_ref()
+    }
+
+    /// Guest address of the builtin table compiled code must use in this VM.
+    pub fn builtin_table(&self) -> u64 {
+        RUNTIME_GVA + if self.ring.is_some() { RT_BUILTIN_TABLE_RING } else { RT_BUILTIN_TABLE }
     }
 
     /// Guest stack: (lowest usable address, top).
@@ -318,6 +345,9 @@ impl Vm {
                 Ok(VcpuExit::MmioRead(addr, data)) => Ok((addr, data.len(), true)),
                 Ok(VcpuExit::MmioWrite(addr, data)) => Ok((addr, data.len(), false)),
                 Ok(VcpuExit::Shutdown) => {
+                    if let Some(ring) = &self.ring {
+                        ring.wait_idle();
+                    }
                     let s = self.vcpu.sync_regs();
                     return Err(GuestStop::Fault { rip: s.regs.rip, vector: s.events.exception.nr, cr2: s.sregs.cr2, rbp: s.regs.rbp });
                 }
@@ -332,9 +362,20 @@ impl Vm {
             };
             self.io_pending = true;
             let rip = self.vcpu.sync_regs().regs.rip;
+            // Never handle an exit while the ring server is using the store.
+            if let Some(ring) = &self.ring {
+                ring.wait_idle();
+            }
             match hcall_number(addr, len) {
                 Some(HCALL_DONE) if is_read => return Ok(()),
+                Some(HCALL_RING_WAIT) if is_read && self.ring.is_some() => self.complete_mmio_read(0),
                 Some(n) if is_read && n < HCALL_MAX_BUILTIN => {
+                    if n == HCALL_HOST_CALL {
+                        // The guest fell back to an exit: the server may be asleep.
+                        if let Some(ring) = &self.ring {
+                            ring.wake();
+                        }
+                    }
                     let regs = self.vcpu.sync_regs().regs;
                     let mut value = hypercall(n, &regs, &mut maps);
                     for m in maps.drain(..) {

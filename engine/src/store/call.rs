@@ -74,14 +74,26 @@ impl Store {
         let Some(mut vm) = self.vm.take() else {
             return Err(Error::Usage("a host function cannot call back into the guest in KVM mode".into()));
         };
-        let watchdog = self.config.timeout.map(Watchdog::arm);
+        let watchdog = self.config.timeout.map(|t| Watchdog::arm(t, vm.ring().map(|r| r.thread_id())));
+        // The store is used by this thread (hypercalls) and by the ring server, never both at
+        // once: the VM waits for the server to be idle before handling any exit, and
+        // `deactivate` waits for it before the call ends.
+        let store: *mut Store = self;
+        if let Some(ring) = vm.ring() {
+            ring.activate(store as *mut (), ring_handler);
+        }
         let r = vm.call(tramp, code, callee, caller, values, &mut |number, regs, maps| {
-            self.stats.hypercalls += 1;
+            // SAFETY: see above; the server is idle while this runs.
+            let store = unsafe { &mut *store };
+            store.stats.hypercalls += 1;
             let args = [regs.rsi, regs.rdx, regs.rcx, regs.r8, regs.r9];
-            let result = super::dispatch_builtin(self, number, regs.rdi, args);
-            maps.append(&mut self.pending_maps);
+            let result = super::dispatch_builtin(store, number, regs.rdi, args);
+            maps.append(&mut store.pending_maps);
             result
         });
+        if let Some(ring) = vm.ring() {
+            ring.deactivate();
+        }
         let fired = watchdog.as_ref().is_some_and(|w| w.fired());
         drop(watchdog);
         self.vm = Some(vm);
@@ -150,6 +162,16 @@ impl Store {
             }
         }
     }
+}
+
+/// Serves a `HostCall` posted on the ring (runs on the ring server thread).
+///
+/// # Safety
+/// `ctx` is the `*mut Store` lent by `call_in_vm`, used exclusively while the server is busy.
+unsafe fn ring_handler(ctx: *mut (), func: u64, values: u64, caller: u64) -> u64 {
+    // SAFETY: upheld by the caller.
+    let store = unsafe { &mut *(ctx as *mut Store) };
+    super::dispatch_builtin(store, wasce_hypercall::HCALL_HOST_CALL, caller, [func, values, 0, 0, 0])
 }
 
 fn thread_stack_low() -> Option<u64> {

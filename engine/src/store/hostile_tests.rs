@@ -2,7 +2,7 @@
 //! subverted. Each attempt must end as a clean error (never a host crash) and the store must
 //! keep working afterwards. Needs /dev/kvm (fails loudly without it).
 
-use super::{Extern, Isolation, Store, StoreConfig};
+use super::{Extern, HostcallTransport, Isolation, Store, StoreConfig};
 use crate::kvm::Perm;
 use crate::{Error, Linker, Settings, Val};
 use wasce_hypercall::{hcall_address, HCALL_DONE, PT_POOL_GPA, SYSTEM_SIZE};
@@ -17,8 +17,12 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(HostcallTransport::Ring)
+}
+
+fn fixture_with(hostcall: HostcallTransport) -> Fixture {
     let module = crate::load(&wat::parse_str(MODULE).unwrap(), &Settings::default()).unwrap();
-    let mut store = Store::new(StoreConfig { isolation: Isolation::Kvm, ..StoreConfig::default() }).expect("create a KVM store");
+    let mut store = Store::new(StoreConfig { isolation: Isolation::Kvm, hostcall, ..StoreConfig::default() }).expect("create a KVM store");
     let instance = Linker::new().instantiate(&mut store, &module).unwrap();
     let Some(Extern::Func(ok)) = store.export(instance, "ok") else { panic!() };
     let Some(Extern::Memory(mem)) = store.export(instance, "mem") else { panic!() };
@@ -88,7 +92,7 @@ fn expect_clean_fault(f: &mut Fixture, code: &[u8], what: &str) {
 
 #[test]
 fn privileged_instructions_fault_cleanly() {
-    let mut f = fixture();
+    let mut f = fixture_with(HostcallTransport::Exit);
     expect_clean_fault(&mut f, &[0x66, 0xba, 0x34, 0x12, 0xee], "out dx, al to an unknown port");
     expect_clean_fault(&mut f, &[0x66, 0xba, 0x34, 0x12, 0xec], "in al, dx");
     expect_clean_fault(&mut f, &[0xf4], "hlt");
@@ -131,7 +135,12 @@ fn jumps_to_non_code_fault_cleanly() {
 
 #[test]
 fn garbage_hypercall_arguments_are_refused() {
-    let mut f = fixture();
+    for transport in [HostcallTransport::Ring, HostcallTransport::Exit] {
+        garbage_hypercall_arguments(fixture_with(transport));
+    }
+}
+
+fn garbage_hypercall_arguments(mut f: Fixture) {
     let vmctx = f.vmctx;
     let mut code = Vec::new();
     // 0: memory.grow from a forged vmctx.
@@ -205,4 +214,44 @@ fn guest_reads_the_host_tsc_and_rdrand() {
     let word = |i: usize| (values[i / 2] >> (64 * (i % 2))) as u64;
     assert!(before <= word(0) && word(0) <= after, "guest TSC {} outside host [{before}, {after}]", word(0));
     assert_ne!(word(1), 0);
+}
+
+/// A guest that scribbles over the host-call ring: claims requests itself, leaves the slot
+/// "taken" and faults, submits garbage. The host neither hangs nor crashes, garbage requests get
+/// error results, and the store keeps working.
+#[test]
+fn scribbling_over_the_ring_is_contained() {
+    use wasce_hypercall::*;
+    let mut f = fixture_with(HostcallTransport::Ring);
+    let ring = |field: u64| mov_imm64(0xb8, RING_GVA + field); // mov rax, ring+field
+    let store32 = |v: u32| {
+        let mut c = vec![0xc7, 0x00]; // mov dword [rax], imm32
+        c.extend(v.to_le_bytes());
+        c
+    };
+    // 1. Mark the slot TAKEN (as if the server held it) and fault: the host must not wait for a
+    //    server that is not busy.
+    let mut code = ring(RING_STATE);
+    code.extend(store32(RING_TAKEN));
+    code.extend([0x0f, 0x0b]); // ud2
+    expect_clean_fault(&mut f, &code, "ring left TAKEN, then a fault");
+    // 2. Submit garbage requests and spin on them, then return normally.
+    let mut code = Vec::new();
+    for field in [RING_FUNC, RING_VALUES, RING_CALLER] {
+        code.extend(ring(field));
+        code.extend([0x48, 0xc7, 0x00, 0xef, 0xbe, 0xad, 0xde]); // mov qword [rax], 0xdeadbeef
+    }
+    code.extend(ring(RING_STATE));
+    code.extend(store32(RING_SUBMITTED));
+    // Spin until the state changes (served) or ~1M iterations pass.
+    code.extend([0xb9, 0x40, 0x42, 0x0f, 0x00]); // mov ecx, 1000000
+    code.extend([0x83, 0x38, 0x01]); // cmp dword [rax], 1
+    code.extend([0x75, 0x04]); // jne +4
+    code.extend([0xf3, 0x90]); // pause
+    code.extend([0xe2, 0xf7]); // loop back to cmp
+    code.push(0xc3);
+    let (r, _) = f.run(&code);
+    r.expect("garbage ring requests are answered, not fatal");
+    // 3. Ordinary calls still work, including ones that use the ring.
+    f.still_works();
 }

@@ -64,7 +64,7 @@ impl Store {
         inst.write_u64(vmctx::STACK_LIMIT, self.stack_limit);
         let builtins = match self.config.isolation {
             Isolation::Process => builtins::table() as u64,
-            Isolation::Kvm => wasce_vmguest::BUILTIN_TABLE_GVA,
+            Isolation::Kvm => self.vm.as_ref().map_or(wasce_vmguest::BUILTIN_TABLE_GVA, |vm| vm.builtin_table()),
         };
         inst.write_u64(vmctx::BUILTINS, builtins);
         inst.write_u64(vmctx::INSTANCE_ID, id as u64);

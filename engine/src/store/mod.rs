@@ -38,6 +38,18 @@ pub enum Isolation {
     Process,
 }
 
+/// How host calls leave the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostcallTransport {
+    /// Every host call is a VM exit.
+    Exit,
+    /// Host calls go through the shared-memory ring served by a host thread; the exit is the
+    /// fallback when the server is asleep or slow.
+    Ring,
+    /// The ring when the machine has more than one CPU, else exits.
+    Auto,
+}
+
 /// Limits and choices applied to everything a store creates.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -48,6 +60,8 @@ pub struct StoreConfig {
     pub max_wasm_stack: usize,
     /// Wall-clock limit of each call from the host (VM only).
     pub timeout: Option<Duration>,
+    /// How host calls leave the VM (VM only).
+    pub hostcall: HostcallTransport,
 }
 
 impl Default for StoreConfig {
@@ -58,6 +72,7 @@ impl Default for StoreConfig {
             max_table_elements: 10_000_000,
             max_wasm_stack: 1 << 20,
             timeout: None,
+            hostcall: HostcallTransport::Auto,
         }
     }
 }
@@ -104,6 +119,7 @@ pub(crate) struct VMDef {
 
 const _: () = assert!(std::mem::size_of::<VMDef>() == vmctx::DEF_SIZE as usize);
 const _: () = assert!(wasce_compiler::builtins::Builtin::COUNT as u64 <= wasce_hypercall::HCALL_MAX_BUILTIN);
+const _: () = assert!(wasce_compiler::builtins::Builtin::HostCall as u64 == wasce_hypercall::HCALL_HOST_CALL);
 
 struct MemoryObj {
     mem: LinearMemory,
@@ -208,7 +224,10 @@ pub struct Store {
 /// What a store has done, for `--stats`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
+    /// Hypercalls (VM exits) served.
     pub hypercalls: u64,
+    /// Host calls served over the ring.
+    pub ring_calls: u64,
     pub calls: u64,
 }
 
@@ -222,7 +241,12 @@ impl Store {
         let (vm, guest_stack, stack_limit) = match config.isolation {
             Isolation::Kvm => {
                 crate::wasi::prepare_vm();
-                let vm = Vm::new(config.max_wasm_stack as u64)?;
+                let ring = match config.hostcall {
+                    HostcallTransport::Exit => false,
+                    HostcallTransport::Ring => true,
+                    HostcallTransport::Auto => std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+                };
+                let vm = Vm::new(config.max_wasm_stack as u64, ring)?;
                 let (lo, hi) = vm.stack_range();
                 (Some(Box::new(vm)), Some((lo, hi)), lo + kvm::STACK_RED_ZONE)
             }
@@ -262,7 +286,14 @@ impl Store {
     }
 
     pub fn stats(&self) -> Stats {
-        self.stats
+        let mut stats = self.stats;
+        stats.ring_calls = self.vm.as_ref().and_then(|vm| vm.ring()).map_or(0, |r| r.served());
+        stats
+    }
+
+    /// CPU time used by the VM's ring server thread, if it has one.
+    pub fn ring_server_cpu_time(&self) -> Option<Duration> {
+        self.vm.as_ref().and_then(|vm| vm.ring()).map(|r| r.cpu_time())
     }
 
     // ---- Guest mappings ------------------------------------------------------------------------

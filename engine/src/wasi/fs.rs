@@ -1,15 +1,12 @@
 //! `fd_*` and `path_*`: files, directories and streams through the handle table.
 
 use super::abi::{errno, fdflags, filetype, fstflags, oflags, rights, LOOKUP_SYMLINK_FOLLOW};
-use super::mem::{Errno, Mem};
+use super::mem::{Errno, Mem, MAX_TRANSFER};
 use super::path::{last_os_errno, open_beneath, parent_beneath};
 use super::table::{Handle, Object};
 use super::{Stdio, WasiCtx};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-/// Largest single read or write moved per call (a shorter transfer is legal).
-const MAX_TRANSFER: usize = 16 << 20;
 
 type R = Result<(), Errno>;
 
@@ -83,6 +80,36 @@ fn timespecs(atim: u64, mtim: u64, flags: u16) -> Result<[libc::timespec; 2], Er
     Ok([one(atim, fstflags::ATIM, fstflags::ATIM_NOW), one(mtim, fstflags::MTIM, fstflags::MTIM_NOW)])
 }
 
+/// Where a write of `len` bytes to `fd` would end, for the file-size limit: at `offset`, or at
+/// the current position when `offset` is None; but with O_APPEND Linux writes at the end of the
+/// file whatever the offset, pwrite included (pwrite(2), BUGS), so the end of the file counts.
+/// None when `fd` is not a regular file: a pipe or a device has no size to limit (and no
+/// position: lseek fails there).
+fn write_end(fd: RawFd, offset: Option<u64>, len: usize) -> Result<Option<u64>, Errno> {
+    let st = fstat(fd)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(None);
+    }
+    // SAFETY: F_GETFL on an fd we own.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl < 0 {
+        return Err(last_os_errno());
+    }
+    let start = match offset {
+        _ if fl & libc::O_APPEND != 0 => st.st_size as u64,
+        Some(o) => o,
+        None => {
+            // SAFETY: lseek on an fd we own.
+            let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+            if pos < 0 {
+                return Err(last_os_errno());
+            }
+            pos as u64
+        }
+    };
+    Ok(Some(start.saturating_add(len as u64)))
+}
+
 fn io_fd(h: &Handle) -> Result<RawFd, Errno> {
     match &h.object {
         Object::Dir { .. } => Err(errno::ISDIR),
@@ -104,14 +131,15 @@ impl WasiCtx {
         let h = self.table.get_mut(fd)?;
         h.require(rights::FD_WRITE)?;
         let iovs = mem.iovecs(iovs, n)?;
+        // Check the result pointer first, so a faulting call has written nothing.
+        mem.slice(nwritten, 4)?;
         let mut data = mem.gather(&iovs)?;
         data.truncate(MAX_TRANSFER);
         if let Some(limit) = self.max_file_size {
             if let Object::File(f) = &h.object {
-                let st = fstat(f.as_raw_fd())?;
-                // SAFETY: lseek on an fd we own.
-                let pos = if h.fdflags & fdflags::APPEND != 0 { st.st_size } else { unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_CUR) } };
-                if pos as u64 + data.len() as u64 > limit {
+                // (This used to add `lseek`'s result unchecked: its -1 on a FIFO overflowed,
+                // a host panic in debug builds.)
+                if write_end(f.as_raw_fd(), None, data.len())?.is_some_and(|end| end > limit) {
                     return Err(errno::FBIG);
                 }
             }
@@ -136,6 +164,8 @@ impl WasiCtx {
         let h = self.table.get_mut(fd)?;
         h.require(rights::FD_READ)?;
         let iovs = mem.iovecs(iovs, n)?;
+        // Check the result pointer first, so a faulting call consumes nothing.
+        mem.slice(nread, 4)?;
         let total = iovs.iter().map(|(_, l)| *l as usize).sum::<usize>().min(MAX_TRANSFER);
         let mut buf = vec![0u8; total];
         let got = match &h.object {
@@ -162,6 +192,7 @@ impl WasiCtx {
         h.require(rights::FD_READ | rights::FD_SEEK)?;
         let fd = file_fd(h)?;
         let iovs = mem.iovecs(iovs, n)?;
+        mem.slice(nread, 4)?;
         let total = iovs.iter().map(|(_, l)| *l as usize).sum::<usize>().min(MAX_TRANSFER);
         let mut buf = vec![0u8; total];
         let offset = i64::try_from(offset).map_err(|_| errno::INVAL)?;
@@ -179,8 +210,13 @@ impl WasiCtx {
         let mut data = mem.gather(&iovs)?;
         data.truncate(MAX_TRANSFER);
         let offset = i64::try_from(offset).map_err(|_| errno::INVAL)?;
-        if self.max_file_size.is_some_and(|limit| offset as u64 + data.len() as u64 > limit) {
-            return Err(errno::FBIG);
+        mem.slice(nwritten, 4)?;
+        if let Some(limit) = self.max_file_size {
+            // Not `offset + len`: on an O_APPEND fd, Linux's pwrite appends at the end of the
+            // file, which let a guest grow a file past the limit with pwrite at offset 0.
+            if write_end(fd, Some(offset as u64), data.len())?.is_some_and(|end| end > limit) {
+                return Err(errno::FBIG);
+            }
         }
         // SAFETY: writing from a host buffer of data.len() bytes.
         let n = check_len(unsafe { libc::pwrite(fd, data.as_ptr() as *const _, data.len(), offset) })?;
@@ -431,7 +467,15 @@ impl WasiCtx {
             // Following the source could link a file from outside the directory.
             return Err(errno::INVAL);
         }
-        let a = parent_beneath(from, &mem.string(old, old_len)?)?;
+        let old = mem.string(old, old_len)?;
+        if old.ends_with('/') {
+            // As in path_readlink: linkat follows a source with a trailing slash, outside the
+            // directory too (an existence oracle). Resolve it beneath; it then names a
+            // directory, which cannot be hard-linked (EPERM, as Linux says).
+            open_beneath(from, &old, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            return Err(errno::PERM);
+        }
+        let a = parent_beneath(from, &old)?;
         let b = parent_beneath(to, &mem.string(new, new_len)?)?;
         // SAFETY: linkat between resolved directories, without following the source.
         check(unsafe { libc::linkat(a.dir.as_raw_fd(), a.name.as_ptr(), b.dir.as_raw_fd(), b.name.as_ptr(), 0) })
@@ -452,7 +496,17 @@ impl WasiCtx {
 
     pub fn path_readlink(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32, buf: u32, buf_len: u32, bufused: u32) -> R {
         let dir = self.dir_with(fd, rights::PATH_READLINK)?;
-        let p = parent_beneath(dir, &mem.string(path, len)?)?;
+        let path = mem.string(path, len)?;
+        if path.ends_with('/') {
+            // A trailing slash makes the kernel follow the last component, and readlinkat
+            // would follow it without RESOLVE_BENEATH: through a guest link such as
+            // `x -> ../../etc` its errno (EINVAL / ENOENT / ENOTDIR) told whether any host path
+            // exists. Resolve it beneath instead; what it names then is no link, so this fails
+            // as readlink does on Linux (EINVAL for a directory, the resolution's errno else).
+            open_beneath(dir, &path, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            return Err(errno::INVAL);
+        }
+        let p = parent_beneath(dir, &path)?;
         let mut target = vec![0u8; 4096];
         // SAFETY: readlinkat into a host buffer of 4096 bytes.
         let n = check_len(unsafe { libc::readlinkat(p.dir.as_raw_fd(), p.name.as_ptr(), target.as_mut_ptr() as *mut _, target.len()) })?;
@@ -512,6 +566,9 @@ impl WasiCtx {
         parent.require(needed)?;
         let inherit = parent.rights_inheriting;
         let path = mem.string(path, len)?;
+        // Check the fd out-pointer before opening: a fault after the open used to leave the new
+        // fd in the table, unnamed (a leaked slot), and any file O_CREAT made.
+        mem.slice(out, 4)?;
 
         let wants_write = base & (rights::FD_DATASYNC | rights::FD_WRITE | rights::FD_ALLOCATE | rights::FD_FILESTAT_SET_SIZE) != 0;
         let wants_read = base & (rights::FD_READ | rights::FD_READDIR) != 0;

@@ -6,6 +6,9 @@ use super::abi::errno;
 
 pub type Errno = u16;
 
+/// Largest single read or write moved per call (a shorter transfer is legal).
+pub const MAX_TRANSFER: usize = 16 << 20;
+
 pub struct Mem<'a> {
     bytes: &'a mut [u8],
 }
@@ -86,11 +89,15 @@ impl<'a> Mem<'a> {
         Ok(out)
     }
 
-    /// Gather the bytes of a ciovec array (for writes).
+    /// Gather the bytes of a ciovec array (for writes), at most `MAX_TRANSFER` of them (a
+    /// short write is legal). The cap matters: iovecs may overlap, so 1024 of them over the same
+    /// 4 GiB memory would otherwise make the host allocate and copy up to 4 GiB per call.
     pub fn gather(&self, iovs: &[(u32, u32)]) -> Result<Vec<u8>, Errno> {
         let mut data = Vec::new();
         for &(buf, len) in iovs {
-            data.extend_from_slice(self.slice(buf, len)?);
+            let room = MAX_TRANSFER - data.len();
+            let bytes = self.slice(buf, len)?;
+            data.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
         Ok(data)
     }

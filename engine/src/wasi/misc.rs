@@ -164,7 +164,13 @@ impl WasiCtx {
                 .map(|(_, kind, fd)| libc::pollfd { fd: *fd, events: if *kind == 1 { libc::POLLIN } else { libc::POLLOUT }, revents: 0 })
                 .collect();
             if pfds.is_empty() && timeout_ms >= 0 {
-                std::thread::sleep(std::time::Duration::from_nanos(timeout_ns.unwrap_or(0)));
+                // One nanosleep, not a loop: a timeout's kick (a signal) must cut it short.
+                let ns = timeout_ns.unwrap_or(0);
+                let t = libc::timespec { tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as i64, tv_nsec: (ns % 1_000_000_000) as i64 };
+                // SAFETY: nanosleep with a valid timespec and no remainder pointer.
+                if unsafe { libc::nanosleep(&t, std::ptr::null_mut()) } != 0 {
+                    return Err(last_os_errno());
+                }
             } else {
                 // SAFETY: poll over a host array of pollfds we built.
                 let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as _, timeout_ms) };

@@ -1,0 +1,939 @@
+//! AOT artifacts (`.cwasm`): a compiled module written to a file, to be loaded later without
+//! compiling, with its code section mapped straight from the file.
+//!
+//! ```text
+//! offset  size  field (all integers little-endian)
+//! 0       9     magic "WASCE\0AOT"
+//! 9       3     zero
+//! 12      4     u32 format version (FORMAT_VERSION)
+//! 16      8     u64 checksum: XXH64 (seed 0) of bytes [24, end of file)
+//! 24      8     u64 length of the whole file
+//! 32      16    u64 offset, u64 length of the metadata section
+//! 48      16    u64 offset, u64 length of the data section (4096-aligned)
+//! 64      16    u64 offset, u64 length of the code section (4096-aligned, ends the file)
+//! 80            str compiler version (CARGO_PKG_VERSION), str ISA description
+//!               (`isa_description()`: target triple, then the enabled ISA flags),
+//!               u8 bounds checks (0 guard pages, 1 explicit)
+//! meta          ModuleInfo (types, imports, functions, tables, memories, globals and their
+//!               initialisers, exports, start, element and data segments, names), the
+//!               location of every function and trampoline in the code, the trap table
+//! data          the contents of all data segments, contiguous (segments hold ranges of it)
+//! code          the position-independent code image, zero-padded to the page by the loader
+//! ```
+//!
+//! `str` is a u32 byte length and UTF-8 bytes; a vector is a u32 count and its elements. The
+//! bytes before the checksum are compared exactly, the rest is covered by the checksum, so any
+//! changed byte is noticed. The VmctxLayout is not stored: it is recomputed from the ModuleInfo.
+//!
+//! Reading is bounds-checked everywhere: a truncated, corrupted or crafted file is an error,
+//! never a panic. The checksum is verified first; then the compiler version and the code
+//! generator (target and ISA flags) must match this build, then the metadata is decoded and its
+//! indices are checked against each other and against the code section, so that no loader has
+//! to trust them. The code itself is not and cannot be verified: loading an artifact runs the
+//! machine code it contains, so artifacts are as trusted as the compiler that wrote them (in KVM
+//! isolation such code is still confined to the VM).
+
+use crate::compile::{CompiledModule, FuncLoc};
+use crate::module::*;
+use crate::trap::Trap;
+use crate::vmctx::{self, VmctxLayout};
+use crate::{BoundsChecks, Settings};
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// The first bytes of every artifact.
+pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
+/// Bumped whenever the layout changes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The version of the compiler that writes and reads artifacts.
+pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Sections that may be mapped from the file start at multiples of this.
+pub const PAGE_SIZE: usize = 4096;
+
+const CHECKSUM_AT: usize = 16;
+const CHECKSUMMED_FROM: usize = 24;
+const FIXED_HEADER: usize = 80;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("not a wasce artifact (no `WASCE\\0AOT` magic)")]
+    NotAnArtifact,
+    #[error("artifact format version {found}, but this wasce ({COMPILER_VERSION}) reads version {FORMAT_VERSION}; recompile it with `wasce compile`")]
+    FormatVersion { found: u32 },
+    #[error("artifact is truncated ({actual} of {expected} bytes); recompile it with `wasce compile`")]
+    Truncated { actual: u64, expected: u64 },
+    #[error("artifact is corrupted (checksum mismatch); recompile it with `wasce compile`")]
+    Checksum,
+    /// The artifact was written by another compiler version or for another code generator.
+    #[error("artifact was compiled by wasce {artifact}; this is wasce {host}{detail}; recompile it with `wasce compile`")]
+    Incompatible { artifact: String, host: String, detail: String },
+    /// The checksum matched but the contents do not make sense (a bug, or a crafted file).
+    #[error("malformed artifact: {0}")]
+    Malformed(String),
+    /// This host has no code generator to compare with.
+    #[error("cannot describe this host's code generator: {0}")]
+    Host(String),
+}
+
+/// The header of an artifact whose checksum has been verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub format_version: u32,
+    pub compiler_version: String,
+    pub isa: String,
+    pub bounds_checks: BoundsChecks,
+    pub meta: Range<usize>,
+    pub data: Range<usize>,
+    pub code: Range<usize>,
+}
+
+/// A decoded artifact. `module.code` is empty: the image stays in the artifact, at
+/// `header.code` (`code` borrows it), so that a loader can map it instead of copying it.
+#[derive(Debug)]
+pub struct Artifact<'a> {
+    pub header: Header,
+    pub module: CompiledModule,
+    pub code: &'a [u8],
+}
+
+impl Artifact<'_> {
+    /// The compiled module with its code copied out of the artifact.
+    pub fn into_compiled(self) -> CompiledModule {
+        let mut module = self.module;
+        module.code = self.code.to_vec();
+        module
+    }
+}
+
+/// Whether `bytes` starts like an artifact (as opposed to a WebAssembly binary or text).
+pub fn is_artifact(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// The host's code generator description, computed once.
+pub fn host_isa() -> Result<&'static str, ArtifactError> {
+    static ISA: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    match ISA.get_or_init(|| crate::isa_description().map_err(|e| e.to_string())) {
+        Ok(s) => Ok(s),
+        Err(e) => Err(ArtifactError::Host(e.clone())),
+    }
+}
+
+// ---- Writing --------------------------------------------------------------------------------
+
+/// Write `module`, compiled with `settings` by this compiler for this host, as an artifact.
+pub fn serialize(module: &CompiledModule, settings: &Settings) -> Result<Vec<u8>, ArtifactError> {
+    let isa = host_isa()?;
+    serialize_for(module, settings.bounds_checks, COMPILER_VERSION, isa)
+}
+
+fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, isa: &str) -> Result<Vec<u8>, ArtifactError> {
+    let mut w = Writer::default();
+    w.buf.extend_from_slice(MAGIC);
+    w.buf.extend_from_slice(&[0; 3]);
+    w.u32(FORMAT_VERSION);
+    w.buf.resize(FIXED_HEADER, 0); // checksum, length and section table are filled in below
+    w.str(version);
+    w.str(isa);
+    w.u8(match bounds {
+        BoundsChecks::GuardPages => 0,
+        BoundsChecks::Explicit => 1,
+    });
+
+    let meta_start = w.buf.len();
+    write_meta(&mut w, module);
+    let meta = meta_start..w.buf.len();
+
+    w.pad_to(PAGE_SIZE);
+    let data_start = w.buf.len();
+    w.buf.extend_from_slice(&module.info.data_bytes);
+    let data = data_start..w.buf.len();
+
+    w.pad_to(PAGE_SIZE);
+    let code_start = w.buf.len();
+    w.buf.extend_from_slice(&module.code);
+    let code = code_start..w.buf.len();
+
+    let mut bytes = w.buf;
+    let len = bytes.len() as u64;
+    let mut put = |at: usize, v: u64| bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(24, len);
+    for (i, r) in [meta, data, code].iter().enumerate() {
+        put(32 + 16 * i, r.start as u64);
+        put(40 + 16 * i, r.len() as u64);
+    }
+    update_checksum(&mut bytes);
+    Ok(bytes)
+}
+
+/// Recompute the checksum of an artifact (for tools and tests that edit one).
+pub fn update_checksum(bytes: &mut [u8]) {
+    if bytes.len() >= CHECKSUMMED_FROM {
+        let sum = xxh64(&bytes[CHECKSUMMED_FROM..], 0);
+        bytes[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+    }
+}
+
+#[derive(Default)]
+struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    fn bool(&mut self, v: bool) {
+        self.u8(v as u8);
+    }
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u32(u32::try_from(n).expect("count fits in u32 (wasm limits)"));
+    }
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+    fn opt_u64(&mut self, v: Option<u64>) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                self.u64(v);
+            }
+        }
+    }
+    fn pad_to(&mut self, align: usize) {
+        self.buf.resize(self.buf.len().div_ceil(align) * align, 0);
+    }
+    fn ty(&mut self, t: WasmType) {
+        self.u8(match t {
+            WasmType::I32 => 0,
+            WasmType::I64 => 1,
+            WasmType::F32 => 2,
+            WasmType::F64 => 3,
+            WasmType::V128 => 4,
+            WasmType::FuncRef => 5,
+            WasmType::ExternRef => 6,
+        });
+    }
+    fn types(&mut self, ts: &[WasmType]) {
+        self.len(ts.len());
+        ts.iter().for_each(|t| self.ty(*t));
+    }
+    fn table(&mut self, t: &TableType) {
+        self.ty(t.elem);
+        self.u64(t.min);
+        self.opt_u64(t.max);
+    }
+    fn memory(&mut self, m: &MemoryType) {
+        self.u64(m.min);
+        self.opt_u64(m.max);
+        self.bool(m.shared);
+    }
+    fn global(&mut self, g: &GlobalType) {
+        self.ty(g.ty);
+        self.bool(g.mutable);
+    }
+    fn expr(&mut self, e: &ConstExpr) {
+        match *e {
+            ConstExpr::I32(v) => {
+                self.u8(0);
+                self.u32(v as u32);
+            }
+            ConstExpr::I64(v) => {
+                self.u8(1);
+                self.u64(v as u64);
+            }
+            ConstExpr::F32(v) => {
+                self.u8(2);
+                self.u32(v);
+            }
+            ConstExpr::F64(v) => {
+                self.u8(3);
+                self.u64(v);
+            }
+            ConstExpr::V128(v) => {
+                self.u8(4);
+                self.u128(v);
+            }
+            ConstExpr::RefNull(t) => {
+                self.u8(5);
+                self.ty(t);
+            }
+            ConstExpr::RefFunc(f) => {
+                self.u8(6);
+                self.u32(f);
+            }
+            ConstExpr::GlobalGet(g) => {
+                self.u8(7);
+                self.u32(g);
+            }
+        }
+    }
+    fn locs(&mut self, locs: &[FuncLoc]) {
+        self.len(locs.len());
+        for l in locs {
+            self.u32(l.offset);
+            self.u32(l.len);
+        }
+    }
+}
+
+fn write_meta(w: &mut Writer, m: &CompiledModule) {
+    let info = &m.info;
+    w.len(info.types.len());
+    for t in &info.types {
+        w.types(&t.params);
+        w.types(&t.results);
+    }
+    w.len(info.imports.len());
+    for i in &info.imports {
+        w.str(&i.module);
+        w.str(&i.name);
+        match &i.kind {
+            ImportKind::Func(ty) => {
+                w.u8(0);
+                w.u32(*ty);
+            }
+            ImportKind::Table(t) => {
+                w.u8(1);
+                w.table(t);
+            }
+            ImportKind::Memory(mem) => {
+                w.u8(2);
+                w.memory(mem);
+            }
+            ImportKind::Global(g) => {
+                w.u8(3);
+                w.global(g);
+            }
+        }
+    }
+    w.len(info.funcs.len());
+    info.funcs.iter().for_each(|f| w.u32(*f));
+    w.u32(info.num_imported_funcs);
+    w.len(info.tables.len());
+    info.tables.iter().for_each(|t| w.table(t));
+    w.u32(info.num_imported_tables);
+    w.len(info.memories.len());
+    info.memories.iter().for_each(|mem| w.memory(mem));
+    w.u32(info.num_imported_memories);
+    w.len(info.globals.len());
+    info.globals.iter().for_each(|g| w.global(g));
+    w.u32(info.num_imported_globals);
+    w.len(info.global_inits.len());
+    info.global_inits.iter().for_each(|e| w.expr(e));
+    w.len(info.table_inits.len());
+    info.table_inits.iter().for_each(|e| w.expr(e));
+    w.len(info.exports.len());
+    for e in &info.exports {
+        w.str(&e.name);
+        w.u8(match e.kind {
+            ExportKind::Func => 0,
+            ExportKind::Table => 1,
+            ExportKind::Memory => 2,
+            ExportKind::Global => 3,
+        });
+        w.u32(e.index);
+    }
+    match info.start {
+        None => w.u8(0),
+        Some(s) => {
+            w.u8(1);
+            w.u32(s);
+        }
+    }
+    w.len(info.elems.len());
+    for e in &info.elems {
+        match &e.mode {
+            ElemMode::Passive => w.u8(0),
+            ElemMode::Declared => w.u8(1),
+            ElemMode::Active { table, offset } => {
+                w.u8(2);
+                w.u32(*table);
+                w.expr(offset);
+            }
+        }
+        w.ty(e.ty);
+        w.len(e.items.len());
+        e.items.iter().for_each(|i| w.expr(i));
+    }
+    w.len(info.datas.len());
+    for d in &info.datas {
+        match &d.mode {
+            DataMode::Passive => w.u8(0),
+            DataMode::Active { memory, offset } => {
+                w.u8(1);
+                w.u32(*memory);
+                w.expr(offset);
+            }
+        }
+        w.u64(d.range.start as u64);
+        w.u64(d.range.end as u64);
+    }
+    // Sorted, so that the same module always gives the same bytes.
+    let mut names: Vec<_> = info.func_names.iter().collect();
+    names.sort();
+    w.len(names.len());
+    for (f, name) in names {
+        w.u32(*f);
+        w.str(name);
+    }
+    match &info.name {
+        None => w.u8(0),
+        Some(n) => {
+            w.u8(1);
+            w.str(n);
+        }
+    }
+    w.locs(&m.funcs);
+    w.locs(&m.entry_trampolines);
+    w.locs(&m.host_trampolines);
+    w.len(m.traps.len());
+    for (offset, trap) in &m.traps {
+        w.u32(*offset);
+        w.u8(*trap as u8);
+    }
+}
+
+// ---- Reading --------------------------------------------------------------------------------
+
+/// Verify an artifact's magic, format version and checksum, and decode its header. Says
+/// nothing about whether this host can run it (see `deserialize`).
+pub fn header(bytes: &[u8]) -> Result<Header, ArtifactError> {
+    if !is_artifact(bytes) {
+        return Err(ArtifactError::NotAnArtifact);
+    }
+    if bytes.len() < 16 {
+        return Err(ArtifactError::Truncated { actual: bytes.len() as u64, expected: FIXED_HEADER as u64 });
+    }
+    let version = u32::from_le_bytes(bytes[12..16].try_into().unwrap());
+    if version != FORMAT_VERSION {
+        return Err(ArtifactError::FormatVersion { found: version });
+    }
+    if bytes[9..12] != [0; 3] {
+        return Err(ArtifactError::Malformed("non-zero header padding".into()));
+    }
+    if bytes.len() < FIXED_HEADER {
+        return Err(ArtifactError::Truncated { actual: bytes.len() as u64, expected: FIXED_HEADER as u64 });
+    }
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    if word(CHECKSUM_AT) != xxh64(&bytes[CHECKSUMMED_FROM..], 0) {
+        let expected = word(24);
+        if expected > bytes.len() as u64 {
+            return Err(ArtifactError::Truncated { actual: bytes.len() as u64, expected });
+        }
+        return Err(ArtifactError::Checksum);
+    }
+    // From here on every byte is as the compiler wrote it; still check everything, so that a
+    // crafted file with a valid checksum is an error and not a panic.
+    if word(24) != bytes.len() as u64 {
+        return Err(ArtifactError::Malformed(format!("length field {} but {} bytes", word(24), bytes.len())));
+    }
+    let section = |i: usize, name: &str| -> Result<Range<usize>, ArtifactError> {
+        let (start, len) = (word(32 + 16 * i), word(40 + 16 * i));
+        match start.checked_add(len) {
+            Some(end) if end <= bytes.len() as u64 => Ok(start as usize..end as usize),
+            _ => Err(ArtifactError::Malformed(format!("{name} section {start}+{len} is outside the file"))),
+        }
+    };
+    let (meta, data, code) = (section(0, "metadata")?, section(1, "data")?, section(2, "code")?);
+    let mut r = Reader { bytes: &bytes[..meta.start.max(FIXED_HEADER)], pos: FIXED_HEADER };
+    let compiler_version = r.str()?;
+    let isa = r.str()?;
+    let bounds_checks = match r.u8()? {
+        0 => BoundsChecks::GuardPages,
+        1 => BoundsChecks::Explicit,
+        b => return Err(r.bad(&format!("bounds-check mode {b}"))),
+    };
+    let ordered = r.pos == meta.start
+        && meta.end <= data.start
+        && data.end <= code.start
+        && code.end == bytes.len()
+        && data.start % PAGE_SIZE == 0
+        && code.start % PAGE_SIZE == 0;
+    if !ordered {
+        return Err(ArtifactError::Malformed(format!(
+            "sections out of place (header ends at {}, metadata {meta:?}, data {data:?}, code {code:?}, file {})",
+            r.pos,
+            bytes.len()
+        )));
+    }
+    Ok(Header { format_version: version, compiler_version, isa, bounds_checks, meta, data, code })
+}
+
+/// Decode an artifact written by this compiler for this host.
+pub fn deserialize(bytes: &[u8]) -> Result<Artifact<'_>, ArtifactError> {
+    let header = header(bytes)?;
+    check_compatible(&header, COMPILER_VERSION, host_isa()?)?;
+    let mut r = Reader { bytes: &bytes[..header.meta.end], pos: header.meta.start };
+    let mut module = read_meta(&mut r)?;
+    if r.pos != header.meta.end {
+        return Err(r.bad("trailing bytes"));
+    }
+    module.info.data_bytes = bytes[header.data.clone()].to_vec();
+    let code = &bytes[header.code.clone()];
+    validate(&module, code.len())?;
+    module.layout = VmctxLayout::new(&module.info);
+    Ok(Artifact { header, module, code })
+}
+
+fn check_compatible(header: &Header, version: &str, isa: &str) -> Result<(), ArtifactError> {
+    let describe = |v: &str, isa: &str| match isa.split_once(' ') {
+        Some((target, flags)) => format!("{v} for {target} [{flags}]"),
+        None => format!("{v} for {isa} []"),
+    };
+    let split = |isa: &'_ str| -> (String, Vec<String>) {
+        let mut words = isa.split_whitespace().map(str::to_string);
+        (words.next().unwrap_or_default(), words.collect())
+    };
+    let (target, flags) = split(&header.isa);
+    let (host_target, host_flags) = split(isa);
+    // Code compiled for a subset of this host's ISA extensions runs here.
+    let missing: Vec<&str> = flags.iter().filter(|f| !host_flags.contains(f)).map(|s| s.as_str()).collect();
+    let mut detail = String::new();
+    if header.compiler_version == version && target == host_target && missing.is_empty() {
+        return Ok(());
+    }
+    if header.compiler_version == version && target == host_target {
+        detail = format!(" (this host lacks {})", missing.join(" "));
+    }
+    Err(ArtifactError::Incompatible {
+        artifact: describe(&header.compiler_version, &header.isa),
+        host: describe(version, isa),
+        detail,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bad(&self, what: &str) -> ArtifactError {
+        ArtifactError::Malformed(format!("{what} at byte {}", self.pos))
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ArtifactError> {
+        match self.pos.checked_add(n) {
+            Some(end) if end <= self.bytes.len() => {
+                let s = &self.bytes[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            _ => Err(self.bad("unexpected end of section")),
+        }
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ArtifactError> {
+        Ok(self.take(N)?.try_into().unwrap())
+    }
+    fn u8(&mut self) -> Result<u8, ArtifactError> {
+        Ok(self.take(1)?[0])
+    }
+    fn bool(&mut self) -> Result<bool, ArtifactError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.bad("bad boolean")),
+        }
+    }
+    fn u32(&mut self) -> Result<u32, ArtifactError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, ArtifactError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn u128(&mut self) -> Result<u128, ArtifactError> {
+        Ok(u128::from_le_bytes(self.array()?))
+    }
+    fn str(&mut self) -> Result<String, ArtifactError> {
+        let n = self.u32()? as usize;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.bad("invalid UTF-8"))
+    }
+    fn opt_u64(&mut self) -> Result<Option<u64>, ArtifactError> {
+        Ok(if self.bool()? { Some(self.u64()?) } else { None })
+    }
+    /// A vector: a count, then elements. Nothing is reserved up front (the count is not
+    /// trusted); every element consumes at least one byte, so a bad count runs out of input.
+    fn vec<T>(&mut self, mut elem: impl FnMut(&mut Self) -> Result<T, ArtifactError>) -> Result<Vec<T>, ArtifactError> {
+        let n = self.u32()? as usize;
+        let mut v = Vec::with_capacity(n.min(self.bytes.len() - self.pos));
+        for _ in 0..n {
+            v.push(elem(self)?);
+        }
+        Ok(v)
+    }
+    fn ty(&mut self) -> Result<WasmType, ArtifactError> {
+        Ok(match self.u8()? {
+            0 => WasmType::I32,
+            1 => WasmType::I64,
+            2 => WasmType::F32,
+            3 => WasmType::F64,
+            4 => WasmType::V128,
+            5 => WasmType::FuncRef,
+            6 => WasmType::ExternRef,
+            _ => return Err(self.bad("bad value type")),
+        })
+    }
+    fn ref_ty(&mut self) -> Result<WasmType, ArtifactError> {
+        let t = self.ty()?;
+        if t.is_ref() { Ok(t) } else { Err(self.bad("bad reference type")) }
+    }
+    fn table(&mut self) -> Result<TableType, ArtifactError> {
+        Ok(TableType { elem: self.ref_ty()?, min: self.u64()?, max: self.opt_u64()? })
+    }
+    fn memory(&mut self) -> Result<MemoryType, ArtifactError> {
+        Ok(MemoryType { min: self.u64()?, max: self.opt_u64()?, shared: self.bool()? })
+    }
+    fn global(&mut self) -> Result<GlobalType, ArtifactError> {
+        Ok(GlobalType { ty: self.ty()?, mutable: self.bool()? })
+    }
+    fn expr(&mut self) -> Result<ConstExpr, ArtifactError> {
+        Ok(match self.u8()? {
+            0 => ConstExpr::I32(self.u32()? as i32),
+            1 => ConstExpr::I64(self.u64()? as i64),
+            2 => ConstExpr::F32(self.u32()?),
+            3 => ConstExpr::F64(self.u64()?),
+            4 => ConstExpr::V128(self.u128()?),
+            5 => ConstExpr::RefNull(self.ref_ty()?),
+            6 => ConstExpr::RefFunc(self.u32()?),
+            7 => ConstExpr::GlobalGet(self.u32()?),
+            _ => return Err(self.bad("bad constant expression")),
+        })
+    }
+    fn locs(&mut self) -> Result<Vec<FuncLoc>, ArtifactError> {
+        self.vec(|r| Ok(FuncLoc { offset: r.u32()?, len: r.u32()? }))
+    }
+}
+
+fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
+    let mut info = ModuleInfo {
+        types: r.vec(|r| Ok(FuncType { params: r.vec(Reader::ty)?, results: r.vec(Reader::ty)? }))?,
+        imports: r.vec(|r| {
+            let (module, name) = (r.str()?, r.str()?);
+            let kind = match r.u8()? {
+                0 => ImportKind::Func(r.u32()?),
+                1 => ImportKind::Table(r.table()?),
+                2 => ImportKind::Memory(r.memory()?),
+                3 => ImportKind::Global(r.global()?),
+                _ => return Err(r.bad("bad import kind")),
+            };
+            Ok(Import { module, name, kind })
+        })?,
+        funcs: r.vec(Reader::u32)?,
+        num_imported_funcs: r.u32()?,
+        tables: r.vec(Reader::table)?,
+        num_imported_tables: r.u32()?,
+        memories: r.vec(Reader::memory)?,
+        num_imported_memories: r.u32()?,
+        globals: r.vec(Reader::global)?,
+        num_imported_globals: r.u32()?,
+        global_inits: r.vec(Reader::expr)?,
+        table_inits: r.vec(Reader::expr)?,
+        exports: r.vec(|r| {
+            let name = r.str()?;
+            let kind = match r.u8()? {
+                0 => ExportKind::Func,
+                1 => ExportKind::Table,
+                2 => ExportKind::Memory,
+                3 => ExportKind::Global,
+                _ => return Err(r.bad("bad export kind")),
+            };
+            Ok(Export { name, kind, index: r.u32()? })
+        })?,
+        start: if r.bool()? { Some(r.u32()?) } else { None },
+        elems: r.vec(|r| {
+            let mode = match r.u8()? {
+                0 => ElemMode::Passive,
+                1 => ElemMode::Declared,
+                2 => ElemMode::Active { table: r.u32()?, offset: r.expr()? },
+                _ => return Err(r.bad("bad element segment mode")),
+            };
+            Ok(ElemSegment { mode, ty: r.ref_ty()?, items: r.vec(Reader::expr)? })
+        })?,
+        datas: r.vec(|r| {
+            let mode = match r.u8()? {
+                0 => DataMode::Passive,
+                1 => DataMode::Active { memory: r.u32()?, offset: r.expr()? },
+                _ => return Err(r.bad("bad data segment mode")),
+            };
+            let (start, end) = (r.u64()?, r.u64()?);
+            let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
+                return Err(r.bad("bad data range"));
+            };
+            Ok(DataSegment { mode, range: start..end })
+        })?,
+        ..ModuleInfo::default()
+    };
+    let names = r.vec(|r| Ok((r.u32()?, r.str()?)))?;
+    info.func_names = HashMap::with_capacity(names.len());
+    for (f, name) in names {
+        if info.func_names.insert(f, name).is_some() {
+            return Err(r.bad("duplicate function name"));
+        }
+    }
+    info.name = if r.bool()? { Some(r.str()?) } else { None };
+    let funcs = r.locs()?;
+    let entry_trampolines = r.locs()?;
+    let host_trampolines = r.locs()?;
+    let traps = r.vec(|r| {
+        let offset = r.u32()?;
+        let trap = Trap::from_u8(r.u8()?).ok_or_else(|| r.bad("unknown trap code"))?;
+        Ok((offset, trap))
+    })?;
+    let layout = VmctxLayout { type_ids: 0, funcrefs: 0, memories: 0, tables: 0, globals: 0, size: 0 };
+    Ok(CompiledModule { info, layout, code: Vec::new(), funcs, entry_trampolines, host_trampolines, traps })
+}
+
+/// Check every index and range the engine will use, so that a crafted artifact is rejected
+/// here rather than making the loader index out of bounds.
+fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
+    let bad = |what: String| Err(ArtifactError::Malformed(what));
+    let info = &m.info;
+    let (ntypes, nfuncs, ntables, nmems, nglobals) =
+        (info.types.len(), info.funcs.len(), info.tables.len(), info.memories.len(), info.globals.len());
+
+    // The vmctx layout is computed in u32: it must fit.
+    let vmctx_size = vmctx::HEADER_SIZE as u64
+        + 8 * ntypes as u64
+        + vmctx::FUNCREF_SIZE as u64 * nfuncs as u64
+        + 16
+        + vmctx::DEF_SIZE as u64 * (nmems + ntables) as u64
+        + vmctx::GLOBAL_SIZE as u64 * nglobals as u64;
+    if vmctx_size > u32::MAX as u64 / 2 {
+        return bad(format!("module too large ({vmctx_size}-byte vmctx)"));
+    }
+
+    // Imports come first in each index space, in import order.
+    let mut counts = [0u32; 4];
+    for import in &info.imports {
+        let ok = match &import.kind {
+            ImportKind::Func(ty) => info.funcs.get(counts[0] as usize) == Some(ty) && (*ty as usize) < ntypes,
+            ImportKind::Table(t) => info.tables.get(counts[1] as usize) == Some(t),
+            ImportKind::Memory(mem) => info.memories.get(counts[2] as usize) == Some(mem),
+            ImportKind::Global(g) => info.globals.get(counts[3] as usize) == Some(g),
+        };
+        if !ok {
+            return bad(format!("import {}.{} does not match its index space", import.module, import.name));
+        }
+        let k = match import.kind {
+            ImportKind::Func(_) => 0,
+            ImportKind::Table(_) => 1,
+            ImportKind::Memory(_) => 2,
+            ImportKind::Global(_) => 3,
+        };
+        counts[k] += 1;
+    }
+    if counts != [info.num_imported_funcs, info.num_imported_tables, info.num_imported_memories, info.num_imported_globals] {
+        return bad("imported counts do not match the imports".into());
+    }
+    if let Some(ty) = info.funcs.iter().find(|t| **t as usize >= ntypes) {
+        return bad(format!("function type {ty} out of range"));
+    }
+    if info.global_inits.len() != nglobals - counts[3] as usize || info.table_inits.len() != ntables - counts[1] as usize {
+        return bad("initialiser counts do not match".into());
+    }
+    let expr_ok = |e: &ConstExpr| match *e {
+        ConstExpr::RefFunc(f) => (f as usize) < nfuncs,
+        ConstExpr::GlobalGet(g) => (g as usize) < nglobals,
+        _ => true,
+    };
+    let exprs = info.global_inits.iter().chain(&info.table_inits).chain(info.elems.iter().flat_map(|e| {
+        let offset = match &e.mode {
+            ElemMode::Active { offset, .. } => Some(offset),
+            _ => None,
+        };
+        e.items.iter().chain(offset)
+    }));
+    let exprs = exprs.chain(info.datas.iter().filter_map(|d| match &d.mode {
+        DataMode::Active { offset, .. } => Some(offset),
+        DataMode::Passive => None,
+    }));
+    for e in exprs {
+        if !expr_ok(e) {
+            return bad(format!("constant expression {e:?} out of range"));
+        }
+    }
+    for e in &info.exports {
+        let n = match e.kind {
+            ExportKind::Func => nfuncs,
+            ExportKind::Table => ntables,
+            ExportKind::Memory => nmems,
+            ExportKind::Global => nglobals,
+        };
+        if e.index as usize >= n {
+            return bad(format!("export {} out of range", e.name));
+        }
+    }
+    if info.start.is_some_and(|s| s as usize >= nfuncs) {
+        return bad("start function out of range".into());
+    }
+    for e in &info.elems {
+        if matches!(e.mode, ElemMode::Active { table, .. } if table as usize >= ntables) {
+            return bad("element segment table out of range".into());
+        }
+    }
+    for d in &info.datas {
+        if matches!(d.mode, DataMode::Active { memory, .. } if memory as usize >= nmems) {
+            return bad("data segment memory out of range".into());
+        }
+        if d.range.start > d.range.end || d.range.end > info.data_bytes.len() {
+            return bad(format!("data segment {:?} outside the data section", d.range));
+        }
+    }
+
+    // Code locations: functions ascending and disjoint (lookups bisect them), all in the code.
+    if code_len > u32::MAX as usize {
+        return bad("code section larger than 4 GiB".into());
+    }
+    if m.funcs.len() != nfuncs - counts[0] as usize
+        || m.entry_trampolines.len() != ntypes
+        || m.host_trampolines.len() != ntypes
+    {
+        return bad("function or trampoline count does not match the module".into());
+    }
+    let in_code = |l: &FuncLoc| l.offset as u64 + l.len as u64 <= code_len as u64;
+    if !m.funcs.iter().chain(&m.entry_trampolines).chain(&m.host_trampolines).all(in_code) {
+        return bad("function outside the code section".into());
+    }
+    if m.funcs.windows(2).any(|w| w[0].offset as u64 + w[0].len as u64 > w[1].offset as u64) {
+        return bad("functions out of order".into());
+    }
+    if m.traps.windows(2).any(|w| w[0].0 > w[1].0) || m.traps.last().is_some_and(|t| t.0 as usize >= code_len) {
+        return bad("trap table out of order or outside the code".into());
+    }
+    Ok(())
+}
+
+// ---- Checksum -------------------------------------------------------------------------------
+
+/// XXH64 (Yann Collet's xxHash, 64-bit): fast and well distributed; detects corruption, not
+/// tampering (an artifact is trusted code anyway).
+pub fn xxh64(data: &[u8], seed: u64) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    fn round(acc: u64, input: u64) -> u64 {
+        acc.wrapping_add(input.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
+    }
+    fn merge(acc: u64, v: u64) -> u64 {
+        (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
+    }
+    let u64_at = |s: &[u8]| u64::from_le_bytes(s[..8].try_into().unwrap());
+    let mut rest = data;
+    let mut h = if data.len() >= 32 {
+        let mut v = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
+        let mut stripes = data.chunks_exact(32);
+        for s in &mut stripes {
+            for (i, v) in v.iter_mut().enumerate() {
+                *v = round(*v, u64_at(&s[8 * i..]));
+            }
+        }
+        rest = stripes.remainder();
+        let h = v[0].rotate_left(1).wrapping_add(v[1].rotate_left(7)).wrapping_add(v[2].rotate_left(12)).wrapping_add(v[3].rotate_left(18));
+        v.iter().fold(h, |h, v| merge(h, *v))
+    } else {
+        seed.wrapping_add(P5)
+    };
+    h = h.wrapping_add(data.len() as u64);
+    let mut words = rest.chunks_exact(8);
+    for w in &mut words {
+        h = (h ^ round(0, u64_at(w))).rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+    }
+    let mut rest = words.remainder();
+    if rest.len() >= 4 {
+        let w = u32::from_le_bytes(rest[..4].try_into().unwrap()) as u64;
+        h = (h ^ w.wrapping_mul(P1)).rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        rest = &rest[4..];
+    }
+    for &b in rest {
+        h = (h ^ (b as u64).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh64_reference_values() {
+        assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
+        assert_eq!(xxh64(b"a", 0), 0xD24E_C4F1_A98C_6E5B);
+        assert_eq!(xxh64(b"abc", 0), 0x44BC_2CF5_AD77_0999);
+        assert_eq!(xxh64(b"Nobody inspects the spammish repetition", 0), 0xFBCE_A83C_8A37_8BF1);
+    }
+
+    fn sample() -> Vec<u8> {
+        // (module (memory 1) (data (i32.const 8) "hi") (func (export "f") (result i32) i32.const 7))
+        let wasm = [
+            0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 5, 3, 1, 0, 1, 7, 5, 1,
+            1, 102, 0, 0, 10, 6, 1, 4, 0, 65, 7, 11, 11, 8, 1, 0, 65, 8, 11, 2, 104, 105,
+        ];
+        let module = crate::compile(&wasm, &Settings::default()).unwrap();
+        serialize(&module, &Settings::default()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_layout() {
+        let wasm_module = {
+            let bytes = sample();
+            let a = deserialize(&bytes).unwrap();
+            assert_eq!(a.header.code.start % PAGE_SIZE, 0);
+            assert_eq!(a.header.code.end, bytes.len());
+            assert_eq!(a.module.info.data(&a.module.info.datas[0]), b"hi");
+            assert_eq!(a.module.info.export("f").unwrap().index, 0);
+            a.into_compiled()
+        };
+        assert!(!wasm_module.code.is_empty());
+        // Serializing the decoded module gives the same bytes.
+        assert_eq!(serialize(&wasm_module, &Settings::default()).unwrap(), sample());
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_is_an_error() {
+        let bytes = sample();
+        for len in 0..bytes.len() {
+            assert!(deserialize(&bytes[..len]).is_err(), "truncated to {len}");
+        }
+        let mut copy = bytes.clone();
+        for i in 0..bytes.len() {
+            copy[i] ^= 0x20;
+            assert!(deserialize(&copy).is_err(), "byte {i} flipped");
+            copy[i] = bytes[i];
+        }
+    }
+
+    #[test]
+    fn incompatible_builds_are_named() {
+        let module = crate::compile(b"\0asm\x01\0\0\0", &Settings::default()).unwrap();
+        let host = host_isa().unwrap();
+        let other = serialize_for(&module, BoundsChecks::GuardPages, "0.0.1", host).unwrap();
+        let e = deserialize(&other).unwrap_err().to_string();
+        assert!(e.contains("compiled by wasce 0.0.1 for") && e.contains(&format!("this is wasce {COMPILER_VERSION} for")), "{e}");
+        let isa = format!("{host} has_teleport");
+        let other = serialize_for(&module, BoundsChecks::GuardPages, COMPILER_VERSION, &isa).unwrap();
+        let e = deserialize(&other).unwrap_err().to_string();
+        assert!(e.contains("this host lacks has_teleport") && e.contains("recompile"), "{e}");
+        // Fewer ISA extensions than the host has: runs.
+        let (target, _) = host.split_once(' ').unwrap_or((host, ""));
+        let other = serialize_for(&module, BoundsChecks::Explicit, COMPILER_VERSION, target).unwrap();
+        assert_eq!(deserialize(&other).unwrap().header.bounds_checks, BoundsChecks::Explicit);
+    }
+}

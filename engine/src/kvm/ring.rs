@@ -1,0 +1,225 @@
+//! The exit-less host-call ring: a server thread per VM serves `HostCall` requests the guest
+//! posts in the ring page (layout and protocol in `wasce_hypercall::RING_*`), so a WASI call
+//! costs two cache-line transfers instead of a VM exit.
+//!
+//! * The server polls only while a guest call is active, and goes to sleep after `IDLE` without
+//!   requests (it then clears `RING_AWAKE`, and the guest uses the synchronous exit, which also
+//!   wakes the server). No core is burned by an idle instance.
+//! * Exclusive access to the store: the server sets `busy` before claiming a request and clears
+//!   it after answering; the vCPU thread waits for `busy` to clear before it handles any exit or
+//!   ends the call (Dekker-style, both sides `SeqCst`). `busy` lives in host memory, so a guest
+//!   that scribbles over the ring page cannot make the host wait forever or skip the wait.
+//! * Every field of a request is read once and validated by the same dispatch as a hypercall.
+
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use wasce_hypercall::*;
+
+/// How long the server keeps polling without a request before it sleeps.
+const IDLE: Duration = Duration::from_micros(200);
+
+/// Serves one request: (context, function id, values address, caller vmctx) -> result.
+pub type RingHandler = unsafe fn(*mut (), u64, u64, u64) -> u64;
+
+struct Shared {
+    /// Host address of the ring page (in slot 0).
+    ring: usize,
+    busy: AtomicBool,
+    active: AtomicBool,
+    ctx: AtomicUsize,
+    handler: AtomicUsize,
+    shutdown: AtomicBool,
+    wake_gen: Mutex<u64>,
+    wake: Condvar,
+    served: AtomicU64,
+}
+
+// SAFETY: `ring` points at the VM's slot-0 page, which outlives the server (the VM joins the
+// thread before unmapping); everything else is atomics and locks.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn state(&self) -> &AtomicU32 {
+        // SAFETY: RING_STATE is a 4-byte aligned u32 inside the ring page.
+        unsafe { &*((self.ring + RING_STATE as usize) as *const AtomicU32) }
+    }
+
+    fn read_u64(&self, field: u64) -> u64 {
+        // SAFETY: an aligned u64 inside the ring page; the guest may change it at any time, so
+        // it is read exactly once, volatile.
+        unsafe { ptr::read_volatile((self.ring + field as usize) as *const u64) }
+    }
+
+    fn write(&self, field: u64, value: u64) {
+        // SAFETY: as in `read_u64`.
+        unsafe { ptr::write_volatile((self.ring + field as usize) as *mut u64, value) }
+    }
+
+    fn set_awake(&self, awake: bool) {
+        // SAFETY: RING_AWAKE is an aligned u32 inside the ring page.
+        unsafe { (*((self.ring + RING_AWAKE as usize) as *const AtomicU32)).store(awake as u32, SeqCst) }
+    }
+
+    /// Claim and serve a submitted request, if there is one and a call is active.
+    fn serve_one(&self) -> bool {
+        if self.state().load(SeqCst) != RING_SUBMITTED {
+            return false;
+        }
+        self.busy.store(true, SeqCst);
+        if !self.active.load(SeqCst) || self.state().compare_exchange(RING_SUBMITTED, RING_TAKEN, SeqCst, SeqCst).is_err() {
+            self.busy.store(false, SeqCst);
+            return false;
+        }
+        let (func, values, caller) = (self.read_u64(RING_FUNC), self.read_u64(RING_VALUES), self.read_u64(RING_CALLER));
+        let ctx = self.ctx.load(SeqCst) as *mut ();
+        // SAFETY: `handler` was stored as a RingHandler by `activate`.
+        let handler: RingHandler = unsafe { std::mem::transmute::<usize, RingHandler>(self.handler.load(SeqCst)) };
+        // SAFETY: the call is active (checked after raising `busy`), so `ctx` is the store the
+        // vCPU thread lent us, and it does not touch the store until `busy` is clear.
+        let result = unsafe { handler(ctx, func, values, caller) };
+        self.write(RING_RESULT, result);
+        self.state().store(RING_DONE, SeqCst);
+        self.served.fetch_add(1, SeqCst);
+        self.busy.store(false, SeqCst);
+        true
+    }
+
+    fn run(&self) {
+        let mut seen = 0u64;
+        while !self.shutdown.load(SeqCst) {
+            // Sleep until woken.
+            {
+                let mut gen = self.wake_gen.lock().unwrap_or_else(|e| e.into_inner());
+                while *gen == seen && !self.shutdown.load(SeqCst) {
+                    gen = self.wake.wait(gen).unwrap_or_else(|e| e.into_inner());
+                }
+                seen = *gen;
+            }
+            if !self.active.load(SeqCst) {
+                continue;
+            }
+            self.set_awake(true);
+            let mut last = Instant::now();
+            let mut polls = 0u32;
+            while self.active.load(SeqCst) && !self.shutdown.load(SeqCst) {
+                if self.serve_one() {
+                    last = Instant::now();
+                    continue;
+                }
+                std::hint::spin_loop();
+                polls = polls.wrapping_add(1);
+                if polls % 256 == 0 && last.elapsed() > IDLE {
+                    break;
+                }
+            }
+            self.set_awake(false);
+            // A request submitted while we were deciding to sleep is served, not stranded.
+            while self.serve_one() {}
+        }
+    }
+}
+
+pub struct RingServer {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    tid: libc::pthread_t,
+}
+
+impl RingServer {
+    /// # Safety
+    /// `ring` must be the host address of the ring page and outlive the server.
+    pub unsafe fn start(ring: *mut u8) -> RingServer {
+        let shared = Arc::new(Shared {
+            ring: ring as usize,
+            busy: AtomicBool::new(false),
+            active: AtomicBool::new(false),
+            ctx: AtomicUsize::new(0),
+            handler: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            wake_gen: Mutex::new(0),
+            wake: Condvar::new(),
+            served: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("wasce-ring".into())
+            .spawn(move || {
+                // SAFETY: pthread_self has no preconditions.
+                let _ = tx.send(unsafe { libc::pthread_self() });
+                s.run();
+            })
+            .expect("spawn the ring server");
+        let tid = rx.recv().expect("ring server thread id");
+        RingServer { shared, thread: Some(thread), tid }
+    }
+
+    /// Lend the store (`ctx`) to the server for the duration of a guest call.
+    pub fn activate(&self, ctx: *mut (), handler: RingHandler) {
+        self.shared.ctx.store(ctx as usize, SeqCst);
+        self.shared.handler.store(handler as usize, SeqCst);
+        self.shared.active.store(true, SeqCst);
+        self.wake();
+    }
+
+    /// End the call: after this returns the server no longer touches the store.
+    pub fn deactivate(&self) {
+        self.shared.active.store(false, SeqCst);
+        self.wait_idle();
+    }
+
+    /// Wake a sleeping server (cheap when it is awake).
+    pub fn wake(&self) {
+        let mut gen = self.shared.wake_gen.lock().unwrap_or_else(|e| e.into_inner());
+        *gen += 1;
+        self.shared.wake.notify_one();
+    }
+
+    /// Wait until the server is not serving a request.
+    pub fn wait_idle(&self) {
+        let mut spins = 0u32;
+        while self.shared.busy.load(SeqCst) {
+            spins += 1;
+            if spins < 1000 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    pub fn served(&self) -> u64 {
+        self.shared.served.load(SeqCst)
+    }
+
+    pub fn thread_id(&self) -> libc::pthread_t {
+        self.tid
+    }
+
+    /// CPU time the server thread has used.
+    pub fn cpu_time(&self) -> Duration {
+        let mut clock: libc::clockid_t = 0;
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: the thread is alive until `drop` joins it.
+        unsafe {
+            if libc::pthread_getcpuclockid(self.tid, &mut clock) != 0 || libc::clock_gettime(clock, &mut t) != 0 {
+                return Duration::ZERO;
+            }
+        }
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+}
+
+impl Drop for RingServer {
+    fn drop(&mut self) {
+        self.shared.active.store(false, SeqCst);
+        self.shared.shutdown.store(true, SeqCst);
+        self.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
