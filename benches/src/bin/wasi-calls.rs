@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Instant;
 use wasce_engine::wasi::{add_to_linker, Preopen, WasiConfig};
-use wasce_engine::{Extern, Isolation, Linker, Settings, Store, StoreConfig, Val};
+use wasce_engine::{Extern, HostcallTransport, Isolation, Linker, Settings, Store, StoreConfig, Val};
 
 const MODULE: &str = r#"
 (module
@@ -75,8 +75,9 @@ const MODULE: &str = r#"
 
 const CALLS: [&str; 6] = ["fd_write", "fd_read", "fd_seek", "clock_time_get", "random_get", "open_close"];
 
-fn wasce_ns(module: &wasce_engine::Module, isolation: Isolation, func: &str, n: i32) -> f64 {
-    let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).unwrap();
+/// (ns per call, ring-server CPU ns per call)
+fn wasce_ns(module: &wasce_engine::Module, isolation: Isolation, hostcall: HostcallTransport, func: &str, n: i32) -> (f64, f64) {
+    let mut store = Store::new(StoreConfig { isolation, hostcall, ..StoreConfig::default() }).unwrap();
     let mut linker = Linker::new();
     let config = WasiConfig { preopens: vec![Preopen { host: "/dev".into(), guest: "dev".into() }], ..WasiConfig::default() };
     add_to_linker(&mut store, &mut linker, config).unwrap();
@@ -86,9 +87,12 @@ fn wasce_ns(module: &wasce_engine::Module, isolation: Isolation, func: &str, n: 
     let t = Instant::now();
     store.call(f, &[Val::I32(0)]).unwrap();
     let base = t.elapsed();
+    let cpu0 = store.ring_server_cpu_time().unwrap_or_default();
     let t = Instant::now();
     store.call(f, &[Val::I32(n)]).unwrap();
-    (t.elapsed().saturating_sub(base)).as_nanos() as f64 / n as f64
+    let wall = (t.elapsed().saturating_sub(base)).as_nanos() as f64 / n as f64;
+    let cpu = (store.ring_server_cpu_time().unwrap_or_default() - cpu0).as_nanos() as f64 / n as f64;
+    (wall, cpu)
 }
 
 fn wasmtime_ns(wasmtime: &str, wasm: &std::path::Path, func: &str, n: i32) -> f64 {
@@ -127,21 +131,26 @@ fn main() {
 
     println!("ns per WASI call, median [min-max] of {rounds} rounds; ratio = wasce / wasmtime");
     println!();
-    println!("| call | wasce kvm | wasce process | wasmtime | kvm / wasmtime | process / wasmtime |");
-    println!("|---|---|---|---|---|---|");
+    println!("| call | wasce kvm, ring | ring server CPU | wasce kvm, exit | wasce process | wasmtime | ring / wasmtime | exit / wasmtime | process / wasmtime |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for func in CALLS {
         let exit_free = matches!(func, "clock_time_get" | "random_get");
-        let n_kvm = if exit_free { 200_000 } else { 3_000 };
-        let (mut k, mut p, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        let n_exit = if exit_free { 200_000 } else { 3_000 };
+        let (mut k, mut cpu, mut x, mut p, mut w) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            let mut order: Vec<u8> = vec![0, 1, 2];
+            let mut order: Vec<u8> = vec![0, 1, 2, 3];
             if round % 2 == 1 {
                 order.reverse();
             }
             for which in order {
                 match which {
-                    0 => k.push(wasce_ns(&module, Isolation::Kvm, func, n_kvm)),
-                    1 => p.push(wasce_ns(&module, Isolation::Process, func, 200_000)),
+                    0 => {
+                        let (wall, c) = wasce_ns(&module, Isolation::Kvm, HostcallTransport::Ring, func, 200_000);
+                        k.push(wall);
+                        cpu.push(c);
+                    }
+                    1 => x.push(wasce_ns(&module, Isolation::Kvm, HostcallTransport::Exit, func, n_exit).0),
+                    3 => p.push(wasce_ns(&module, Isolation::Process, HostcallTransport::Auto, func, 200_000).0),
                     _ => {
                         if let Some(wt) = &wasmtime {
                             w.push(wasmtime_ns(wt, &wasm, func, 200_000));
@@ -151,14 +160,21 @@ fn main() {
             }
         }
         let (km, kmin, kmax) = median(k);
+        let (cm, _, _) = median(cpu);
+        let (xm, xmin, xmax) = median(x);
         let (pm, pmin, pmax) = median(p);
         let fmt = |m: f64, lo: f64, hi: f64| format!("{m:.0} [{lo:.0}-{hi:.0}]");
-        let (wcell, kr, pr) = if w.is_empty() {
-            ("n/a".to_string(), "n/a".to_string(), "n/a".to_string())
+        let (wcell, kr, xr, pr) = if w.is_empty() {
+            ("n/a".to_string(), "n/a".to_string(), "n/a".to_string(), "n/a".to_string())
         } else {
             let (wm, wmin, wmax) = median(w);
-            (fmt(wm, wmin, wmax), format!("{:.1}x", km / wm), format!("{:.2}x", pm / wm))
+            (fmt(wm, wmin, wmax), format!("{:.1}x", km / wm), format!("{:.0}x", xm / wm), format!("{:.2}x", pm / wm))
         };
-        println!("| {func} | {} | {} | {wcell} | {kr} | {pr} |", fmt(km, kmin, kmax), fmt(pm, pmin, pmax));
+        println!(
+            "| {func} | {} | {cm:.0} | {} | {} | {wcell} | {kr} | {xr} | {pr} |",
+            fmt(km, kmin, kmax),
+            fmt(xm, xmin, xmax),
+            fmt(pm, pmin, pmax)
+        );
     }
 }
