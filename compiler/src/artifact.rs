@@ -82,6 +82,7 @@ pub struct Header {
     pub compiler_version: String,
     pub isa: String,
     pub bounds_checks: BoundsChecks,
+    pub consume_fuel: bool,
     pub meta: Range<usize>,
     pub data: Range<usize>,
     pub code: Range<usize>,
@@ -125,6 +126,24 @@ pub fn host_isa() -> Result<&'static str, ArtifactError> {
 pub fn serialize(module: &CompiledModule, settings: &Settings) -> Result<Vec<u8>, ArtifactError> {
     let isa = host_isa()?;
     serialize_for(module, settings.bounds_checks, COMPILER_VERSION, isa)
+        .map(|mut bytes| {
+            if settings.consume_fuel || module.consume_fuel {
+                set_fuel_flag(&mut bytes);
+            }
+            bytes
+        })
+}
+
+/// The settings-byte bit that records fuel metering.
+const SETTINGS_FUEL: u8 = 2;
+
+/// Mark a serialized artifact as compiled with fuel metering (and fix its checksum).
+fn set_fuel_flag(bytes: &mut [u8]) {
+    let mut r = Reader { bytes, pos: FIXED_HEADER };
+    let (Ok(_), Ok(_)) = (r.str(), r.str()) else { return };
+    let at = r.pos;
+    bytes[at] |= SETTINGS_FUEL;
+    update_checksum(bytes);
 }
 
 fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, isa: &str) -> Result<Vec<u8>, ArtifactError> {
@@ -450,11 +469,14 @@ pub fn header(bytes: &[u8]) -> Result<Header, ArtifactError> {
     let mut r = Reader { bytes: &bytes[..meta.start.max(FIXED_HEADER)], pos: FIXED_HEADER };
     let compiler_version = r.str()?;
     let isa = r.str()?;
-    let bounds_checks = match r.u8()? {
+    // Settings byte: bit 0 = explicit bounds checks, bit 1 = fuel metering.
+    let flags = r.u8()?;
+    let bounds_checks = match flags & !SETTINGS_FUEL {
         0 => BoundsChecks::GuardPages,
         1 => BoundsChecks::Explicit,
         b => return Err(r.bad(&format!("bounds-check mode {b}"))),
     };
+    let consume_fuel = flags & SETTINGS_FUEL != 0;
     let ordered = r.pos == meta.start
         && meta.end <= data.start
         && data.end <= code.start
@@ -468,7 +490,7 @@ pub fn header(bytes: &[u8]) -> Result<Header, ArtifactError> {
             bytes.len()
         )));
     }
-    Ok(Header { format_version: version, compiler_version, isa, bounds_checks, meta, data, code })
+    Ok(Header { format_version: version, compiler_version, isa, bounds_checks, consume_fuel, meta, data, code })
 }
 
 /// Decode an artifact written by this compiler for this host.
@@ -477,6 +499,7 @@ pub fn deserialize(bytes: &[u8]) -> Result<Artifact<'_>, ArtifactError> {
     check_compatible(&header, COMPILER_VERSION, host_isa()?)?;
     let mut r = Reader { bytes: &bytes[..header.meta.end], pos: header.meta.start };
     let mut module = read_meta(&mut r)?;
+    module.consume_fuel = header.consume_fuel;
     if r.pos != header.meta.end {
         return Err(r.bad("trailing bytes"));
     }
@@ -692,7 +715,7 @@ fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
         Ok((offset, trap))
     })?;
     let layout = VmctxLayout { type_ids: 0, funcrefs: 0, memories: 0, tables: 0, globals: 0, size: 0 };
-    Ok(CompiledModule { info, layout, code: Vec::new(), funcs, entry_trampolines, host_trampolines, traps })
+    Ok(CompiledModule { info, layout, code: Vec::new(), funcs, entry_trampolines, host_trampolines, traps, consume_fuel: false })
 }
 
 /// Check every index and range the engine will use, so that a crafted artifact is rejected

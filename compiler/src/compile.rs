@@ -37,6 +37,8 @@ pub struct CompiledModule {
     pub host_trampolines: Vec<FuncLoc>,
     /// Faulting instructions: (code offset, trap), sorted by offset.
     pub traps: Vec<(u32, Trap)>,
+    /// Compiled with fuel metering.
+    pub consume_fuel: bool,
 }
 
 impl CompiledModule {
@@ -217,5 +219,5 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
         }
     }
     traps.sort_by_key(|(o, _)| *o);
-    Ok(CompiledModule { info, layout, code, funcs, entry_trampolines, host_trampolines, traps })
+    Ok(CompiledModule { info, layout, code, funcs, entry_trampolines, host_trampolines, traps, consume_fuel: settings.consume_fuel })
 }

@@ -36,11 +36,14 @@ pub struct Settings {
     pub bounds_checks: BoundsChecks,
     /// Compile function bodies on all cores.
     pub parallel: bool,
+    /// Meter execution: every operator costs one unit of the store's fuel, checked at function
+    /// entry and loop headers; running out traps with `OutOfFuel`.
+    pub consume_fuel: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { bounds_checks: BoundsChecks::GuardPages, parallel: true }
+        Settings { bounds_checks: BoundsChecks::GuardPages, parallel: true, consume_fuel: false }
     }
 }
 

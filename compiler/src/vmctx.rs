@@ -6,7 +6,7 @@
 //! 0   STACK_LIMIT              u64: lowest stack address a wasm frame may use
 //! 8   BUILTINS                 u64: address of the builtin function table ([u64; Builtin::COUNT])
 //! 16  INSTANCE_ID              u64: the store's index of this instance (read by the host only)
-//! 24  FUEL                     i64: remaining fuel, counted down (reserved)
+//! 24  FUEL                     u64: address of the store's fuel cell (i64, remaining fuel)
 //! 32  INTERRUPT                u64: non-zero asks running code to stop (reserved)
 //! 40..64                       reserved
 //! 64  type_ids[ntypes]         u64 each: store-canonical id of each module type

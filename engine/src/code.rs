@@ -184,7 +184,7 @@ pub struct Compiled {
 
 impl Compiled {
     fn new(module: CompiledModule, code: CodeMemory) -> Compiled {
-        let CompiledModule { info, layout, code: _, funcs, entry_trampolines, host_trampolines, traps } = module;
+        let CompiledModule { info, layout, code: _, funcs, entry_trampolines, host_trampolines, traps, consume_fuel: _ } = module;
         Compiled { info, layout, code, funcs, entry_trampolines, host_trampolines, traps }
     }
 

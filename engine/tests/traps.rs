@@ -94,3 +94,46 @@ fn backtrace_names_functions_in_both_modes() {
         assert!(t.backtrace.len() >= 2, "{isolation:?}: {:?}", t.backtrace);
     }
 }
+
+#[test]
+fn fuel_stops_loops_and_recursion_in_both_modes() {
+    let src = r#"(module
+        (func (export "spin") (loop (br 0)))
+        (func $r (export "recurse") (call $r))
+        (func (export "count") (param $n i32) (result i32)
+          (local $i i32)
+          (block $d (loop $l
+            (br_if $d (i32.ge_u (local.get $i) (local.get $n)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $l)))
+          (local.get $i)))"#;
+    let settings = Settings { consume_fuel: true, ..Settings::default() };
+    let module = wasce_engine::load(&wat::parse_str(src).unwrap(), &settings).unwrap();
+    for isolation in [Isolation::Kvm, Isolation::Process] {
+        let mut store = Store::new(StoreConfig { isolation, fuel: Some(100_000), ..StoreConfig::default() }).unwrap();
+        let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+        let f = |store: &Store, name: &str| match store.export(inst, name) {
+            Some(Extern::Func(f)) => f,
+            _ => panic!("{name}"),
+        };
+        // A short loop fits and consumes fuel deterministically.
+        assert_eq!(store.call(f(&store, "count"), &[Val::I32(100)]).unwrap(), vec![Val::I32(100)]);
+        let used = 100_000 - store.fuel_remaining();
+        assert!(used > 100 && used < 5_000, "{isolation:?}: used {used}");
+        store.set_fuel(100_000);
+        store.call(f(&store, "count"), &[Val::I32(100)]).unwrap();
+        assert_eq!(100_000 - store.fuel_remaining(), used, "fuel use is deterministic");
+        for name in ["spin", "recurse"] {
+            store.set_fuel(50_000);
+            match store.call(f(&store, name), &[]) {
+                Err(Error::Trap(t)) => {
+                    assert!(t.trap == Trap::OutOfFuel || (name == "recurse" && t.trap == Trap::StackOverflow), "{isolation:?} {name}: {t}");
+                    if t.trap == Trap::OutOfFuel {
+                        assert_eq!(t.to_string(), "wasm trap: all fuel consumed by WebAssembly");
+                    }
+                }
+                other => panic!("{isolation:?} {name}: {other:?}"),
+            }
+        }
+    }
+}

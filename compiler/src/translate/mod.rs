@@ -118,6 +118,9 @@ pub(crate) struct Translator<'a, 'b> {
     /// Nesting depth of blocks opened in unreachable code.
     unreachable_depth: u32,
     locals: Vec<Variable>,
+    /// Fuel metering: the remaining fuel, and operators translated since it was last charged.
+    fuel: Option<Variable>,
+    fuel_pending: i64,
     sigs: HashMap<u32, ir::SigRef>,
     direct_funcs: HashMap<u32, ir::FuncRef>,
     builtin_sigs: HashMap<usize, ir::SigRef>,
@@ -201,11 +204,21 @@ pub fn translate_function(
         reachable: true,
         unreachable_depth: 0,
         locals,
+        fuel: None,
+        fuel_pending: 0,
         sigs: HashMap::new(),
         direct_funcs: HashMap::new(),
         builtin_sigs: HashMap::new(),
     };
 
+    if env.settings.consume_fuel {
+        let var = t.b.declare_var(types::I64);
+        let cell = t.vmctx_load(types::I64, vmctx::FUEL);
+        let fuel = t.b.ins().load(types::I64, trusted(), cell, 0);
+        t.b.def_var(var, fuel);
+        t.fuel = Some(var);
+        t.fuel_check();
+    }
     let mut ops = body.get_operators_reader().map_err(wp_err)?;
     while !ops.eof() {
         let (op, offset) = ops.read_with_offset().map_err(wp_err)?;
@@ -218,6 +231,7 @@ pub fn translate_function(
     }
     // The function frame's `end` has switched to `ret_block` (or left nothing reachable).
     if t.reachable {
+        t.fuel_save();
         let rets = std::mem::take(&mut t.stack);
         t.b.ins().return_(&rets);
     }
@@ -427,6 +441,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.reachable = false;
         }
         if frame.kind == FrameKind::Function && frame.exit_reached {
+            self.fuel_save();
             let rets = std::mem::take(&mut self.stack);
             self.b.ins().return_(&rets);
             self.reachable = false;
@@ -443,8 +458,60 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().jump(target, &args);
     }
 
+    // ---- Fuel ----------------------------------------------------------------------------------
+
+    /// Charge the operators translated since the last charge (before any control transfer).
+    fn fuel_charge(&mut self) {
+        if let Some(var) = self.fuel {
+            if self.fuel_pending > 0 {
+                let fuel = self.b.use_var(var);
+                let fuel = self.b.ins().iadd_imm_s(fuel, -self.fuel_pending);
+                self.b.def_var(var, fuel);
+            }
+        }
+        self.fuel_pending = 0;
+    }
+
+    /// Trap if the fuel is exhausted (function entry and loop headers).
+    fn fuel_check(&mut self) {
+        if let Some(var) = self.fuel {
+            let fuel = self.b.use_var(var);
+            let out = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, fuel, 0);
+            self.trapnz(out, Trap::OutOfFuel);
+        }
+    }
+
+    /// Write the fuel back to the store (before calls and returns).
+    fn fuel_save(&mut self) {
+        if let Some(var) = self.fuel {
+            self.fuel_charge();
+            let fuel = self.b.use_var(var);
+            let cell = self.vmctx_load(types::I64, vmctx::FUEL);
+            self.b.ins().store(trusted(), fuel, cell, 0);
+        }
+    }
+
+    /// Reload the fuel after a call (the callee consumed some).
+    fn fuel_reload(&mut self) {
+        if let Some(var) = self.fuel {
+            let cell = self.vmctx_load(types::I64, vmctx::FUEL);
+            let fuel = self.b.ins().load(types::I64, trusted(), cell, 0);
+            self.b.def_var(var, fuel);
+        }
+    }
+
     fn translate(&mut self, op: &Operator<'_>) -> Result<(), CompileError> {
         use Operator as O;
+        if self.fuel.is_some() {
+            self.fuel_pending += 1;
+            if matches!(
+                op,
+                O::Block { .. } | O::Loop { .. } | O::If { .. } | O::Else | O::End | O::Br { .. } | O::BrIf { .. }
+                    | O::BrTable { .. } | O::Return | O::Unreachable
+            ) {
+                self.fuel_charge();
+            }
+        }
         match *op {
             O::Nop => {}
             O::Unreachable => {
@@ -477,6 +544,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.switch_to_block(header);
                 let hp = self.b.block_params(header).to_vec();
                 self.stack.extend(hp);
+                self.fuel_check();
                 self.control.push(Frame {
                     kind: FrameKind::Loop,
                     dest,
@@ -561,9 +629,15 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.branch(self.control.len() as u32 - 1);
                 self.reachable = false;
             }
-            O::Call { function_index } => self.translate_call(function_index),
+            O::Call { function_index } => {
+                self.fuel_save();
+                self.translate_call(function_index);
+                self.fuel_reload();
+            }
             O::CallIndirect { type_index, table_index } => {
-                self.translate_call_indirect(type_index, table_index)
+                self.fuel_save();
+                self.translate_call_indirect(type_index, table_index);
+                self.fuel_reload();
             }
             O::Drop => {
                 self.pop();

@@ -62,6 +62,9 @@ pub struct StoreConfig {
     pub timeout: Option<Duration>,
     /// How host calls leave the VM (VM only).
     pub hostcall: HostcallTransport,
+    /// Fuel for modules compiled with `Settings::consume_fuel` (one unit per operator);
+    /// `None` is unlimited.
+    pub fuel: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -73,6 +76,7 @@ impl Default for StoreConfig {
             max_wasm_stack: 1 << 20,
             timeout: None,
             hostcall: HostcallTransport::Auto,
+            fuel: None,
         }
     }
 }
@@ -213,6 +217,8 @@ pub struct Store {
     /// Guest stack range (VM only), for checking guest-passed pointers.
     guest_stack: Option<(u64, u64)>,
     stack_limit: u64,
+    /// The store's fuel cell (an i64 in the arena; every vmctx points at it).
+    fuel: *mut i64,
     /// Nesting depth of host → wasm calls.
     depth: u32,
     /// The error a host function reported, surfaced when its `HostError` trap unwinds.
@@ -257,7 +263,11 @@ impl Store {
                 (None, None, 0)
             }
         };
-        Ok(Store {
+        let mut arena = arena;
+        let fuel = arena.alloc(8, 8)? as *mut i64;
+        // SAFETY: a fresh 8-byte arena slot.
+        unsafe { fuel.write(config.fuel.map_or(i64::MAX, |f| f.min(i64::MAX as u64) as i64)) };
+        let mut store = Store {
             vm,
             config,
             arena,
@@ -271,10 +281,27 @@ impl Store {
             pending_maps: Vec::new(),
             guest_stack,
             stack_limit,
+            fuel,
             depth: 0,
             pending_error: None,
             stats: Stats::default(),
-        })
+        };
+        let (base, committed) = (store.arena.base(), store.arena.committed());
+        store.request_map(base, crate::arena::ARENA_RESERVE, committed, Perm::ReadWrite);
+        store.flush_maps()?;
+        Ok(store)
+    }
+
+    /// Fuel left (meaningful for modules compiled with fuel metering).
+    pub fn fuel_remaining(&self) -> u64 {
+        // SAFETY: the fuel cell lives in the arena for the store's lifetime.
+        unsafe { self.fuel.read() }.max(0) as u64
+    }
+
+    /// Set the fuel left.
+    pub fn set_fuel(&mut self, fuel: u64) {
+        // SAFETY: as above.
+        unsafe { self.fuel.write(fuel.min(i64::MAX as u64) as i64) };
     }
 
     pub fn config(&self) -> &StoreConfig {
