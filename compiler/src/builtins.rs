@@ -36,9 +36,9 @@ macro_rules! builtins {
 builtins! {
     // (memory, delta pages) -> old size in pages, or -1
     MemoryGrow(2);
-    // (memory, dst, byte, len) -> status
+    // (address of the memory's VMMemoryDef, dst, byte, len) -> status
     MemoryFill(4) traps MemoryOutOfBounds;
-    // (dst memory, src memory, dst, src, len) -> status
+    // (dst VMMemoryDef address, src VMMemoryDef address, dst, src, len) -> status
     MemoryCopy(5) traps MemoryOutOfBounds;
     // (memory, data segment, dst, src, len) -> status
     MemoryInit(5) traps MemoryOutOfBounds;

@@ -28,8 +28,11 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const HCALL_DONE: u64 = 63;
 /// Hypercall numbers below this are builtins.
 pub const HCALL_MAX_BUILTIN: u64 = 32;
-/// The `HostCall` builtin's number (the engine asserts it matches the compiler's table).
+/// Builtin numbers the runtime page serves itself (the engine asserts they match the
+/// compiler's table): `HostCall` (over the ring) and the bulk-memory builtins (in the guest).
 pub const HCALL_HOST_CALL: u64 = 10;
+pub const HCALL_MEMORY_FILL: u64 = 1;
+pub const HCALL_MEMORY_COPY: u64 = 2;
 /// How many times the ring trampoline polls for completion before cancelling (~`pause` each).
 pub const RING_SPIN: u64 = 1000;
 /// Hypercall: the ring server has taken my request; let the vCPU thread wait for it (used by

@@ -229,6 +229,64 @@ core::arch::global_asm!(
     "mov rax, [r10]",
     "ret",
 
+    // memory.fill (rdi = vmctx, rsi = VMMemoryDef, rdx = dst, rcx = byte, r8 = len): bounds
+    // check against the definition, then `rep stosb`. Returns 0, or 1 (out of bounds).
+    ".globl wasce_guest_memory_fill",
+    "wasce_guest_memory_fill:",
+    "mov rax, rdx",
+    "add rax, r8",
+    "jc 30f",
+    "cmp rax, [rsi + 8]",
+    "ja 30f",
+    "mov rdi, [rsi]",
+    "add rdi, rdx",
+    "mov eax, ecx",
+    "mov rcx, r8",
+    "rep stosb",
+    "xor eax, eax",
+    "ret",
+    "30:",
+    "mov eax, 1",
+    "ret",
+
+    // memory.copy (rdi = vmctx, rsi = dst def, rdx = src def, rcx = dst, r8 = src, r9 = len):
+    // both ranges checked, then `rep movsb`, backwards when the destination is above the source.
+    ".globl wasce_guest_memory_copy",
+    "wasce_guest_memory_copy:",
+    "mov rax, rcx",
+    "add rax, r9",
+    "jc 31f",
+    "cmp rax, [rsi + 8]",
+    "ja 31f",
+    "mov rax, r8",
+    "add rax, r9",
+    "jc 31f",
+    "cmp rax, [rdx + 8]",
+    "ja 31f",
+    "mov r10, [rsi]",
+    "add r10, rcx",
+    "mov r11, [rdx]",
+    "add r11, r8",
+    "mov rcx, r9",
+    "cmp r10, r11",
+    "jbe 32f",
+    "lea rsi, [r11 + rcx - 1]",
+    "lea rdi, [r10 + rcx - 1]",
+    "std",
+    "rep movsb",
+    "cld",
+    "xor eax, eax",
+    "ret",
+    "32:",
+    "mov rsi, r11",
+    "mov rdi, r10",
+    "rep movsb",
+    "xor eax, eax",
+    "ret",
+    "31:",
+    "mov eax, 1",
+    "ret",
+
     ".globl wasce_guest_wasi_end",
     "wasce_guest_wasi_end:",
     ring = const wasce_hypercall::RING_GVA,
@@ -258,6 +316,8 @@ unsafe extern "C" {
     static wasce_guest_clock_res_get: u8;
     static wasce_guest_random_get: u8;
     static wasce_guest_ring_hostcall: u8;
+    static wasce_guest_memory_fill: u8;
+    static wasce_guest_memory_copy: u8;
 }
 
 /// The routines' machine code.
@@ -289,6 +349,8 @@ pub fn routine_offset(name: &str) -> Option<u64> {
             "clock_res_get" => &raw const wasce_guest_clock_res_get,
             "random_get" => &raw const wasce_guest_random_get,
             "(ring hostcall)" => &raw const wasce_guest_ring_hostcall,
+            "(memory fill)" => &raw const wasce_guest_memory_fill,
+            "(memory copy)" => &raw const wasce_guest_memory_copy,
             _ => return None,
         };
         (start, sym as usize)

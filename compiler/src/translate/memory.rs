@@ -43,6 +43,12 @@ impl Translator<'_, '_> {
         }
     }
 
+    /// The address of `mem`'s `VMMemoryDef` (what the bulk-memory builtins take).
+    fn memory_def_addr(&mut self, mem: u32) -> Value {
+        let (def, off) = self.memory_def(mem);
+        if off == 0 { def } else { self.b.ins().iadd_imm_s(def, off as i64) }
+    }
+
     fn memory_base(&mut self, mem: u32) -> Value {
         let (def, off) = self.memory_def(mem);
         // The base never moves: memories are reserved at their maximum size up front.
@@ -134,13 +140,13 @@ impl Translator<'_, '_> {
             }
             O::MemoryFill { mem } => {
                 let (dst, val, len) = self.pop3();
-                let m = self.b.ins().iconst(I64, mem as i64);
+                let m = self.memory_def_addr(mem);
                 self.call_builtin(Builtin::MemoryFill, &[m, dst, val, len]);
             }
             O::MemoryCopy { dst_mem, src_mem } => {
                 let (dst, src, len) = self.pop3();
-                let d = self.b.ins().iconst(I64, dst_mem as i64);
-                let s = self.b.ins().iconst(I64, src_mem as i64);
+                let d = self.memory_def_addr(dst_mem);
+                let s = self.memory_def_addr(src_mem);
                 self.call_builtin(Builtin::MemoryCopy, &[d, s, dst, src, len]);
             }
             O::MemoryInit { data_index, mem } => {

@@ -179,6 +179,12 @@ impl Vm {
             let wasi = wasce_vmguest::wasi::routines();
             let room = (PAGE_SIZE - RT_WASI) as usize;
             std::ptr::copy_nonoverlapping(wasi.as_ptr(), system.add((RUNTIME_GPA + RT_WASI) as usize), wasi.len().min(room));
+            // memory.fill and memory.copy run in the guest (bounds-checked `rep stos/movs`).
+            let table = system.add((RUNTIME_GPA + RT_BUILTIN_TABLE) as usize) as *mut u64;
+            for (number, routine) in [(HCALL_MEMORY_FILL, "(memory fill)"), (HCALL_MEMORY_COPY, "(memory copy)")] {
+                let offset = wasce_vmguest::wasi::routine_offset(routine).expect("defined in vmguest");
+                table.add(number as usize).write(wasce_vmguest::WASI_ROUTINES_GVA + offset);
+            }
             PageTables::new(system)
         };
         let stack_size = stack_size.div_ceil(PAGE_SIZE) * PAGE_SIZE + STACK_RED_ZONE;

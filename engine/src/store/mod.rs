@@ -124,6 +124,8 @@ pub(crate) struct VMDef {
 const _: () = assert!(std::mem::size_of::<VMDef>() == vmctx::DEF_SIZE as usize);
 const _: () = assert!(wasce_compiler::builtins::Builtin::COUNT as u64 <= wasce_hypercall::HCALL_MAX_BUILTIN);
 const _: () = assert!(wasce_compiler::builtins::Builtin::HostCall as u64 == wasce_hypercall::HCALL_HOST_CALL);
+const _: () = assert!(wasce_compiler::builtins::Builtin::MemoryFill as u64 == wasce_hypercall::HCALL_MEMORY_FILL);
+const _: () = assert!(wasce_compiler::builtins::Builtin::MemoryCopy as u64 == wasce_hypercall::HCALL_MEMORY_COPY);
 
 struct MemoryObj {
     mem: LinearMemory,

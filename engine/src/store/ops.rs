@@ -20,8 +20,14 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
     let (u32a, u32b) = (a[0] as u32, a[1] as u32);
     match builtin {
         Builtin::MemoryGrow => store.memory_grow(i, u32a, a[1] as u32 as u64),
-        Builtin::MemoryFill => status(store.memory_fill(i, u32a, a[1] as u32 as u64, a[2], a[3] as u32 as u64)),
-        Builtin::MemoryCopy => status(store.memory_copy(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+        Builtin::MemoryFill => match store.memory_by_def(i, a[0]) {
+            Some(m) => status(store.memory_fill(i, m, a[1] as u32 as u64, a[2], a[3] as u32 as u64)),
+            None => 1,
+        },
+        Builtin::MemoryCopy => match (store.memory_by_def(i, a[0]), store.memory_by_def(i, a[1])) {
+            (Some(d), Some(s)) => status(store.memory_copy(i, d, s, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+            _ => 1,
+        },
         Builtin::MemoryInit => status(store.memory_init(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
         Builtin::DataDrop => {
             store.data_drop(i, u32a);
@@ -71,6 +77,13 @@ impl Store {
                 1
             }
         }
+    }
+
+    /// The index (in `instance`) of the memory whose definition is at `def` (a guest-supplied
+    /// address: only ever compared, never dereferenced).
+    fn memory_by_def(&self, instance: InstanceId, def: u64) -> Option<u32> {
+        let inst = self.instances.get(instance.0 as usize)?;
+        inst.memories.iter().position(|m| self.memories[m.0 as usize].def as u64 == def).map(|i| i as u32)
     }
 
     fn memory_index(&self, instance: InstanceId, mem: u32) -> Option<usize> {
