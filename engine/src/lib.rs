@@ -5,10 +5,12 @@
 //! * `builtins` is the builtin table of process mode; `process` enters compiled code on the
 //!   calling thread and turns faults into traps.
 //! * `linker` resolves imports by name.
+//! * `cache` is the compile cache of `wasce exec` (artifacts keyed by module and compiler).
 //! * `wast` runs WebAssembly spec scripts (`wasce wast`, and the spec suite in spec-tests).
 
 pub mod arena;
 pub mod builtins;
+pub mod cache;
 pub mod code;
 pub mod error;
 pub mod kvm;

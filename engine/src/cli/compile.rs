@@ -1,0 +1,63 @@
+//! `wasce compile` and `wasce wast`.
+
+use super::module::{display_name, to_binary};
+use super::progress::Progress;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use wasce_engine::{Error, Settings};
+
+/// `wasce compile`: write the artifact next to the module, or to `output`.
+pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool) -> Result<ExitCode, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    if wasce_engine::is_artifact(&bytes) {
+        return Err(Error::Usage(format!("{} is already compiled (a wasce artifact); run it with `wasce exec`", path.display())));
+    }
+    let bytes = to_binary(path, bytes, false)?;
+    let out = output.unwrap_or_else(|| path.with_extension("cwasm"));
+    let same_file = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same_file(&out, path) {
+        return Err(Error::Usage(format!("refusing to overwrite the module {} with its artifact; name another with -o", path.display())));
+    }
+    let settings = Settings { consume_fuel: fuel, ..Settings::default() };
+    let artifact = {
+        let _progress = Progress::start(display_name(path));
+        wasce_engine::compile_to_artifact(&bytes, &settings).map_err(|e| match e {
+            Error::Compile(wasce_compiler::CompileError::Invalid(m)) => {
+                Error::Compile(wasce_compiler::CompileError::Invalid(format!("{}: invalid module: {m}", path.display())))
+            }
+            other => other,
+        })?
+    };
+    // Write a temporary file and rename it over `out`: a process that has the old artifact
+    // mapped keeps its pages, and nobody sees a half-written file.
+    let name = out.file_name().map_or("artifact".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, &artifact).and_then(|()| std::fs::rename(&tmp, &out));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Usage(format!("cannot write {}: {e}", out.display())));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wasce wast`: run spec scripts, print failures and a summary.
+pub fn wast(files: &[PathBuf], isolation: wasce_engine::Isolation) -> Result<ExitCode, Error> {
+    let (mut passed, mut failed) = (0u32, 0u32);
+    for path in files {
+        match wasce_engine::wast::run_file(path, isolation) {
+            Ok(o) => {
+                for (line, msg) in &o.failures {
+                    println!("{}:{line}: {msg}", path.display());
+                }
+                passed += o.passed;
+                failed += o.failed;
+            }
+            Err(e) => {
+                println!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,154 @@
+//! The `wasce` command line (the binary in `src/bin/wasce.rs` is just `main`).
+//!
+//! * `mod.rs`: the commands and options (clap), and how errors become exit codes.
+//! * `exec.rs`: `wasce exec`: limits, WASI, preloads, running, `--stats`.
+//! * `module.rs`: reading modules (binary, text, artifact), the compile cache, compile progress.
+//! * `compile.rs`: `wasce compile` and `wasce wast`.
+//! * `parse.rs`: values of options (durations, sizes, `NAME=MODULE`, invoke arguments).
+//!
+//! Exit codes follow wasmtime: the program's status for `proc_exit(n)` (0 when `_start` returns),
+//! 134 for a trap (including an interrupt by `--timeout` and running out of `--fuel`), 1 for any
+//! other error, and clap's 2 for a malformed command line.
+
+mod compile;
+mod exec;
+mod module;
+mod parse;
+mod progress;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wasce_engine::Error;
+
+#[derive(Parser)]
+#[command(name = "wasce", version, about = "A secure WebAssembly runtime", after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Print the whole error chain.
+    #[arg(long, global = true)]
+    verbose: bool,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  wasce exec module.wasm                          run `_start` in a KVM guest
+  wasce exec --invoke fib examples/fib.wat 20     call an export and print its results
+  wasce exec --dir data::/data --env HOME=/data module.wasm arg1
+                                                  give it a directory, a variable, arguments
+  wasce exec --timeout 200ms --max-memory 64MiB --fuel 1000000 module.wasm
+                                                  limit time, memory and work
+  wasce exec --tcplisten 127.0.0.1:8080 server.wasm
+                                                  hand it a listening socket (fd 3)
+  wasce exec --preload lib=lib.wasm main.wasm     satisfy main's imports from `lib`
+  wasce exec --stats module.wasm                  print timings, guest exits and peak RSS
+  wasce exec --isolation process module.wasm      run without a VM
+  wasce compile module.wasm && wasce exec module.cwasm
+                                                  compile ahead of time, run without compiling
+  wasce wast ../shared/testsuite/i32.wast         run spec scripts
+
+Exit status: the program's (proc_exit), 134 after a trap, 1 for other errors, 2 for a bad
+command line. Compiled modules are cached in $WASCE_CACHE_DIR, $XDG_CACHE_HOME/wasce or
+~/.cache/wasce (`--no-cache` to skip).";
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Isolation {
+    /// Run compiled code in a KVM guest at ring 3 (the default).
+    Kvm,
+    /// Run compiled code in this process (signal handlers catch traps).
+    Process,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Hostcall {
+    Auto,
+    Ring,
+    Exit,
+}
+
+impl From<Hostcall> for wasce_engine::HostcallTransport {
+    fn from(h: Hostcall) -> Self {
+        match h {
+            Hostcall::Auto => wasce_engine::HostcallTransport::Auto,
+            Hostcall::Ring => wasce_engine::HostcallTransport::Ring,
+            Hostcall::Exit => wasce_engine::HostcallTransport::Exit,
+        }
+    }
+}
+
+impl From<Isolation> for wasce_engine::Isolation {
+    fn from(i: Isolation) -> Self {
+        match i {
+            Isolation::Kvm => wasce_engine::Isolation::Kvm,
+            Isolation::Process => wasce_engine::Isolation::Process,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
+enum Command {
+    /// Run a WebAssembly module (.wasm, .wat, or an artifact from `wasce compile`).
+    Exec(exec::ExecArgs),
+    /// Compile a module ahead of time into an artifact that `wasce exec` runs without compiling.
+    Compile {
+        /// Where to write the artifact (default: MODULE with the extension `.cwasm`).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Compile with fuel metering (for `wasce exec --fuel`).
+        #[arg(long)]
+        fuel: bool,
+        /// The module (.wasm or .wat).
+        module: PathBuf,
+    },
+    /// Run WebAssembly spec scripts; ends with `N passed, M failed`.
+    Wast {
+        #[arg(long, value_enum, default_value = "kvm")]
+        isolation: Isolation,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = cli.verbose;
+    let result = match cli.command {
+        Command::Exec(args) => exec::exec(args, verbose),
+        Command::Compile { output, fuel, module } => compile::compile(&module, output, fuel),
+        Command::Wast { isolation, files } => compile::wast(&files, isolation.into()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e, verbose),
+    }
+}
+
+/// Print `e` and turn it into the exit code.
+fn report(e: &Error, verbose: bool) -> ExitCode {
+    match e {
+        Error::Trap(t) => {
+            eprintln!("Error: {t}");
+            if !t.backtrace.is_empty() {
+                eprintln!("wasm backtrace:");
+                for (i, f) in t.backtrace.iter().enumerate() {
+                    eprintln!("  {i:>3}: {f}");
+                }
+            }
+            ExitCode::from(134)
+        }
+        Error::Exit(code) => ExitCode::from(*code as u8),
+        other => {
+            eprintln!("Error: {other}");
+            if verbose {
+                let mut source = std::error::Error::source(other);
+                while let Some(s) = source {
+                    eprintln!("  caused by: {s}");
+                    source = s.source();
+                }
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Reading modules for the commands: WebAssembly binary or text, or an AOT artifact (recognised
+//! by its contents), through the compile cache, with progress on long compiles.
+
+use super::progress::Progress;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use wasce_compiler::CompileError;
+use wasce_engine::cache::{Cache, Outcome};
+use wasce_engine::{Error, Module, Settings};
+
+/// How a module was obtained, for `--stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// Compiled (the cache is off).
+    Compiled,
+    /// Loaded from an artifact named on the command line.
+    Artifact,
+    /// Loaded from the compile cache.
+    CacheHit,
+    /// Compiled and stored in the cache.
+    CacheMiss,
+}
+
+impl How {
+    pub fn describe(self) -> &'static str {
+        match self {
+            How::Compiled => "compile",
+            How::Artifact => "load artifact",
+            How::CacheHit => "load (cache hit)",
+            How::CacheMiss => "compile (cache miss)",
+        }
+    }
+}
+
+pub struct Loaded {
+    pub module: Module,
+    pub how: How,
+    pub time: Duration,
+}
+
+/// Loads the modules of one command with the same settings and cache.
+pub struct Loader {
+    settings: Settings,
+    cache: Option<Cache>,
+    verbose: bool,
+}
+
+impl Loader {
+    pub fn new(settings: Settings, use_cache: bool, verbose: bool) -> Loader {
+        let cache = if use_cache && Cache::default_dir().is_some() {
+            match Cache::open_default() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("warning: compile cache disabled: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Loader { settings, cache, verbose }
+    }
+
+    pub fn load(&self, path: &Path) -> Result<Loaded, Error> {
+        let start = Instant::now();
+        let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+        if wasce_engine::is_artifact(&bytes) {
+            if self.settings.consume_fuel {
+                check_fuel_artifact(path, &bytes)?;
+            }
+            drop(bytes);
+            let module = wasce_engine::load_artifact(path)?;
+            return Ok(Loaded { module, how: How::Artifact, time: start.elapsed() });
+        }
+        let wasm = to_binary(path, bytes, self.verbose)?;
+        let _progress = Progress::start(display_name(path));
+        let (module, how) = match &self.cache {
+            Some(cache) => {
+                let (module, outcome) = cache.load_or_compile(&wasm, &self.settings).map_err(|e| in_file(path, e))?;
+                if self.verbose {
+                    match &outcome {
+                        Outcome::Replaced { reason, .. } => eprintln!("note: replaced a bad cache entry for {}: {reason}", path.display()),
+                        Outcome::Hit | Outcome::Miss { .. } => {}
+                    }
+                    if let Outcome::Miss { store_error: Some(e) } | Outcome::Replaced { store_error: Some(e), .. } = &outcome {
+                        eprintln!("note: could not store {} in the compile cache: {e}", path.display());
+                    }
+                }
+                (module, if outcome.compiled() { How::CacheMiss } else { How::CacheHit })
+            }
+            None => (wasce_engine::load(&wasm, &self.settings).map_err(|e| in_file(path, e))?, How::Compiled),
+        };
+        Ok(Loaded { module, how, time: start.elapsed() })
+    }
+}
+
+/// The WebAssembly binary of a module file's contents (binary or text).
+pub fn to_binary(path: &Path, bytes: Vec<u8>, verbose: bool) -> Result<Vec<u8>, Error> {
+    if bytes.starts_with(b"\0asm") {
+        return Ok(bytes);
+    }
+    match wat::parse_bytes(&bytes) {
+        Ok(b) => Ok(b.into_owned()),
+        Err(mut e) => {
+            let text = if verbose {
+                e.set_path(path);
+                e.to_string()
+            } else {
+                one_line_wat_error(&e.to_string())
+            };
+            Err(Error::Usage(format!("{}: not a WebAssembly binary, and not valid text: {text}", path.display())))
+        }
+    }
+}
+
+/// `expected ...` + ` --> <anon>:1:44` + a source excerpt, as one line:
+/// `expected ... (at line 1, column 44)`.
+fn one_line_wat_error(full: &str) -> String {
+    let mut lines = full.lines();
+    let message = lines.next().unwrap_or("").trim();
+    let at = lines.find_map(|l| l.trim().strip_prefix("--> ")).and_then(|at| {
+        let mut parts = at.rsplitn(3, ':');
+        let (col, line) = (parts.next()?, parts.next()?);
+        Some(format!("line {line}, column {col}"))
+    });
+    match at {
+        Some(at) => format!("{message} (at {at})"),
+        None => message.to_string(),
+    }
+}
+
+/// Name the file in a compile error (its message carries the byte offset).
+fn in_file(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Compile(CompileError::Invalid(m)) => {
+            Error::Compile(CompileError::Invalid(format!("{}: invalid module: {m}", path.display())))
+        }
+        other => other,
+    }
+}
+
+fn check_fuel_artifact(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let header = wasce_compiler::artifact::header(bytes)
+        .map_err(|e| Error::Compile(CompileError::Invalid(format!("{}: {e}", path.display()))))?;
+    if !header.consume_fuel {
+        return Err(Error::Usage(format!(
+            "--fuel: {} was compiled without fuel metering; recompile it with `wasce compile --fuel`",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+pub fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
