@@ -41,17 +41,28 @@ pub struct CompiledModule {
     pub consume_fuel: bool,
 }
 
+/// The trap recorded for the instruction at code offset `offset` in a sorted trap table.
+pub fn trap_at(traps: &[(u32, Trap)], offset: u32) -> Option<Trap> {
+    traps.binary_search_by_key(&offset, |(o, _)| *o).ok().map(|i| traps[i].1)
+}
+
+/// The defined function (as a function index) whose code contains `offset`, given the
+/// functions' locations in order and the number of imported functions.
+pub fn func_at(funcs: &[FuncLoc], num_imported: u32, offset: u32) -> Option<u32> {
+    let i = funcs.partition_point(|f| f.offset <= offset).checked_sub(1)?;
+    let f = funcs[i];
+    (offset < f.offset + f.len).then_some(i as u32 + num_imported)
+}
+
 impl CompiledModule {
     /// The trap recorded for the instruction at `offset`, if any.
     pub fn trap_at(&self, offset: u32) -> Option<Trap> {
-        self.traps.binary_search_by_key(&offset, |(o, _)| *o).ok().map(|i| self.traps[i].1)
+        trap_at(&self.traps, offset)
     }
 
     /// The defined function whose code contains `offset` (as a function index).
     pub fn func_at(&self, offset: u32) -> Option<u32> {
-        let i = self.funcs.partition_point(|f| f.offset <= offset).checked_sub(1)?;
-        let f = self.funcs[i];
-        (offset < f.offset + f.len).then_some(i as u32 + self.info.num_imported_funcs)
+        func_at(&self.funcs, self.info.num_imported_funcs, offset)
     }
 }
 

@@ -17,7 +17,7 @@ mod translate;
 pub mod trap;
 pub mod vmctx;
 
-pub use compile::{compile, isa_description, CompiledModule, FuncLoc};
+pub use compile::{compile, func_at, isa_description, trap_at, CompiledModule, FuncLoc};
 pub use module::ModuleInfo;
 pub use trap::Trap;
 

@@ -190,14 +190,12 @@ impl Compiled {
 
     /// The trap recorded for the instruction at `offset`, if any.
     pub fn trap_at(&self, offset: u32) -> Option<Trap> {
-        self.traps.binary_search_by_key(&offset, |(o, _)| *o).ok().map(|i| self.traps[i].1)
+        wasce_compiler::trap_at(&self.traps, offset)
     }
 
     /// The defined function whose code contains `offset` (as a function index).
     pub fn func_at(&self, offset: u32) -> Option<u32> {
-        let i = self.funcs.partition_point(|f| f.offset <= offset).checked_sub(1)?;
-        let f = self.funcs[i];
-        (offset < f.offset + f.len).then_some(i as u32 + self.info.num_imported_funcs)
+        wasce_compiler::func_at(&self.funcs, self.info.num_imported_funcs, offset)
     }
 }
 

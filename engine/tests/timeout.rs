@@ -6,7 +6,7 @@ use wasce_engine::{Error, Extern, Isolation, Linker, Settings, Store, StoreConfi
 
 const MODULE: &str = r#"
 (module
-  (func (export "spin") (loop (br 0)))
+  (func $spin (export "spin") (loop (br 0)))
   (func (export "answer") (result i32) (i32.const 7)))
 "#;
 
@@ -22,6 +22,9 @@ fn infinite_loop_ends_at_the_timeout() {
     let result = store.call(spin, &[]);
     let elapsed = start.elapsed();
     assert!(matches!(result, Err(Error::Trap(ref t)) if t.trap == Trap::Interrupt), "{result:?}");
+    // The interrupt says where the guest was.
+    let Err(Error::Trap(t)) = result else { unreachable!() };
+    assert_eq!(t.backtrace.first().map(String::as_str), Some("spin"), "{:?}", t.backtrace);
     assert!(elapsed >= limit && elapsed < 2 * limit, "stopped after {elapsed:?} with a {limit:?} limit");
 
     // The next call, on a fresh instance in the same store, works.

@@ -37,8 +37,8 @@ const STACK_GUARD: u64 = 64 * 1024;
 pub enum GuestStop {
     /// An exception (no IDT: a triple fault). `vector` is the original exception.
     Fault { rip: u64, vector: u8, cr2: u64, rbp: u64 },
-    /// KVM_RUN was interrupted (a timeout kick).
-    Interrupted,
+    /// KVM_RUN was interrupted (a timeout kick); where the guest was.
+    Interrupted { rip: u64, rbp: u64 },
     /// The guest touched guest-physical memory with no memslot, or made an unknown hypercall.
     BadAccess { rip: u64, gpa: u64 },
     /// Any other exit, described.
@@ -357,9 +357,9 @@ impl Vm {
                     let s = self.vcpu.sync_regs();
                     return Err(GuestStop::Fault { rip: s.regs.rip, vector: s.events.exception.nr, cr2: s.sregs.cr2, rbp: s.regs.rbp });
                 }
-                Ok(VcpuExit::Intr) => return Err(GuestStop::Interrupted),
+                Ok(VcpuExit::Intr) => return Err(self.interrupted()),
                 Ok(other) => Err(format!("unexpected VM exit {other:?}")),
-                Err(e) if e.errno() == libc::EINTR => return Err(GuestStop::Interrupted),
+                Err(e) if e.errno() == libc::EINTR => return Err(self.interrupted()),
                 Err(e) => Err(format!("KVM_RUN failed: {e}")),
             };
             let (addr, len, is_read) = match exit {
@@ -395,6 +395,14 @@ impl Vm {
                 _ => return Err(GuestStop::BadAccess { rip, gpa: addr }),
             }
         }
+    }
+
+    fn interrupted(&mut self) -> GuestStop {
+        if let Some(ring) = &self.ring {
+            ring.wait_idle();
+        }
+        let r = self.vcpu.sync_regs().regs;
+        GuestStop::Interrupted { rip: r.rip, rbp: r.rbp }
     }
 
     fn complete_mmio_read(&mut self, value: u64) {

@@ -108,8 +108,11 @@ impl Store {
                     ))),
                 }
             }
-            Err(GuestStop::Interrupted) if fired => Err(self.trap_error(Trap::Interrupt, &[])),
-            Err(GuestStop::Interrupted) => Err(Error::Resource("the guest was interrupted".into())),
+            Err(GuestStop::Interrupted { rip, rbp }) if fired => {
+                let pcs = self.guest_backtrace(rip, rbp);
+                Err(self.trap_error(Trap::Interrupt, &pcs))
+            }
+            Err(GuestStop::Interrupted { .. }) => Err(Error::Resource("the guest was interrupted".into())),
             Err(GuestStop::BadAccess { rip, gpa }) => Err(Error::Resource(format!(
                 "the guest touched unbacked memory (guest-physical {gpa:#x} at {rip:#x}); the VM was reset"
             ))),
