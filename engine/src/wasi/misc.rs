@@ -14,9 +14,12 @@ fn write_strings(mem: &mut Mem, list: &[String], ptrs: u32, buf: u32) -> R {
     let mut at = buf;
     for (i, s) in list.iter().enumerate() {
         mem.write_u32(ptrs.checked_add(4 * i as u32).ok_or(errno::FAULT)?, at)?;
+        // Guest-chosen `buf`: every sum is checked (a string may end at the top of memory).
+        let len = u32::try_from(s.len()).map_err(|_| errno::FAULT)?;
+        let nul = at.checked_add(len).ok_or(errno::FAULT)?;
         mem.write(at, s.as_bytes())?;
-        mem.write(at + s.len() as u32, &[0])?;
-        at = at.checked_add(s.len() as u32 + 1).ok_or(errno::FAULT)?;
+        mem.write(nul, &[0])?;
+        at = nul.checked_add(1).ok_or(errno::FAULT)?;
     }
     Ok(())
 }
