@@ -44,11 +44,21 @@ pub fn open_beneath(dir: RawFd, path: &str, flags: i32, mode: u32) -> Result<Own
     let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
     let mode = if creates { mode } else { 0 };
     let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: mode as u64, resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
-    // SAFETY: openat2 with a valid NUL-terminated path and an open_how of the size passed.
-    let fd = unsafe { libc::syscall(libc::SYS_openat2, dir, cpath.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
-    if fd < 0 {
-        return Err(resolve_errno());
-    }
+    // With RESOLVE_BENEATH the kernel answers EAGAIN when a `..` component raced with a rename
+    // or mount anywhere on the system (it cannot prove the walk stayed beneath); openat2(2) says
+    // to retry. Bounded, so a host under constant rename load yields EAGAIN rather than a hang.
+    let mut attempts = 0;
+    let fd = loop {
+        // SAFETY: openat2 with a valid NUL-terminated path and an open_how of the size passed.
+        let fd = unsafe { libc::syscall(libc::SYS_openat2, dir, cpath.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
+        if fd >= 0 {
+            break fd;
+        }
+        attempts += 1;
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) || attempts == 128 {
+            return Err(resolve_errno());
+        }
+    };
     // SAFETY: the kernel returned a new fd that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
