@@ -5,7 +5,8 @@
 //! offset                       contents
 //! 0   STACK_LIMIT              u64: lowest stack address a wasm frame may use
 //! 8   BUILTINS                 u64: address of the builtin function table ([u64; Builtin::COUNT])
-//! 16  INSTANCE_ID              u64: the store's index of this instance (read by the host only)
+//! 16                           reserved (the host identifies a caller by its vmctx address,
+//!                              never by a field the guest could overwrite)
 //! 24  FUEL                     u64: address of the store's fuel cell (i64, remaining fuel)
 //! 32  INTERRUPT                u64: non-zero asks running code to stop (reserved)
 //! 40..64                       reserved
@@ -20,7 +21,6 @@ use crate::module::ModuleInfo;
 
 pub const STACK_LIMIT: u32 = 0;
 pub const BUILTINS: u32 = 8;
-pub const INSTANCE_ID: u32 = 16;
 pub const FUEL: u32 = 24;
 pub const INTERRUPT: u32 = 32;
 pub const HEADER_SIZE: u32 = 64;

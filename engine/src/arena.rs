@@ -21,21 +21,9 @@ unsafe impl Send for Arena {}
 
 impl Arena {
     pub fn new() -> Result<Arena, Error> {
-        // SAFETY: a fresh PROT_NONE reservation.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                ARENA_RESERVE as usize,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(Error::Resource(format!("cannot reserve the store arena: {}", std::io::Error::last_os_error())));
-        }
-        Ok(Arena { base: base as *mut u8, committed: 0, next: 0 })
+        let base = crate::os::map_anonymous(ARENA_RESERVE as usize, libc::PROT_NONE)
+            .map_err(|e| Error::Resource(format!("cannot reserve the store arena: {e}")))?;
+        Ok(Arena { base, committed: 0, next: 0 })
     }
 
     pub fn base(&self) -> u64 {

@@ -45,21 +45,8 @@ impl CodeMemory {
     /// Copy `code` into fresh anonymous memory and make it read-execute.
     pub fn new(code: &[u8]) -> Result<CodeMemory, Error> {
         let len = code.len().max(1).div_ceil(PAGE) * PAGE;
-        // SAFETY: a fresh anonymous mapping of `len` bytes; no existing memory is affected.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(Error::Resource(format!("cannot map code: {}", std::io::Error::last_os_error())));
-        }
-        let base = base as *mut u8;
+        let base = crate::os::map_anonymous(len, libc::PROT_READ | libc::PROT_WRITE)
+            .map_err(|e| Error::Resource(format!("cannot map code: {e}")))?;
         // SAFETY: `code.len() <= len` bytes of the new, writable mapping are written, then the
         // whole mapping (ours alone) is sealed read-execute, or unmapped on failure.
         unsafe {

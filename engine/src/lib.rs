@@ -16,6 +16,7 @@ pub mod error;
 pub mod kvm;
 pub mod linker;
 pub mod memory;
+mod os;
 mod process;
 pub mod store;
 pub mod types;

@@ -29,24 +29,9 @@ impl LinearMemory {
                 "memory minimum of {min_pages} pages exceeds the limit of {max_pages} pages"
             )));
         }
-        // SAFETY: an anonymous PROT_NONE reservation; no existing mapping is touched.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                RESERVATION as usize,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(Error::Resource(format!(
-                "cannot reserve linear memory: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        let mut mem = LinearMemory { base: base as *mut u8, size: 0, max_pages };
+        let base = crate::os::map_anonymous(RESERVATION as usize, libc::PROT_NONE)
+            .map_err(|e| Error::Resource(format!("cannot reserve linear memory: {e}")))?;
+        let mut mem = LinearMemory { base, size: 0, max_pages };
         mem.grow(min_pages).ok_or_else(|| Error::Resource("cannot commit initial linear memory".into()))?;
         Ok(mem)
     }

@@ -104,14 +104,7 @@ fn kvm_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 fn mmap_anon(len: u64, prot: libc::c_int) -> Result<*mut u8, Error> {
-    // SAFETY: a fresh anonymous mapping.
-    let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len as usize, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
-    };
-    if p == libc::MAP_FAILED {
-        return Err(Error::Resource(format!("mmap of {len} bytes failed: {}", std::io::Error::last_os_error())));
-    }
-    Ok(p as *mut u8)
+    crate::os::map_anonymous(len as usize, prot).map_err(|e| Error::Resource(format!("mmap of {len} bytes failed: {e}")))
 }
 
 /// Reserve the runtime window in this process (once), so no host mapping can land on the guest
@@ -424,9 +417,4 @@ impl Vm {
         }
     }
 
-    /// Whether `[addr, addr+len)` lies in the guest stack (for pointers the guest passes).
-    pub fn stack_contains(&self, addr: u64, len: u64) -> bool {
-        let (lo, hi) = self.stack_range();
-        addr >= lo && addr.checked_add(len).is_some_and(|end| end <= hi)
-    }
 }

@@ -44,17 +44,10 @@ impl AltStack {
             if old.ss_flags & libc::SS_DISABLE == 0 && old.ss_size >= ALT_STACK_SIZE {
                 return;
             }
-            let mem = libc::mmap(
-                std::ptr::null_mut(),
-                ALT_STACK_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            if mem == libc::MAP_FAILED {
+            let Ok(mem) = crate::os::map_anonymous(ALT_STACK_SIZE, libc::PROT_READ | libc::PROT_WRITE) else {
                 return;
-            }
+            };
+            let mem = mem as *mut libc::c_void;
             let st = libc::stack_t { ss_sp: mem, ss_flags: 0, ss_size: ALT_STACK_SIZE };
             libc::sigaltstack(&st, std::ptr::null_mut());
             self.0.set(mem);

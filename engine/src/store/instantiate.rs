@@ -67,7 +67,6 @@ impl Store {
             Isolation::Kvm => self.vm.as_ref().map_or(wasce_vmguest::BUILTIN_TABLE_GVA, |vm| vm.builtin_table()),
         };
         inst.write_u64(vmctx::BUILTINS, builtins);
-        inst.write_u64(vmctx::INSTANCE_ID, id as u64);
         inst.write_u64(vmctx::FUEL, self.fuel as u64);
         for (i, ty) in info.types.iter().enumerate() {
             inst.write_u64(layout.type_id(i as u32), types::type_id(ty));
