@@ -10,14 +10,17 @@
 //! 24      8     u64 length of the whole file
 //! 32      16    u64 offset, u64 length of the metadata section
 //! 48      16    u64 offset, u64 length of the data section (4096-aligned)
-//! 64      16    u64 offset, u64 length of the code section (4096-aligned, ends the file)
-//! 80            str compiler version (CARGO_PKG_VERSION), str ISA description
+//! 64      16    u64 offset, u64 length of the memory-image section (4096-aligned)
+//! 80      16    u64 offset, u64 length of the code section (4096-aligned, ends the file)
+//! 96            str compiler version (CARGO_PKG_VERSION), str ISA description
 //!               (`isa_description()`: target triple, then the enabled ISA flags),
 //!               u8 bounds checks (0 guard pages, 1 explicit)
 //! meta          ModuleInfo (types, imports, functions, tables, memories, globals and their
 //!               initialisers, exports, start, element and data segments, names), the
 //!               location of every function and trampoline in the code, the trap table
 //! data          the contents of all data segments, contiguous (segments hold ranges of it)
+//! image         the module's memory image (`image::ImagePlan`), empty if it has none: the
+//!               pages a loader maps copy-on-write into each instance's memory
 //! code          the position-independent code image, zero-padded to the page by the loader
 //! ```
 //!
@@ -34,6 +37,7 @@
 //! isolation such code is still confined to the VM).
 
 use crate::compile::{CompiledModule, FuncLoc};
+use crate::image::ImagePlan;
 use crate::module::*;
 use crate::trap::Trap;
 use crate::vmctx::{self, VmctxLayout};
@@ -44,7 +48,7 @@ use std::ops::Range;
 /// The first bytes of every artifact.
 pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The version of the compiler that writes and reads artifacts.
 pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Sections that may be mapped from the file start at multiples of this.
@@ -52,7 +56,7 @@ pub const PAGE_SIZE: usize = 4096;
 
 const CHECKSUM_AT: usize = 16;
 const CHECKSUMMED_FROM: usize = 24;
-const FIXED_HEADER: usize = 80;
+const FIXED_HEADER: usize = 96;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArtifactError {
@@ -85,16 +89,20 @@ pub struct Header {
     pub consume_fuel: bool,
     pub meta: Range<usize>,
     pub data: Range<usize>,
+    pub image: Range<usize>,
     pub code: Range<usize>,
 }
 
-/// A decoded artifact. `module.code` is empty: the image stays in the artifact, at
-/// `header.code` (`code` borrows it), so that a loader can map it instead of copying it.
+/// A decoded artifact. `module.code` is empty: the code stays in the artifact, at
+/// `header.code` (`code` borrows it), and so does the memory image (`header.image`, planned
+/// by `image`), so that a loader can map them instead of copying them.
 #[derive(Debug)]
 pub struct Artifact<'a> {
     pub header: Header,
     pub module: CompiledModule,
     pub code: &'a [u8],
+    /// The memory image's plan, if the module has one (its bytes are `header.image`).
+    pub image: Option<ImagePlan>,
 }
 
 impl Artifact<'_> {
@@ -169,6 +177,13 @@ fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, i
     let data = data_start..w.buf.len();
 
     w.pad_to(PAGE_SIZE);
+    let image_start = w.buf.len();
+    if let Some(plan) = ImagePlan::of(&module.info) {
+        w.buf.extend_from_slice(&plan.build(&module.info));
+    }
+    let image = image_start..w.buf.len();
+
+    w.pad_to(PAGE_SIZE);
     let code_start = w.buf.len();
     w.buf.extend_from_slice(&module.code);
     let code = code_start..w.buf.len();
@@ -177,7 +192,7 @@ fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, i
     let len = bytes.len() as u64;
     let mut put = |at: usize, v: u64| bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
     put(24, len);
-    for (i, r) in [meta, data, code].iter().enumerate() {
+    for (i, r) in [meta, data, image, code].iter().enumerate() {
         put(32 + 16 * i, r.start as u64);
         put(40 + 16 * i, r.len() as u64);
     }
@@ -465,7 +480,8 @@ pub fn header(bytes: &[u8]) -> Result<Header, ArtifactError> {
             _ => Err(ArtifactError::Malformed(format!("{name} section {start}+{len} is outside the file"))),
         }
     };
-    let (meta, data, code) = (section(0, "metadata")?, section(1, "data")?, section(2, "code")?);
+    let (meta, data) = (section(0, "metadata")?, section(1, "data")?);
+    let (image, code) = (section(2, "image")?, section(3, "code")?);
     let mut r = Reader { bytes: &bytes[..meta.start.max(FIXED_HEADER)], pos: FIXED_HEADER };
     let compiler_version = r.str()?;
     let isa = r.str()?;
@@ -479,18 +495,20 @@ pub fn header(bytes: &[u8]) -> Result<Header, ArtifactError> {
     let consume_fuel = flags & SETTINGS_FUEL != 0;
     let ordered = r.pos == meta.start
         && meta.end <= data.start
-        && data.end <= code.start
+        && data.end <= image.start
+        && image.end <= code.start
         && code.end == bytes.len()
         && data.start % PAGE_SIZE == 0
+        && image.start % PAGE_SIZE == 0
         && code.start % PAGE_SIZE == 0;
     if !ordered {
         return Err(ArtifactError::Malformed(format!(
-            "sections out of place (header ends at {}, metadata {meta:?}, data {data:?}, code {code:?}, file {})",
+            "sections out of place (header ends at {}, metadata {meta:?}, data {data:?}, image {image:?}, code {code:?}, file {})",
             r.pos,
             bytes.len()
         )));
     }
-    Ok(Header { format_version: version, compiler_version, isa, bounds_checks, consume_fuel, meta, data, code })
+    Ok(Header { format_version: version, compiler_version, isa, bounds_checks, consume_fuel, meta, data, image, code })
 }
 
 /// Decode an artifact written by this compiler for this host.
@@ -507,7 +525,14 @@ pub fn deserialize(bytes: &[u8]) -> Result<Artifact<'_>, ArtifactError> {
     let code = &bytes[header.code.clone()];
     validate(&module, code.len())?;
     module.layout = VmctxLayout::new(&module.info);
-    Ok(Artifact { header, module, code })
+    let image = ImagePlan::of(&module.info);
+    if image.map_or(0, |p| p.len as usize) != header.image.len() {
+        return Err(ArtifactError::Malformed(format!(
+            "memory image of {} bytes, but the module's data segments make {image:?}",
+            header.image.len()
+        )));
+    }
+    Ok(Artifact { header, module, code, image })
 }
 
 fn check_compatible(header: &Header, version: &str, isa: &str) -> Result<(), ArtifactError> {

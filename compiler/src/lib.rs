@@ -10,6 +10,7 @@
 pub mod artifact;
 pub mod builtins;
 mod compile;
+pub mod image;
 pub mod module;
 mod parse;
 pub mod trampoline;

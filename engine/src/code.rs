@@ -5,12 +5,17 @@
 //! mapped straight from an AOT artifact file (`LoadedModule::from_artifact`): no compilation,
 //! no copy, and the page cache shares it between processes. Either way the code starts on a
 //! page boundary and is read-execute, and the module is registered for trap lookup by PC.
+//!
+//! A module whose data segments form a memory image (`wasce_compiler::image`) keeps that image
+//! in a file, which instances map copy-on-write over their memory (`MemoryImage`): the
+//! artifact's own image section, or a sealed memfd for a module compiled in this process.
 
 use crate::error::Error;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use wasce_compiler::artifact::{self, ArtifactError};
+use wasce_compiler::image::ImagePlan;
 use wasce_compiler::module::ModuleInfo;
 use wasce_compiler::vmctx::VmctxLayout;
 use wasce_compiler::{CompileError, CompiledModule, FuncLoc, Trap};
@@ -153,6 +158,43 @@ impl Drop for FileMapping {
     }
 }
 
+/// A memory image in a file: `plan.len` bytes at `file_offset`, for `plan.offset` in memory 0.
+/// Mapped private (copy-on-write) by `LinearMemory::map_image`: instances share the file's
+/// pages until they write them, and nothing an instance writes reaches the file.
+pub struct MemoryImage {
+    file: std::fs::File,
+    file_offset: u64,
+    pub plan: ImagePlan,
+}
+
+impl MemoryImage {
+    /// An image held in an anonymous memory file, sealed so that nobody can change it.
+    fn in_memfd(plan: ImagePlan, bytes: &[u8]) -> Result<MemoryImage, Error> {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        let err = |what: &str, e: std::io::Error| Error::Resource(format!("cannot {what} a memory image: {e}"));
+        // SAFETY: memfd_create with a NUL-terminated name; it returns a new descriptor or -1.
+        let fd = unsafe { libc::memfd_create(c"wasce-memory-image".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        if fd < 0 {
+            return Err(err("create", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.write_all(bytes).map_err(|e| err("write", e))?;
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on a descriptor we own; F_ADD_SEALS takes an int argument.
+        if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(err("seal", std::io::Error::last_os_error()));
+        }
+        Ok(MemoryImage { file, file_offset: 0, plan })
+    }
+
+    /// The file and the offset of the image in it.
+    pub fn source(&self) -> (&std::fs::File, u64) {
+        (&self.file, self.file_offset)
+    }
+}
+
 /// A compiled module as loaded: `CompiledModule` with its code image in executable memory
 /// instead of a byte vector.
 pub struct Compiled {
@@ -167,12 +209,15 @@ pub struct Compiled {
     pub host_trampolines: Vec<FuncLoc>,
     /// Faulting instructions: (code offset, trap), sorted by offset.
     pub traps: Vec<(u32, Trap)>,
+    /// The initial contents of memory 0, to be mapped copy-on-write, if the module has them
+    /// as an image.
+    pub image: Option<MemoryImage>,
 }
 
 impl Compiled {
-    fn new(module: CompiledModule, code: CodeMemory) -> Compiled {
+    fn new(module: CompiledModule, code: CodeMemory, image: Option<MemoryImage>) -> Compiled {
         let CompiledModule { info, layout, code: _, funcs, entry_trampolines, host_trampolines, traps, consume_fuel: _ } = module;
-        Compiled { info, layout, code, funcs, entry_trampolines, host_trampolines, traps }
+        Compiled { info, layout, code, funcs, entry_trampolines, host_trampolines, traps, image }
     }
 
     /// The trap recorded for the instruction at `offset`, if any.
@@ -195,7 +240,11 @@ impl LoadedModule {
     /// Load a module compiled in this process: its code is copied into executable memory.
     pub fn new(compiled: CompiledModule) -> Result<Arc<LoadedModule>, Error> {
         let code = CodeMemory::new(&compiled.code)?;
-        Ok(Self::register_new(Compiled::new(compiled, code)))
+        let image = match ImagePlan::of(&compiled.info) {
+            Some(plan) => Some(MemoryImage::in_memfd(plan, &plan.build(&compiled.info))?),
+            None => None,
+        };
+        Ok(Self::register_new(Compiled::new(compiled, code, image)))
     }
 
     /// Load an AOT artifact (`wasce compile`): map the file, verify it and decode its metadata,
@@ -211,10 +260,11 @@ impl LoadedModule {
         }
         let len = usize::try_from(len).map_err(|_| io("map", std::io::ErrorKind::FileTooLarge.into()))?;
         let mapping = FileMapping::open(&file, len).map_err(|e| io("map", e))?;
-        drop(file); // the mapping keeps the file's pages
 
         let artifact = artifact::deserialize(mapping.bytes()).map_err(invalid)?;
         let code_range = artifact.header.code.clone();
+        // The file stays open for instances to map the image from (mappings outlive renames).
+        let image = artifact.image.map(|plan| MemoryImage { file, file_offset: artifact.header.image.start as u64, plan });
         let module = artifact.module;
         let code = if code_range.is_empty() {
             drop(mapping);
@@ -229,7 +279,7 @@ impl LoadedModule {
                 Err((_, e)) => return Err(io("map the code of", e)),
             }
         };
-        Ok(Self::register_new(Compiled::new(module, code)))
+        Ok(Self::register_new(Compiled::new(module, code, image)))
     }
 
     fn register_new(compiled: Compiled) -> Arc<LoadedModule> {

@@ -76,6 +76,31 @@ impl LinearMemory {
         Some(old)
     }
 
+    /// Replace `[image.plan.offset, + image.plan.len)` (zeros, never written) with a private
+    /// copy-on-write mapping of `image`: the file's pages are shared until written.
+    pub fn map_image(&mut self, image: &crate::code::MemoryImage) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let plan = image.plan;
+        if plan.offset.checked_add(plan.len).is_none_or(|end| end > self.size) {
+            return Err(std::io::Error::other("memory image outside the memory"));
+        }
+        let (file, file_offset) = image.source();
+        // SAFETY: the target range lies inside the accessible part of our own reservation
+        // (checked above); MAP_FIXED replaces those pages, which hold only zeros, with a
+        // private read-write mapping of the same size. Nothing else refers to the old pages.
+        let p = unsafe {
+            libc::mmap(
+                self.base.add(plan.offset as usize) as *mut _,
+                plan.len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                file_offset as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+
     /// The accessible bytes.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: [base, base+size) is mapped read-write and owned by self.

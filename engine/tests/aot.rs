@@ -230,6 +230,59 @@ fn multi_page_code_is_mapped_from_the_file_and_runs_in_both_modes() {
     assert!(store.call(f, &[Val::I32(3)]).is_ok());
 }
 
+/// The data segments of a module loaded from an artifact are mapped copy-on-write from the
+/// artifact's image section: instances see the data, their writes stay private (to the
+/// instance, not to the file or other instances), in both isolation modes; a module compiled in
+/// process maps the same image from a sealed memfd.
+#[test]
+fn data_segments_are_mapped_copy_on_write() {
+    const DATA: &str = r#"
+    (module
+      (memory (export "mem") 4)
+      (data (i32.const 70000) "image")
+      (data (i32.const 70002) "AG")
+      (data (i32.const 200000) "far")
+      (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0)))
+      (func (export "store") (param i32 i32) (i32.store8 (local.get 0) (local.get 1))))"#;
+    let dir = Scratch::new();
+    let bytes = compile_artifact(DATA);
+    let header = artifact::header(&bytes).unwrap();
+    assert_eq!(header.image.start % 4096, 0);
+    // Pages 17 (70000 / 4096) to 48 (200002 / 4096): 32 pages.
+    assert_eq!(header.image.len(), 32 * 4096, "{header:?}");
+    assert_eq!(&bytes[header.image.start + 70000 - 17 * 4096..][..5], b"imAGe");
+    let path = dir.write("data.cwasm", &bytes);
+    let file_path = path.canonicalize().unwrap();
+    let from_artifact = wasce_engine::load_artifact(&path).unwrap();
+    let from_wasm = wasce_engine::load(&wasm(DATA), &Settings::default()).unwrap();
+    for module in [&from_artifact, &from_wasm] {
+        for isolation in [Isolation::Kvm, Isolation::Process] {
+            let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).unwrap();
+            let a = Linker::new().instantiate(&mut store, module).unwrap();
+            let b = Linker::new().instantiate(&mut store, module).unwrap();
+            let func = |i, name| match store.export(i, name) { Some(Extern::Func(f)) => f, _ => panic!("no {name}") };
+            let (load_a, store_a, load_b) = (func(a, "load"), func(a, "store"), func(b, "load"));
+            let load = |store: &mut Store, f, at: i32| store.call(f, &[Val::I32(at)]).unwrap()[0].clone();
+            let text: Vec<Val> = (70000..70005).map(|at| load(&mut store, load_a, at)).collect();
+            assert_eq!(text, b"imAGe".iter().map(|&c| Val::I32(c as i32)).collect::<Vec<_>>(), "{isolation:?}");
+            assert_eq!(load(&mut store, load_a, 200001), Val::I32(b'a' as i32));
+            assert_eq!(load(&mut store, load_a, 69999), Val::I32(0), "zeros around the data");
+            assert_eq!(load(&mut store, load_a, 100000), Val::I32(0), "zeros between the segments");
+            store.call(store_a, &[Val::I32(70000), Val::I32(b'X' as i32)]).unwrap();
+            store.call(store_a, &[Val::I32(100000), Val::I32(1)]).unwrap();
+            assert_eq!(load(&mut store, load_a, 70000), Val::I32(b'X' as i32));
+            assert_eq!(load(&mut store, load_b, 70000), Val::I32(b'i' as i32), "the other instance keeps the image");
+            assert_eq!(load(&mut store, load_b, 100000), Val::I32(0));
+            if std::ptr::eq(module, &from_artifact) {
+                let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+                let image_maps = maps.lines().filter(|l| l.ends_with(file_path.to_str().unwrap()) && l.contains(" rw-p ")).count();
+                assert!(image_maps >= 2, "each instance maps the image from the artifact:\n{maps}");
+            }
+        }
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the artifact is never written");
+}
+
 fn load_err(dir: &Scratch, name: &str, bytes: &[u8]) -> String {
     let path = dir.write(name, bytes);
     match wasce_engine::load_artifact(&path) {
@@ -254,10 +307,10 @@ fn truncated_artifacts_are_errors() {
     // Many lengths, loading from a file (through the mmap path).
     let header = artifact::header(&bytes).unwrap();
     let mut lengths: Vec<usize> = (0..bytes.len()).step_by(97).collect();
-    lengths.extend([1, 8, 9, 15, 16, 79, 80, 81, header.meta.start, header.meta.end, header.data.start, header.code.start, header.code.start + 1, bytes.len() - 1]);
+    lengths.extend([1, 8, 9, 15, 16, 79, 80, 81, 95, 96, 97, header.meta.start, header.meta.end, header.data.start, header.image.start, header.image.end, header.code.start, header.code.start + 1, bytes.len() - 1]);
     for len in lengths {
         let msg = load_err(&dir, "cut.cwasm", &bytes[..len]);
-        if len >= 80 {
+        if len >= 96 {
             assert!(msg.contains(&format!("truncated ({len} of {} bytes)", bytes.len())), "{msg}");
         }
     }
@@ -288,7 +341,8 @@ fn corrupted_artifacts_are_errors() {
     assert!(load_err(&dir, "wasm.cwasm", &wasm(MODULE)).contains("not a wasce artifact"));
     copy[12] = 9;
     let msg = load_err(&dir, "v9.cwasm", &copy);
-    assert!(msg.contains("format version 9") && msg.contains("reads version 1") && msg.contains("recompile"), "{msg}");
+    let reads = format!("reads version {}", artifact::FORMAT_VERSION);
+    assert!(msg.contains("format version 9") && msg.contains(&reads) && msg.contains("recompile"), "{msg}");
 }
 
 /// Replace `from` by `to` (same length) in the artifact's header and fix the checksum.

@@ -200,7 +200,22 @@ impl Store {
                 ElemMode::Passive => {}
             }
         }
+        // A memory image (checked to cover every active segment, none of which can trap) is
+        // mapped copy-on-write instead; segments are copied if that mapping fails.
+        if let Some(image) = &module.compiled.image {
+            let m = self.instances[id as usize].memories[0];
+            if self.memories[m.0 as usize].mem.map_image(image).is_ok() {
+                for (i, seg) in module.compiled.info.datas.iter().enumerate() {
+                    if matches!(seg.mode, DataMode::Active { .. }) {
+                        self.instances[id as usize].dropped_datas[i] = true;
+                    }
+                }
+            }
+        }
         for (i, seg) in module.compiled.info.datas.iter().enumerate() {
+            if self.instances[id as usize].dropped_datas[i] {
+                continue;
+            }
             if let DataMode::Active { memory, offset } = &seg.mode {
                 let offset = self.eval_const(&self.instances[id as usize], offset) as u32 as u64;
                 let len = seg.range.len() as u64;
