@@ -1,0 +1,188 @@
+//! Group 5, compute: the Sightglass programs in `../shared/workloads/sightglass` and speedtest1
+//! `--memdb`, each engine running its own precompiled artifact.
+//!
+//! A Sightglass program brackets its measured work with `bench.start` / `bench.end` imports.
+//! Both engines get the same provider, a small module preloaded as `bench` (`TIMER`), which
+//! reads the monotonic clock through WASI at `start` and prints the elapsed nanoseconds to
+//! stderr at `end`; so the time excludes startup and compilation alike in both. Each run gets a
+//! fresh copy of the benchmark's folder (its inputs) preopened as `.`, argv[0] the module's file
+//! name and an empty stdin, as Sightglass runs them.
+
+use super::{interleave, precompile};
+use crate::report::{table, Section};
+use crate::stats::{geomean, median, Spread};
+use crate::svg::Bars;
+use crate::{measure, progress, Ctx};
+use std::path::{Path, PathBuf};
+
+const TIMER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $t0 (mut i64) (i64.const 0))
+  (data (i32.const 64) "wasce-bench-ns: ")
+  (func $now (result i64)
+    (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 0)))
+    (i64.load (i32.const 0)))
+  (func (export "start") (global.set $t0 (call $now)))
+  (func (export "end")
+    (local $d i64) (local $p i32)
+    (local.set $d (i64.sub (call $now) (global.get $t0)))
+    (local.set $p (i32.const 100))
+    (i32.store8 (i32.const 100) (i32.const 10))
+    (loop $digits
+      (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+      (i32.store8 (local.get $p) (i32.add (i32.const 48) (i32.wrap_i64 (i64.rem_u (local.get $d) (i64.const 10)))))
+      (local.set $d (i64.div_u (local.get $d) (i64.const 10)))
+      (br_if $digits (i64.ne (local.get $d) (i64.const 0))))
+    (i32.store (i32.const 8) (i32.const 64))
+    (i32.store (i32.const 12) (i32.const 16))
+    (i32.store (i32.const 16) (local.get $p))
+    (i32.store (i32.const 20) (i32.sub (i32.const 101) (local.get $p)))
+    (drop (call $fd_write (i32.const 2) (i32.const 8) (i32.const 2) (i32.const 24)))))"#;
+
+/// The benchmarks of `--quick`: short ones from different suites.
+const QUICK: [&str; 8] = [
+    "shootout/shootout-fib2",
+    "shootout/shootout-sieve",
+    "shootout/shootout-matrix",
+    "shootout/shootout-heapsort",
+    "shootout/shootout-keccak",
+    "quicksort/benchmark",
+    "blake3-scalar/benchmark",
+    "richards/benchmark",
+];
+
+/// Every Sightglass program: (name `folder/stem`, path), sorted.
+fn programs(shared: &Path) -> Vec<(String, PathBuf)> {
+    let root = shared.join("workloads/sightglass");
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(&root).expect("sightglass folder").flatten() {
+        if !dir.path().is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "wasm") {
+                let name = format!("{}/{}", dir.file_name().to_string_lossy(), p.file_stem().unwrap().to_string_lossy());
+                out.push((name, p));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A fresh copy of the program's folder without the `.wasm` programs.
+fn inputs(ctx: &Ctx, program: &Path) -> PathBuf {
+    let dir = ctx.fresh_dir("sightglass");
+    for f in std::fs::read_dir(program.parent().unwrap()).unwrap().flatten() {
+        let p = f.path();
+        if p.is_file() && p.extension().is_none_or(|e| e != "wasm") {
+            std::fs::copy(&p, dir.join(f.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+/// The nanoseconds the timer printed (summed over start/end pairs), or the wall time.
+fn measured_ns(r: &measure::Run) -> f64 {
+    let ns: Vec<f64> = r.stderr.lines().filter_map(|l| l.strip_prefix("wasce-bench-ns: ")?.trim().parse().ok()).collect();
+    if ns.is_empty() { r.wall.as_nanos() as f64 } else { ns.iter().sum() }
+}
+
+pub fn run(ctx: &Ctx) -> Section {
+    let rounds = ctx.pick(1, 3);
+    let mut all = programs(&ctx.shared);
+    if ctx.quick {
+        all.retain(|(n, _)| QUICK.contains(&n.as_str()));
+    }
+    let timer = ctx.scratch_file("timer.wasm", &wat::parse_str(TIMER).unwrap());
+    let (timer_ours, timer_theirs) = precompile(ctx, &timer, "timer");
+    let mut rows = Vec::new();
+    let mut per_round_ratios: Vec<Vec<[f64; 2]>> = vec![Vec::new(); rounds];
+    let mut medians: Vec<(String, f64, f64)> = Vec::new();
+    for (k, (name, path)) in all.iter().enumerate() {
+        progress!("compute: [{}/{}] {name}, {rounds} rounds", k + 1, all.len());
+        let (ours, theirs) = precompile(ctx, &path.to_string_lossy(), &name.replace('/', "-"));
+        let argv0 = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut ns = vec![Vec::new(); 3];
+        interleave(rounds, 3, |_, i| {
+            let dir = inputs(ctx, path);
+            let mut cmd = match i {
+                0 => vec![ctx.wasce(), "exec".into(), "--preload".into(), format!("bench={timer_ours}")],
+                1 => vec![ctx.wasce(), "exec".into(), "--isolation".into(), "process".into(), "--preload".into(), format!("bench={timer_ours}")],
+                _ => vec![ctx.wasmtime(), "run".into(), "--allow-precompiled".into(), "--preload".into(), format!("bench={timer_theirs}")],
+            };
+            cmd.extend(["--dir".into(), format!("{}::.", dir.display()), "--argv0".into(), argv0.clone()]);
+            cmd.push(if i == 2 { theirs.clone() } else { ours.clone() });
+            ns[i].push(measured_ns(&measure::run(&cmd, Some(&dir), &ctx.scratch)));
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+        for (round, ratios) in per_round_ratios.iter_mut().enumerate() {
+            ratios.push([ns[0][round] / ns[2][round], ns[1][round] / ns[2][round]]);
+        }
+        let (kvm, process) = (Spread::ratios(&ns[0], &ns[2]), Spread::ratios(&ns[1], &ns[2]));
+        rows.push(vec![name.clone(), format!("{:.2}", median(&ns[2]) / 1e6), format!("{:.2}", median(&ns[0]) / 1e6), kvm.to_string(), process.to_string()]);
+        medians.push((name.clone(), kvm.median, process.median));
+    }
+
+    progress!("compute: speedtest1 --memdb");
+    let size = ctx.pick(5, 20);
+    let t = super::speedtest::totals(ctx, "speedtest1.wasm", true, size, rounds);
+    for (round, ratios) in per_round_ratios.iter_mut().enumerate() {
+        ratios.push([t[0][round] / t[2][round], t[1][round] / t[2][round]]);
+    }
+    let (kvm, process) = (Spread::ratios(&t[0], &t[2]), Spread::ratios(&t[1], &t[2]));
+    let memdb_name = format!("speedtest1 --memdb --size {size}");
+    rows.push(vec![memdb_name.clone(), format!("{:.0}", median(&t[2]) * 1e3), format!("{:.0}", median(&t[0]) * 1e3), kvm.to_string(), process.to_string()]);
+    medians.push((memdb_name, kvm.median, process.median));
+
+    // Geometric mean over all programs, per interleaved round: its spread is over rounds.
+    let geo = |which: usize| Spread::of(&per_round_ratios.iter().map(|r| geomean(&r.iter().map(|x| x[which]).collect::<Vec<_>>())).collect::<Vec<_>>());
+    let (geo_kvm, geo_process) = (geo(0), geo(1));
+    let n = medians.len();
+    let mut body = format!(
+        "{n} programs ({} Sightglass programs{} and speedtest1 `--memdb`), {rounds} interleaved round(s); time inside \
+         `bench.start`..`bench.end` for Sightglass (speedtest1: its TOTAL), each engine running its own \
+         precompiled artifact. Ratio = wasce / wasmtime per pair, median (min–max).\n\n\
+         **Geometric mean of the ratios: wasce KVM {geo_kvm}, wasce process {geo_process}** (spread over rounds).\n\n",
+        n - 1,
+        if ctx.quick { ", the `--quick` subset" } else { "" }
+    );
+    body += &table(&["program", "wasmtime ms", "wasce KVM ms", "KVM / wasmtime", "process / wasmtime"], &rows);
+    let mut sorted = medians.clone();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let plot = Bars {
+        title: "compute: time relative to wasmtime (sorted, slowest first)".into(),
+        unit: "ratio to wasmtime (1 = as fast)".into(),
+        series: vec!["wasce KVM".into(), "wasce process".into()],
+        rows: sorted.iter().map(|(n, k, p)| (n.clone(), vec![*k, *p])).collect(),
+        reference: Some(1.0),
+        log: false,
+    };
+    let behind: Vec<String> = sorted.iter().filter(|m| m.1 > 1.05).map(|(n, k, _)| format!("{n} ({k:.2}×)")).collect();
+    let meaning = format!(
+        "Across {n} programs wasce's compiled code in the VM takes {:.2}× wasmtime's time (geometric mean; process \
+         mode {:.2}×). Both use Cranelift; the difference between the KVM and process columns is what the VM costs \
+         (first touches of guest pages are slow on this nested host, which shows in allocation-heavy programs such \
+         as speedtest1). {}",
+        geo_kvm.median,
+        geo_process.median,
+        if behind.is_empty() {
+            "No program is more than 5% behind wasmtime.".to_string()
+        } else {
+            format!("wasce is behind (over 5%) on {} of {n}: {}.", behind.len(), behind.join(", "))
+        }
+    );
+    Section {
+        title: "5. Compute".into(),
+        body,
+        meaning,
+        plots: vec![("compute.svg".into(), plot.render())],
+        headlines: vec![
+            (format!("compute geomean over {n} programs, wasce KVM / wasmtime"), geo_kvm.to_string()),
+            ("speedtest1 --memdb, wasce KVM / wasmtime".into(), kvm.to_string()),
+        ],
+    }
+}
