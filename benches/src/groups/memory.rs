@@ -25,11 +25,13 @@ const FIRECRACKER_VMM_MIB: f64 = 5.0;
 /// included): the figure that counts a running function.
 const FIRECRACKER_FOOTPRINT_MIB: f64 = 32.0;
 
-/// What a child reports: instances created, user and kernel KiB they added.
+/// What a child reports: instances created, user and kernel KiB they added, and why it
+/// stopped early (if it did).
 struct Count {
     n: u64,
     rss_kib: f64,
     kernel_kib: f64,
+    stopped: Option<String>,
 }
 
 fn count(ctx: &Ctx, mode: &str, n: u64, budget_mib: u64) -> Count {
@@ -40,27 +42,35 @@ fn count(ctx: &Ctx, mode: &str, n: u64, budget_mib: u64) -> Count {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "instance counter failed: {}", String::from_utf8_lossy(&out.stderr));
     let f: Vec<f64> = text.split_whitespace().map(|w| w.parse().unwrap()).collect();
-    Count { n: f[0] as u64, rss_kib: f[1], kernel_kib: f[2] }
+    let stopped = String::from_utf8_lossy(&out.stderr).lines().find(|l| l.starts_with("stopped at")).map(str::to_string);
+    Count { n: f[0] as u64, rss_kib: f[1], kernel_kib: f[2], stopped }
 }
 
 /// The child: create up to `cap` idle instances, stopping early once they use `budget_mib`
-/// (0 = no budget); print `count rss_kib kernel_kib`.
+/// (0 = no budget) or when one cannot be created (e.g. address space runs out: each memory
+/// reserves 8 GiB); print `count rss_kib kernel_kib`, and the reason on stderr if it stopped.
 pub fn child(mode: &str, cap: u64, budget_mib: u64) {
     let isolation = if mode == "kvm" { Isolation::Kvm } else { Isolation::Process };
     let module = wasce_engine::load(&wat::parse_str(HELLO).unwrap(), &Settings::default()).expect("compile");
-    let instance = || {
-        let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).expect("store");
+    let instance = || -> Result<Store, wasce_engine::Error> {
+        let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() })?;
         let mut linker = Linker::new();
-        wasi::add_to_linker(&mut store, &mut linker, WasiConfig { stdout: Stdio::Null, ..WasiConfig::default() }).expect("wasi");
-        assert_eq!(wasi::run_command(&mut store, &linker, &module).expect("run"), 0);
-        store
+        wasi::add_to_linker(&mut store, &mut linker, WasiConfig { stdout: Stdio::Null, ..WasiConfig::default() })?;
+        wasi::run_command(&mut store, &linker, &module)?;
+        Ok(store)
     };
-    drop(instance()); // the first one pays for one-time setup (calibration, code registration)
+    drop(instance().expect("one instance")); // the first one pays for one-time setup
     std::thread::sleep(std::time::Duration::from_millis(50));
     let (rss0, kern0) = (measure::self_rss_kib(), measure::kernel_kib());
     let mut live = Vec::new();
     while (live.len() as u64) < cap {
-        live.push(instance());
+        match instance() {
+            Ok(store) => live.push(store),
+            Err(e) => {
+                eprintln!("stopped at {} instances: {e}", live.len());
+                break;
+            }
+        }
         if budget_mib > 0 && live.len() % 16 == 0 {
             let used = measure::self_rss_kib().saturating_sub(rss0) + measure::kernel_kib().saturating_sub(kern0);
             if used >= budget_mib * 1024 {
@@ -104,7 +114,8 @@ pub fn run(ctx: &Ctx) -> Section {
     }
 
     let budget = ctx.pick(256u64, 1024);
-    let caps = [("kvm", ctx.pick(300u64, 3000)), ("process", ctx.pick(2000, 20000))];
+    // Process-mode memories reserve 8 GiB of address space each: 128 TiB holds under 16,000.
+    let caps = [("kvm", ctx.pick(300u64, 3000)), ("process", ctx.pick(2000, 10000))];
     let mut density = Vec::new();
     for (mode, cap) in caps {
         progress!("density: idle {mode} instances in {budget} MiB (at most {cap})");
@@ -112,6 +123,9 @@ pub fn run(ctx: &Ctx) -> Section {
         let used_mib = (c.rss_kib + c.kernel_kib) / 1024.0;
         // Reaching the cap first: the budget would hold proportionally more.
         let fits = if used_mib >= budget as f64 { c.n as f64 } else { c.n as f64 * budget as f64 / used_mib.max(1e-9) };
+        if let Some(why) = &c.stopped {
+            progress!("density: {mode}: {why}");
+        }
         density.push((mode, c.n, used_mib, fits));
     }
     let fc_vmm = budget as f64 / FIRECRACKER_VMM_MIB;
