@@ -24,6 +24,9 @@ pub enum Error {
     /// The program asked to exit (WASI `proc_exit`).
     #[error("exit with status {0}")]
     Exit(i32),
+    /// The host could not confine itself (`crate::sandbox`).
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     /// The caller misused the API (wrong argument count or type, unknown export).
     #[error("{0}")]
     Usage(String),

@@ -6,6 +6,8 @@
 //!   calling thread and turns faults into traps.
 //! * `linker` resolves imports by name.
 //! * `cache` is the compile cache of `wasce exec` (artifacts keyed by module and compiler).
+//! * `sandbox` confines the host process after setup (no_new_privs, seccomp per thread,
+//!   Landlock to the preopens).
 //! * `wast` runs WebAssembly spec scripts (`wasce wast`, and the spec suite in spec-tests).
 
 pub mod arena;
@@ -18,6 +20,7 @@ pub mod linker;
 pub mod memory;
 mod os;
 mod process;
+pub mod sandbox;
 pub mod store;
 pub mod types;
 pub mod values;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasce_engine::wasi::{self, Preopen, WasiConfig};
-use wasce_engine::{Error, Extern, Linker, Settings, Store, StoreConfig};
+use wasce_engine::{sandbox, Error, Extern, Linker, Settings, Store, StoreConfig};
 
 #[derive(clap::Args)]
 pub struct ExecArgs {
@@ -62,6 +62,10 @@ pub struct ExecArgs {
     /// Do not use the compile cache (neither read nor write it).
     #[arg(long)]
     no_cache: bool,
+    /// Debugging only: do not confine the host process after setup (no seccomp allow-lists,
+    /// no Landlock restriction to the `--dir`s, no no_new_privs).
+    #[arg(long)]
+    no_sandbox: bool,
     /// The module.
     module: PathBuf,
     /// Arguments for the program, or for the invoked function.
@@ -91,6 +95,7 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
         config.max_wasm_stack = usize::try_from(bytes).map_err(|_| Error::Usage(format!("--max-stack {bytes} is too large")))?;
     }
     let wasi = wasi_config(&a)?;
+    let policy = sandbox::Policy { dirs: wasi.preopens.iter().map(|p| p.host.clone()).collect(), exclusive: true };
 
     let settings = Settings { consume_fuel: a.fuel.is_some(), ..Settings::default() };
     let loader = Loader::new(settings, !a.no_cache, verbose);
@@ -109,6 +114,14 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
     let mut linker = Linker::new();
     wasi::add_to_linker(&mut store, &mut linker, wasi)?;
     timings.store = t.elapsed();
+    // Setup is done: confine the host before any guest code runs (a module's start function
+    // runs during instantiation).
+    if a.no_sandbox {
+        eprintln!("wasce: --no-sandbox: the host process is not confined (no seccomp allow-lists, no Landlock restriction to the --dir directories, no no_new_privs)");
+    } else {
+        sandbox::confine(&store, &policy)?;
+    }
+    sandbox_probe();
 
     let result = run(&mut store, &mut linker, &preloads, &main.module, a.invoke.as_deref(), &a.args, &mut timings);
     if a.stats {
@@ -145,6 +158,27 @@ fn run(
     let result = call(store, instance, invoke, args);
     timings.run = t.elapsed();
     result
+}
+
+/// Test hook (documented in docs/SECURITY.md): `WASCE_SANDBOX_PROBE` makes the host do, right
+/// after confinement, something the sandbox forbids: `socket` (a call outside every
+/// allow-list) or `open=PATH` (open PATH for reading; the result is printed).
+fn sandbox_probe() {
+    let Ok(probe) = std::env::var("WASCE_SANDBOX_PROBE") else { return };
+    if probe == "socket" {
+        // SAFETY: a plain socket(2) call; the fd is closed again.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        eprintln!("probe: socket: {}", if fd >= 0 { "ok".to_string() } else { std::io::Error::last_os_error().to_string() });
+        if fd >= 0 {
+            // SAFETY: closing the socket opened above.
+            unsafe { libc::close(fd) };
+        }
+    } else if let Some(path) = probe.strip_prefix("open=") {
+        match std::fs::File::open(path) {
+            Ok(_) => eprintln!("probe: open {path}: ok"),
+            Err(e) => eprintln!("probe: open {path}: {e}"),
+        }
+    }
 }
 
 fn in_preload(name: &str, e: Error) -> Error {

@@ -8,7 +8,8 @@
 //!
 //! Exit codes follow wasmtime: the program's status for `proc_exit(n)` (0 when `_start` returns),
 //! 134 for a trap (including an interrupt by `--timeout` and running out of `--fuel`), 1 for any
-//! other error, and clap's 2 for a malformed command line.
+//! other error, and clap's 2 for a malformed command line; 159 (128 + SIGSYS) when the sandbox
+//! blocked a system call (`wasce_engine::sandbox::EXIT_BLOCKED`).
 
 mod compile;
 mod exec;
@@ -48,8 +49,13 @@ Examples:
                                                   compile ahead of time, run without compiling
   wasce wast ../shared/testsuite/i32.wast         run spec scripts
 
-Exit status: the program's (proc_exit), 134 after a trap, 1 for other errors, 2 for a bad
-command line. Compiled modules are cached in $WASCE_CACHE_DIR, $XDG_CACHE_HOME/wasce or
+After setup, `wasce exec` confines itself before the program runs: no_new_privs, a seccomp
+allow-list per thread, Landlock limiting the filesystem to the --dir directories. A system call
+outside the allow-list ends the run with `wasce: sandbox: blocked syscall NAME (NR) on the ...
+thread` and status 159; `--no-sandbox` turns all three off (for debugging).
+
+Exit status: the program's (proc_exit), 134 after a trap, 159 after a blocked system call, 1 for
+other errors, 2 for a bad command line. Compiled modules are cached in $WASCE_CACHE_DIR, $XDG_CACHE_HOME/wasce or
 ~/.cache/wasce (`--no-cache` to skip).";
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,10 +2,14 @@
 //! `immediate_exit` in that thread's `kvm_run`, so KVM_RUN returns EINTR. Nothing is checked on
 //! the hot path. A kick that lands outside KVM_RUN is not lost: the flag stays set and the next
 //! KVM_RUN returns at once.
+//!
+//! The watchdog thread (`Kicker`) lives as long as its VM and is started with it, so no thread
+//! is created once the host has confined itself (`crate::sandbox`); each call arms and disarms
+//! it. It also runs jobs posted to it on its own thread (the sandbox uses this to confine it).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 thread_local! {
@@ -13,7 +17,8 @@ thread_local! {
     static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-fn signal() -> libc::c_int {
+/// The kick signal.
+pub fn signal() -> libc::c_int {
     libc::SIGRTMIN()
 }
 
@@ -25,7 +30,9 @@ extern "C" fn on_kick(_: libc::c_int) {
     }
 }
 
-fn install() {
+/// Install the kick handler (once per process; done when a VM is created, so that running the
+/// guest later needs no `rt_sigaction`).
+pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: installing a handler without SA_RESTART, so KVM_RUN returns EINTR.
@@ -41,51 +48,134 @@ fn install() {
 
 /// Publish (or clear, with null) this thread's immediate_exit byte.
 pub fn publish(immediate_exit: *mut u8) {
-    install();
     IMMEDIATE_EXIT.with(|c| c.set(immediate_exit));
 }
 
-/// A pending kick of the current thread; dropping it cancels the kick.
-pub struct Watchdog {
-    state: Arc<(Mutex<bool>, Condvar)>,
+/// Work to run on a helper thread.
+pub type Job = Box<dyn FnOnce() + Send>;
+
+struct Armed {
+    deadline: Instant,
+    targets: [Option<libc::pthread_t>; 2],
     fired: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct State {
+    armed: Option<Armed>,
+    job: Option<Job>,
+    shutdown: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self) {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.job.take() {
+                drop(st);
+                job();
+                st = self.lock();
+                continue;
+            }
+            if st.shutdown {
+                return;
+            }
+            let Some(armed) = &st.armed else {
+                st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let now = Instant::now();
+            if now < armed.deadline {
+                let wait = armed.deadline - now;
+                st = self.cv.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
+                continue;
+            }
+            armed.fired.store(true, Ordering::SeqCst);
+            for t in armed.targets.iter().flatten() {
+                // SAFETY: the targets are alive while armed: a `Watchdog` disarms (under this
+                // lock, which we hold) before its call returns, and the ring server lives as
+                // long as its VM.
+                unsafe { libc::pthread_kill(*t, signal()) };
+            }
+            st.armed = None;
+        }
+    }
+}
+
+/// The watchdog thread of one VM.
+pub struct Kicker {
+    shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
+    tid: libc::pid_t,
+}
+
+impl Kicker {
+    pub fn start() -> Result<Kicker, std::io::Error> {
+        install();
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name("wasce-timeout".into()).spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let _ = tx.send(unsafe { libc::gettid() });
+            s.run();
+        })?;
+        let tid = rx.recv().map_err(|_| std::io::Error::other("the timeout thread did not start"))?;
+        Ok(Kicker { shared, thread: Some(thread), tid })
+    }
+
+    /// Kick the current thread (and `also`, e.g. the ring server in a blocking host call)
+    /// after `timeout`, unless the returned guard is dropped first.
+    pub fn arm(&self, timeout: Duration, also: Option<libc::pthread_t>) -> Watchdog {
+        // SAFETY: pthread_self has no preconditions.
+        let target = unsafe { libc::pthread_self() };
+        let fired = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + timeout;
+        self.shared.lock().armed = Some(Armed { deadline, targets: [Some(target), also], fired: fired.clone() });
+        self.shared.cv.notify_all();
+        Watchdog { shared: self.shared.clone(), fired }
+    }
+
+    /// Run `job` on the watchdog thread (it runs before any further kick is considered).
+    pub fn post(&self, job: Job) {
+        self.shared.lock().job = Some(job);
+        self.shared.cv.notify_all();
+    }
+
+    /// The kernel thread id of the watchdog thread.
+    pub fn tid(&self) -> libc::pid_t {
+        self.tid
+    }
+}
+
+impl Drop for Kicker {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A pending kick of the thread that armed it; dropping it cancels the kick (after the drop, no
+/// signal of this arming can be sent).
+pub struct Watchdog {
+    shared: Arc<Shared>,
+    fired: Arc<AtomicBool>,
 }
 
 impl Watchdog {
-    /// Kick the current thread (and `also`, e.g. the ring server in a blocking host call)
-    /// after `timeout`.
-    pub fn arm(timeout: Duration, also: Option<libc::pthread_t>) -> Watchdog {
-        install();
-        // SAFETY: pthread_self has no preconditions.
-        let target = unsafe { libc::pthread_self() };
-        let state = Arc::new((Mutex::new(false), Condvar::new()));
-        let fired = Arc::new(AtomicBool::new(false));
-        let (s, f) = (state.clone(), fired.clone());
-        let deadline = Instant::now() + timeout;
-        let thread = std::thread::spawn(move || {
-            let (lock, cv) = &*s;
-            let mut cancelled = lock.lock().unwrap();
-            while !*cancelled {
-                let now = Instant::now();
-                if now >= deadline {
-                    f.store(true, Ordering::SeqCst);
-                    // SAFETY: the targets outlive the watchdog (the caller joins us on drop, and
-                    // the ring server lives as long as its VM, which outlives the call).
-                    unsafe {
-                        libc::pthread_kill(target, signal());
-                        if let Some(t) = also {
-                            libc::pthread_kill(t, signal());
-                        }
-                    }
-                    return;
-                }
-                cancelled = cv.wait_timeout(cancelled, deadline - now).unwrap().0;
-            }
-        });
-        Watchdog { state, fired, thread: Some(thread) }
-    }
-
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
     }
@@ -93,10 +183,11 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        *self.state.0.lock().unwrap() = true;
-        self.state.1.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let mut st = self.shared.lock();
+        if st.armed.as_ref().is_some_and(|a| Arc::ptr_eq(&a.fired, &self.fired)) {
+            st.armed = None;
         }
+        drop(st);
+        self.shared.cv.notify_all();
     }
 }

@@ -15,7 +15,7 @@ mod paging;
 mod ring;
 mod segments;
 
-pub use kick::Watchdog;
+pub use kick::{signal as kick_signal, Job, Kicker, Watchdog};
 pub use ring::{RingHandler, RingServer};
 pub use paging::Perm;
 
@@ -93,6 +93,8 @@ pub struct Vm {
     stack_size: u64,
     /// The exit-less host-call ring, when this VM uses it (dropped before the memory below).
     ring: Option<RingServer>,
+    /// The watchdog thread, when calls have a timeout.
+    kicker: Option<Kicker>,
     _regions: [HostRegion; 2],
 }
 
@@ -139,9 +141,11 @@ fn reserve_runtime_window() -> Result<(), Error> {
 
 impl Vm {
     /// Create the VM: slot 0 with GDT, TSS, runtime page and page tables; the stack; one vCPU at
-    /// CPL3. Fails with a clear message if KVM is not usable.
-    pub fn new(stack_size: u64, use_ring: bool) -> Result<Vm, Error> {
+    /// CPL3; the ring server if `use_ring`, the watchdog thread if `timeouts`. Fails with a
+    /// clear message if KVM is not usable.
+    pub fn new(stack_size: u64, use_ring: bool, timeouts: bool) -> Result<Vm, Error> {
         reserve_runtime_window()?;
+        kick::install();
         // WASCE_KVM_DEVICE names another device node (tests use it to simulate a missing KVM).
         let device = std::env::var("WASCE_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_string());
         let path = std::ffi::CString::new(device.clone()).map_err(|_| Error::Usage("WASCE_KVM_DEVICE contains a NUL byte".into()))?;
@@ -194,6 +198,7 @@ impl Vm {
             stack,
             stack_size,
             ring: None,
+            kicker: None,
             _regions: [HostRegion { ptr: system, len: SYSTEM_SIZE }, HostRegion { ptr: stack, len: stack_size + STACK_GUARD }],
         };
         // The runtime page (read-execute) and the hypercall page (no memslot behind it).
@@ -210,6 +215,9 @@ impl Vm {
                 this.ring = Some(RingServer::start(system.add(RING_GPA as usize)));
             }
             this.pt_map(RING_GVA, RING_GPA, 1, Perm::ReadWrite)?;
+        }
+        if timeouts {
+            this.kicker = Some(Kicker::start().map_err(|e| Error::Resource(format!("cannot start the timeout thread: {e}")))?);
         }
         // The stack above its guard.
         // SAFETY: inside the stack mapping.
@@ -238,6 +246,11 @@ impl Vm {
     /// The ring server, if this VM serves host calls over the ring.
     pub fn ring(&self) -> Option<&RingServer> {
         self.ring.as_ref()
+    }
+
+    /// The watchdog thread, if calls in this VM have a timeout.
+    pub fn kicker(&self) -> Option<&Kicker> {
+        self.kicker.as_ref()
     }
 
     /// Guest address of the builtin table compiled code must use in this VM.

@@ -34,6 +34,8 @@ struct Shared {
     wake_gen: Mutex<u64>,
     wake: Condvar,
     served: AtomicU64,
+    /// Work posted to run on the server thread (`RingServer::post`).
+    job: Mutex<Option<super::Job>>,
 }
 
 // SAFETY: `ring` points at the VM's slot-0 page, which outlives the server (the VM joins the
@@ -98,6 +100,10 @@ impl Shared {
                 }
                 seen = *gen;
             }
+            let job = self.job.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(job) = job {
+                job();
+            }
             if !self.active.load(SeqCst) {
                 continue;
             }
@@ -126,6 +132,8 @@ pub struct RingServer {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
     tid: libc::pthread_t,
+    /// The server's kernel thread id.
+    kernel_tid: libc::pid_t,
 }
 
 impl RingServer {
@@ -142,19 +150,20 @@ impl RingServer {
             wake_gen: Mutex::new(0),
             wake: Condvar::new(),
             served: AtomicU64::new(0),
+            job: Mutex::new(None),
         });
         let s = shared.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("wasce-ring".into())
             .spawn(move || {
-                // SAFETY: pthread_self has no preconditions.
-                let _ = tx.send(unsafe { libc::pthread_self() });
+                // SAFETY: pthread_self and gettid have no preconditions.
+                let _ = tx.send(unsafe { (libc::pthread_self(), libc::gettid()) });
                 s.run();
             })
             .expect("spawn the ring server");
-        let tid = rx.recv().expect("ring server thread id");
-        RingServer { shared, thread: Some(thread), tid }
+        let (tid, kernel_tid) = rx.recv().expect("ring server thread id");
+        RingServer { shared, thread: Some(thread), tid, kernel_tid }
     }
 
     /// Lend the store (`ctx`) to the server for the duration of a guest call.
@@ -189,6 +198,18 @@ impl RingServer {
                 std::thread::yield_now();
             }
         }
+    }
+
+    /// Run `job` on the server thread: it runs when the server next wakes (now, if it is
+    /// asleep), before it serves any further request.
+    pub fn post(&self, job: super::Job) {
+        *self.shared.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        self.wake();
+    }
+
+    /// The server's kernel thread id.
+    pub fn kernel_tid(&self) -> libc::pid_t {
+        self.kernel_tid
     }
 
     pub fn served(&self) -> u64 {

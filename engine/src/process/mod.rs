@@ -6,3 +6,10 @@ mod enter;
 mod signals;
 
 pub use enter::call_entry;
+
+/// Install the trap handlers and this thread's alternate signal stack now (rather than on the
+/// first call), so that calling compiled code later needs no `rt_sigaction`, `sigaltstack` or
+/// `mmap` (the sandbox confines the thread in between).
+pub(crate) fn prepare_thread() {
+    signals::ensure_installed();
+}

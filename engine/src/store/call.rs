@@ -4,7 +4,7 @@
 use super::{FuncData, FuncId, Store};
 use crate::code;
 use crate::error::{Error, TrapError};
-use crate::kvm::{GuestStop, Watchdog};
+use crate::kvm::GuestStop;
 use crate::values::Val;
 use crate::{builtins, process};
 use wasce_compiler::module::FuncType;
@@ -74,7 +74,7 @@ impl Store {
         let Some(mut vm) = self.vm.take() else {
             return Err(Error::Usage("a host function cannot call back into the guest in KVM mode".into()));
         };
-        let watchdog = self.config.timeout.map(|t| Watchdog::arm(t, vm.ring().map(|r| r.thread_id())));
+        let watchdog = self.config.timeout.and_then(|t| vm.kicker().map(|k| k.arm(t, vm.ring().map(|r| r.thread_id()))));
         // The store is used by this thread (hypercalls) and by the ring server, never both at
         // once: the VM waits for the server to be idle before handling any exit, and
         // `deactivate` waits for it before the call ends.
@@ -177,7 +177,27 @@ unsafe fn ring_handler(ctx: *mut (), func: u64, values: u64, caller: u64) -> u64
     super::dispatch_builtin(store, wasce_hypercall::HCALL_HOST_CALL, caller, [func, values, 0, 0, 0])
 }
 
+thread_local! {
+    /// This thread's lowest stack address, once known (it never changes).
+    static STACK_LOW: std::cell::Cell<Option<Option<u64>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Find this thread's stack bounds now: for the main thread, glibc reads `/proc/self/maps`,
+/// which the sandbox no longer allows once the thread is confined.
+pub(crate) fn prime_thread_stack() {
+    thread_stack_low();
+}
+
 fn thread_stack_low() -> Option<u64> {
+    if let Some(known) = STACK_LOW.with(|c| c.get()) {
+        return known;
+    }
+    let low = query_stack_low();
+    STACK_LOW.with(|c| c.set(Some(low)));
+    low
+}
+
+fn query_stack_low() -> Option<u64> {
     // SAFETY: pthread_getattr_np fills `attr` for the calling thread; it is destroyed after use.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();

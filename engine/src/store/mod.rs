@@ -10,6 +10,7 @@
 //! in the VM the guest sees exactly that and nothing else of the host.
 
 mod call;
+pub(crate) use call::prime_thread_stack;
 mod instantiate;
 mod ops;
 
@@ -254,7 +255,7 @@ impl Store {
                     HostcallTransport::Ring => true,
                     HostcallTransport::Auto => std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
                 };
-                let vm = Vm::new(config.max_wasm_stack as u64, ring)?;
+                let vm = Vm::new(config.max_wasm_stack as u64, ring, config.timeout.is_some())?;
                 let (lo, hi) = vm.stack_range();
                 (Some(Box::new(vm)), Some((lo, hi)), lo + kvm::STACK_RED_ZONE)
             }
@@ -292,6 +293,14 @@ impl Store {
         store.request_map(base, crate::arena::ARENA_RESERVE, committed, Perm::ReadWrite);
         store.flush_maps()?;
         Ok(store)
+    }
+
+    /// The VM's helper threads (ring server, watchdog), for the sandbox to confine.
+    pub(crate) fn helper_threads(&self) -> (Option<&kvm::RingServer>, Option<&kvm::Kicker>) {
+        match &self.vm {
+            Some(vm) => (vm.ring(), vm.kicker()),
+            None => (None, None),
+        }
     }
 
     /// Fuel left (meaningful for modules compiled with fuel metering).

@@ -38,15 +38,30 @@ fn measure() -> Calibration {
 
 static CALIBRATION: OnceLock<Calibration> = OnceLock::new();
 
+/// The calibration helper thread, until someone waits for it to end.
+static HELPER: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
+
 /// Start calibrating on a helper thread (once per process), so the ~2 ms it takes overlaps
 /// VM creation.
 pub fn start_calibration() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
-        std::thread::spawn(|| {
+        let helper = std::thread::Builder::new().name("wasce-tsc".into()).spawn(|| {
             CALIBRATION.get_or_init(measure);
         });
+        if let Ok(h) = helper {
+            *HELPER.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        }
     });
+}
+
+/// Wait until the calibration helper thread has exited (if one was started), so that the
+/// sandbox knows every thread of the process.
+pub fn finish_calibration() {
+    let helper = HELPER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(h) = helper {
+        let _ = h.join();
+    }
 }
 
 pub fn calibration() -> Calibration {

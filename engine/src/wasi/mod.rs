@@ -67,6 +67,11 @@ pub(crate) fn prepare_vm() {
     guest::start_calibration();
 }
 
+/// Called before the host confines itself: the helper threads WASI started have ended.
+pub(crate) fn finish_helpers() {
+    guest::finish_calibration();
+}
+
 /// Default limit on open fds.
 pub const DEFAULT_MAX_FDS: usize = 1024;
 

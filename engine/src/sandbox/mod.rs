@@ -1,0 +1,352 @@
+//! Self-confinement of the host after setup: once the module is loaded, the VM made, the
+//! preopens and listeners opened and the WASI imports defined, every thread that will run on
+//! behalf of the guest confines itself:
+//!
+//! * `no_new_privs`;
+//! * Landlock (`landlock.rs`): the filesystem is the preopened directories, nothing else;
+//! * a seccomp allow-list per thread role (`seccomp.rs`, reviewed data with a reason per call).
+//!   A call outside the list raises SIGSYS; the handler here writes
+//!   `wasce: sandbox: blocked syscall NAME (NR) on the ROLE thread; ...` to stderr and ends the
+//!   process with status [`EXIT_BLOCKED`] (159 = 128 + SIGSYS, what a shell reports for a
+//!   process killed by SIGSYS).
+//!
+//! Seccomp and Landlock apply per thread. `confine` confines the calling thread (the one that
+//! will call into the store: the vCPU thread in the VM, the store thread in process mode) and
+//! has each of the store's helper threads, which exist since setup, confine itself at a
+//! well-defined point: it posts a job to the thread (ring server, watchdog) and waits for its
+//! result; the helper runs it before it serves any further request. No thread is created after
+//! confinement (the watchdog lives as long as the VM; the TSC calibration helper has ended).
+//! With `Policy::exclusive` the process must have no other thread (checked in
+//! `/proc/self/task` before anything is confined); the CLI sets it.
+
+mod landlock;
+pub mod seccomp;
+pub mod syscalls;
+
+use crate::store::Store;
+use crate::Isolation;
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The exit status after a blocked system call: 128 + SIGSYS.
+pub const EXIT_BLOCKED: u8 = 159;
+
+/// What a thread does, which decides its allow-list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// Runs the guest (KVM_RUN), handles its exits: builtins, memory growth, WASI calls.
+    Vcpu = 1,
+    /// Process mode: runs compiled code directly, handles builtins and WASI calls.
+    Store = 2,
+    /// Serves WASI calls posted on the exit-less ring.
+    RingServer = 3,
+    /// Sleeps until a call's deadline and kicks the vCPU (and ring server).
+    Timeout = 4,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Vcpu, Role::Store, Role::RingServer, Role::Timeout];
+
+    /// The name used in messages (`on the vCPU thread`).
+    pub fn thread_name(self) -> &'static str {
+        match self {
+            Role::Vcpu => "vCPU",
+            Role::Store => "store",
+            Role::RingServer => "ring-server",
+            Role::Timeout => "timeout",
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| *r as u8 == v)
+    }
+}
+
+/// Why the host could not confine itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("sandbox: {what} is not available on this kernel ({detail}); run with --no-sandbox to run without the sandbox")]
+    Unsupported { what: &'static str, detail: String },
+    #[error("sandbox: building the seccomp filter: {0}")]
+    Seccomp(String),
+    #[error("sandbox: installing the seccomp filter on the {thread} thread: {detail}; run with --no-sandbox to run without the sandbox")]
+    Install { thread: &'static str, detail: String },
+    #[error("sandbox: Landlock: {0}; run with --no-sandbox to run without the sandbox")]
+    Landlock(String),
+    #[error("sandbox: cannot open preopened directory {} for the Landlock rules: {detail}", path.display())]
+    Dir { path: PathBuf, detail: String },
+    #[error("sandbox: the process has threads the sandbox does not know ({0}); they would stay unconfined")]
+    ForeignThreads(String),
+    #[error("sandbox: the {0} thread did not confine itself")]
+    Helper(&'static str),
+}
+
+/// What to confine to.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// The preopened host directories: the only part of the filesystem left reachable.
+    pub dirs: Vec<PathBuf>,
+    /// Require that the calling thread and the store's helpers are the only threads of the
+    /// process (anything else would stay unconfined).
+    pub exclusive: bool,
+}
+
+/// What `confine` did.
+#[derive(Clone, Debug)]
+pub struct Confined {
+    /// The roles confined, with the kernel thread id of each.
+    pub threads: Vec<(Role, libc::pid_t)>,
+}
+
+thread_local! {
+    /// This thread's role once confined (0: not confined), for the SIGSYS report.
+    static ROLE: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Confine the calling thread (the one that will call into `store`) and the store's helper
+/// threads. Call after setup (store, WASI, instantiation as needed) and before running guest
+/// code you do not trust; after it returns, only the calls in the roles' allow-lists work and
+/// only `policy.dirs` is reachable on the filesystem, for the rest of the process's life.
+pub fn confine(store: &Store, policy: &Policy) -> Result<Confined, SandboxError> {
+    probe_seccomp()?;
+    let own_role = match store.isolation() {
+        Isolation::Kvm => Role::Vcpu,
+        Isolation::Process => {
+            crate::process::prepare_thread();
+            Role::Store
+        }
+    };
+    // Everything the calling thread would otherwise do lazily on its first call.
+    crate::store::prime_thread_stack();
+    crate::wasi::finish_helpers();
+
+    let ruleset = landlock::ruleset(&policy.dirs)?;
+    let (ring, kicker) = store.helper_threads();
+    // SAFETY: gettid has no preconditions.
+    let own_tid = unsafe { libc::gettid() };
+    let mut threads = vec![(own_role, own_tid)];
+    threads.extend(ring.map(|r| (Role::RingServer, r.kernel_tid())));
+    threads.extend(kicker.map(|k| (Role::Timeout, k.tid())));
+    if policy.exclusive {
+        check_threads(&threads)?;
+    }
+    install_sigsys_handler();
+
+    let clone = |r: &::landlock::RulesetCreated| r.try_clone().map_err(|e| SandboxError::Landlock(e.to_string()));
+    if let Some(ring) = ring {
+        let ruleset = clone(&ruleset)?;
+        confine_helper(Role::RingServer, ruleset, |job| ring.post(job))?;
+    }
+    if let Some(kicker) = kicker {
+        let ruleset = clone(&ruleset)?;
+        confine_helper(Role::Timeout, ruleset, |job| kicker.post(job))?;
+    }
+    let program = seccomp::program(own_role)?;
+    confine_current(own_role, &program, ruleset)?;
+    Ok(Confined { threads })
+}
+
+/// Fail early (before any thread is confined) when the kernel has no seccomp filters.
+fn probe_seccomp() -> Result<(), SandboxError> {
+    // SAFETY: PR_GET_SECCOMP takes no further arguments.
+    if unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } < 0 {
+        return Err(SandboxError::Unsupported { what: "seccomp", detail: std::io::Error::last_os_error().to_string() });
+    }
+    Ok(())
+}
+
+/// Every thread of this process must be one we confine. Threads that were joined may still be
+/// finishing their exit in the kernel (a scoped compile thread is "joined" when its closure
+/// returns): they get a moment to disappear.
+fn check_threads(known: &[(Role, libc::pid_t)]) -> Result<(), SandboxError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match foreign_threads(known) {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+fn foreign_threads(known: &[(Role, libc::pid_t)]) -> Result<(), SandboxError> {
+    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| SandboxError::ForeignThreads(format!("cannot list /proc/self/task: {e}")))?;
+    let mut foreign = Vec::new();
+    for t in tasks.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<libc::pid_t>().ok()) else { continue };
+        if !known.iter().any(|(_, k)| *k == tid) {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            foreign.push(format!("{tid} `{}`", comm.trim()));
+        }
+    }
+    if foreign.is_empty() {
+        Ok(())
+    } else {
+        Err(SandboxError::ForeignThreads(foreign.join(", ")))
+    }
+}
+
+/// Have a helper thread confine itself, through `post` (which runs a job on it), and wait.
+fn confine_helper(role: Role, ruleset: ::landlock::RulesetCreated, post: impl FnOnce(crate::kvm::Job)) -> Result<(), SandboxError> {
+    let program = seccomp::program(role)?;
+    // A one-slot channel allocates here, so the helper's send does not.
+    let (tx, rx) = mpsc::sync_channel(1);
+    post(Box::new(move || {
+        let _ = tx.send(confine_current(role, &program, ruleset));
+    }));
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(result) => result,
+        Err(_) => Err(SandboxError::Helper(role.thread_name())),
+    }
+}
+
+/// no_new_privs, Landlock, then the seccomp filter (last: it does not allow the calls above).
+fn confine_current(role: Role, program: &seccompiler::BpfProgram, ruleset: ::landlock::RulesetCreated) -> Result<(), SandboxError> {
+    ROLE.with(|r| r.set(role as u8));
+    // SAFETY: PR_SET_NO_NEW_PRIVS with the documented arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(SandboxError::Install { thread: role.thread_name(), detail: format!("no_new_privs: {}", std::io::Error::last_os_error()) });
+    }
+    landlock::restrict_current(ruleset)?;
+    seccompiler::apply_filter(program).map_err(|e| SandboxError::Install { thread: role.thread_name(), detail: e.to_string() })
+}
+
+fn install_sigsys_handler() {
+    // SAFETY: installing a handler with a zeroed, then filled, sigaction; the handler is
+    // async-signal-safe (it formats into a stack buffer, then write and _exit).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigsys as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut());
+    }
+}
+
+/// The SIGSYS part of `siginfo_t` (`_sigsys` of the kernel's union, after the three ints and
+/// their padding).
+#[repr(C)]
+struct SigsysInfo {
+    signo: libc::c_int,
+    errno: libc::c_int,
+    code: libc::c_int,
+    _pad: libc::c_int,
+    call_addr: *mut libc::c_void,
+    syscall: libc::c_int,
+    arch: libc::c_uint,
+}
+
+/// A message built without allocating.
+struct Msg {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Msg {
+    fn push(&mut self, s: &[u8]) {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
+        self.len += n;
+    }
+
+    fn push_num(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+    }
+}
+
+/// The report of a blocked call (also used by tests).
+fn report(nr: i64, role: Option<Role>) -> Msg {
+    let mut m = Msg { buf: [0; 256], len: 0 };
+    m.push(b"wasce: sandbox: blocked syscall ");
+    m.push(syscalls::name(nr).unwrap_or("unknown").as_bytes());
+    m.push(b" (");
+    if nr < 0 {
+        m.push(b"-");
+    }
+    m.push_num(nr.unsigned_abs());
+    m.push(b") on the ");
+    m.push(role.map_or("unconfined", Role::thread_name).as_bytes());
+    m.push(b" thread; run with --no-sandbox to debug\n");
+    m
+}
+
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; for a seccomp SIGSYS
+    // it holds the `_sigsys` member, laid out as `SigsysInfo`.
+    let nr = unsafe { (*(info as *const SigsysInfo)).syscall } as i64;
+    let role = Role::from_u8(ROLE.with(|r| r.get()));
+    let m = report(nr, role);
+    // SAFETY: write and _exit are async-signal-safe; the buffer is on this stack.
+    unsafe {
+        libc::write(2, m.buf.as_ptr() as *const libc::c_void, m.len);
+        libc::_exit(EXIT_BLOCKED as libc::c_int);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_names_the_call_and_the_thread() {
+        let m = report(libc::SYS_socket, Some(Role::RingServer));
+        assert_eq!(
+            std::str::from_utf8(&m.buf[..m.len]).unwrap(),
+            "wasce: sandbox: blocked syscall socket (41) on the ring-server thread; run with --no-sandbox to debug\n"
+        );
+        let m = report(0x4000_0029, None);
+        assert!(std::str::from_utf8(&m.buf[..m.len]).unwrap().contains("unknown (1073741865) on the unconfined thread"));
+    }
+
+    #[test]
+    fn every_role_compiles_and_is_minimal() {
+        for role in Role::ALL {
+            let program = seccomp::program(role).unwrap();
+            assert!(!program.is_empty() && program.len() < 4096, "{role:?}: {} instructions", program.len());
+            let calls = seccomp::syscalls(role);
+            for forbidden in [libc::SYS_socket, libc::SYS_connect, libc::SYS_bind, libc::SYS_execve, libc::SYS_clone, libc::SYS_clone3, libc::SYS_fork, libc::SYS_ptrace, libc::SYS_open, libc::SYS_seccomp, libc::SYS_prctl] {
+                assert!(!calls.contains(&forbidden), "{role:?} allows {:?}", syscalls::name(forbidden));
+            }
+            // The report of a blocked call must itself be possible.
+            assert!(calls.contains(&libc::SYS_write) && calls.contains(&libc::SYS_exit_group));
+        }
+        assert!(seccomp::syscalls(Role::RingServer).iter().all(|nr| *nr != libc::SYS_ioctl));
+        assert!(seccomp::syscalls(Role::Store).iter().all(|nr| *nr != libc::SYS_ioctl));
+        // mmap and mprotect are only allowed without PROT_EXEC.
+        for role in Role::ALL {
+            for a in seccomp::allowed(role).filter(|a| a.nr == libc::SYS_mmap || a.nr == libc::SYS_mprotect) {
+                assert!(matches!(a.when, [seccomp::Cond::Clear(2, m)] if *m == libc::PROT_EXEC as u64));
+            }
+        }
+    }
+
+    /// `cargo test -p wasce-engine --lib sandbox -- --nocapture` prints the tables.
+    #[test]
+    fn print_tables() {
+        for role in Role::ALL {
+            println!("{} thread: {} system calls, {} entries", role.thread_name(), seccomp::syscalls(role).len(), seccomp::allowed(role).count());
+            for a in seccomp::allowed(role) {
+                println!("  {:<16} {:?} {}", syscalls::name(a.nr).unwrap_or("?"), a.when, a.why);
+            }
+        }
+    }
+
+    #[test]
+    fn kvm_request_numbers() {
+        assert_eq!(seccomp::KVM_RUN, 0xae80);
+        assert_eq!(seccomp::KVM_SET_USER_MEMORY_REGION, 0x4020_ae46);
+    }
+}

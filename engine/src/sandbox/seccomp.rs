@@ -1,0 +1,243 @@
+//! The seccomp allow-lists, as reviewed data: groups of system calls, each entry with the reason
+//! it is needed and, where it matters, conditions on its arguments; each thread role is a union
+//! of groups. Anything else is answered with `SECCOMP_RET_TRAP` (SIGSYS), which the sandbox's
+//! handler turns into a message naming the call and the end of the run.
+//!
+//! How the lists were found: by reading the code each thread runs, then by `strace -f` of the
+//! WASI test suite's programs and the examples under `wasce exec` in both isolation modes and
+//! both host-call transports, with and without `--timeout`, counting the calls each thread makes
+//! after it installed its filter (see docs/SECURITY.md, "Seccomp").
+
+use super::{Role, SandboxError};
+use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
+use std::collections::BTreeMap;
+
+/// A value an argument is compared with.
+#[derive(Clone, Copy, Debug)]
+pub enum Value {
+    Const(u64),
+    /// This process's id.
+    Pid,
+    /// The timeout kick signal (SIGRTMIN, whose number glibc decides at run time).
+    KickSignal,
+}
+
+/// A condition on a system call's argument (compared as the 32-bit value the kernel reads).
+#[derive(Clone, Copy, Debug)]
+pub enum Cond {
+    /// Argument `n` equals the value.
+    Eq(u8, Value),
+    /// Argument `n` has none of these bits set.
+    Clear(u8, u64),
+}
+
+/// One allowed system call (or one allowed form of it, when `when` is not empty).
+#[derive(Debug)]
+pub struct Allow {
+    pub nr: i64,
+    /// All must hold (empty: any arguments).
+    pub when: &'static [Cond],
+    pub why: &'static str,
+}
+
+/// A named list of allowed calls.
+#[derive(Debug)]
+pub struct Group {
+    pub name: &'static str,
+    pub allow: &'static [Allow],
+}
+
+const fn any(nr: i64, why: &'static str) -> Allow {
+    Allow { nr, when: &[], why }
+}
+
+const fn when(nr: i64, when: &'static [Cond], why: &'static str) -> Allow {
+    Allow { nr, when, why }
+}
+
+const fn konst(v: i64) -> Value {
+    Value::Const(v as u64)
+}
+
+/// `_IO(0xAE, nr)` and `_IOW(0xAE, nr, size)` of the KVM ioctl interface.
+const fn kvm_io(nr: u64) -> u64 {
+    (0xAE << 8) | nr
+}
+const fn kvm_iow(nr: u64, size: usize) -> u64 {
+    (1 << 30) | ((size as u64) << 16) | (0xAE << 8) | nr
+}
+pub const KVM_RUN: u64 = kvm_io(0x80);
+pub const KVM_SET_USER_MEMORY_REGION: u64 = kvm_iow(0x46, std::mem::size_of::<kvm_bindings::kvm_userspace_memory_region>());
+
+use libc::*;
+
+/// Every confined thread.
+pub const BASE: Group = Group {
+    name: "base",
+    allow: &[
+        when(SYS_write, &[Cond::Eq(0, konst(2))], "stderr: the report of a blocked system call, host diagnostics"),
+        any(SYS_exit_group, "end the process: the end of the run, or after a blocked system call"),
+        any(SYS_exit, "a helper thread ends when its VM is dropped"),
+        any(SYS_futex, "locks, condition variables, channels and thread joins (std::sync)"),
+        any(SYS_rt_sigprocmask, "glibc blocks signals while a thread exits"),
+        any(SYS_sigaltstack, "Rust's runtime removes a thread's alternate signal stack when the thread ends"),
+        any(SYS_munmap, "free(): large blocks, a trimmed heap; a thread's signal stack when it ends"),
+        when(SYS_madvise, &[Cond::Eq(2, konst(MADV_DONTNEED as i64))], "free() returns pages; glibc releases an exiting thread's stack"),
+        any(SYS_clock_gettime, "Instant::now when the vDSO falls back to the system call; thread CPU time"),
+        any(SYS_sched_yield, "back-off while waiting for another thread (ring server busy flag)"),
+    ],
+};
+
+/// Threads that allocate, and grow guest memory.
+pub const MEMORY: Group = Group {
+    name: "memory",
+    allow: &[
+        when(SYS_mmap, &[Cond::Clear(2, PROT_EXEC as u64)], "malloc; growth of linear memory, tables and the store arena; never executable"),
+        when(SYS_mprotect, &[Cond::Clear(2, PROT_EXEC as u64)], "commit reserved memory on memory.grow / table.grow; never executable"),
+        any(SYS_mremap, "realloc of large buffers"),
+        any(SYS_brk, "malloc's main heap"),
+    ],
+};
+
+/// Serving WASI calls. Every call works on an fd the handle table already holds, or opens a
+/// path beneath a preopen (`openat2` with RESOLVE_BENEATH; Landlock checks the same again).
+pub const WASI: Group = Group {
+    name: "wasi",
+    allow: &[
+        any(SYS_read, "fd_read"),
+        any(SYS_pread64, "fd_pread"),
+        any(SYS_write, "fd_write; stdout and stderr"),
+        any(SYS_pwrite64, "fd_pwrite"),
+        any(SYS_lseek, "fd_seek, fd_tell, fd_readdir positions"),
+        any(SYS_close, "fd_close, fd_renumber; closing directory streams"),
+        any(SYS_openat2, "path_open and every path lookup: RESOLVE_BENEATH a preopen, no magic links"),
+        any(SYS_openat, "fd_readdir opens \".\" relative to the directory fd for a fresh stream"),
+        any(SYS_fstat, "fd_filestat_get, fd_fdstat_get"),
+        any(SYS_newfstatat, "path_filestat_get; glibc's fstat"),
+        any(SYS_getdents64, "fd_readdir"),
+        when(SYS_fcntl, &[Cond::Eq(1, konst(F_GETFL as i64))], "fd_fdstat_get: the file status flags; glibc's fdopendir checks the access mode"),
+        when(SYS_fcntl, &[Cond::Eq(1, konst(F_SETFL as i64))], "fd_fdstat_set_flags: O_APPEND, O_NONBLOCK"),
+        when(SYS_fcntl, &[Cond::Eq(1, konst(F_GETFD as i64))], "dropping an OwnedFd checks that the fd is open (std, debug builds)"),
+        when(SYS_fcntl, &[Cond::Eq(1, konst(F_SETFD as i64)), Cond::Eq(2, konst(FD_CLOEXEC as i64))], "fd_readdir: glibc's fdopendir sets close-on-exec"),
+        any(SYS_fsync, "fd_sync"),
+        any(SYS_fdatasync, "fd_datasync"),
+        any(SYS_ftruncate, "fd_filestat_set_size; path_open with O_TRUNC"),
+        any(SYS_fallocate, "fd_allocate"),
+        any(SYS_fadvise64, "fd_advise"),
+        any(SYS_utimensat, "fd_filestat_set_times, path_filestat_set_times"),
+        any(SYS_mkdirat, "path_create_directory"),
+        any(SYS_unlinkat, "path_unlink_file, path_remove_directory"),
+        any(SYS_renameat, "path_rename"),
+        any(SYS_linkat, "path_link"),
+        any(SYS_symlinkat, "path_symlink"),
+        any(SYS_readlinkat, "path_readlink; the symlink checks of path resolution"),
+        any(SYS_poll, "poll_oneoff with fd subscriptions"),
+        any(SYS_clock_nanosleep, "poll_oneoff with only clock subscriptions (glibc's nanosleep)"),
+        any(SYS_getrandom, "random_get; std's hash seeds"),
+        any(SYS_clock_getres, "clock_res_get"),
+        any(SYS_accept4, "sock_accept on a --tcplisten socket"),
+        any(SYS_recvfrom, "sock_recv"),
+        any(SYS_sendto, "sock_send"),
+        any(SYS_shutdown, "sock_shutdown"),
+    ],
+};
+
+/// Threads the timeout kick (SIGRTMIN) or a trap signal can interrupt.
+pub const SIGNALED: Group = Group {
+    name: "signaled",
+    allow: &[any(SYS_rt_sigreturn, "return from the timeout kick's handler (and, in process mode, from the trap handler)")],
+};
+
+/// The vCPU thread's KVM calls (on the vCPU and VM fds created during setup).
+pub const KVM: Group = Group {
+    name: "kvm",
+    allow: &[
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_RUN))], "KVM_RUN: run the guest"),
+        when(
+            SYS_ioctl,
+            &[Cond::Eq(1, Value::Const(KVM_SET_USER_MEMORY_REGION))],
+            "KVM_SET_USER_MEMORY_REGION: memory.grow, table.grow and arena growth add memslots",
+        ),
+    ],
+};
+
+/// Process mode: compiled code runs on the store thread, its faults arrive as signals.
+pub const PROCESS: Group = Group {
+    name: "process",
+    allow: &[any(SYS_rt_sigaction, "a fault outside compiled code restores the default action and is re-raised (a host crash stays a crash)")],
+};
+
+/// The thread that made the store (where the run is driven from).
+pub const STORE: Group = Group {
+    name: "store",
+    allow: &[any(SYS_getrusage, "--stats: peak RSS after the run")],
+};
+
+/// The watchdog thread: it only sleeps and sends the kick.
+pub const KICK: Group = Group {
+    name: "kick",
+    allow: &[
+        when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, Value::KickSignal)], "the kick: SIGRTMIN to a thread of this process"),
+        any(SYS_getpid, "glibc's pthread_kill asks for the process id"),
+    ],
+};
+
+/// The groups a role's allow-list is made of.
+pub fn groups(role: Role) -> &'static [&'static Group] {
+    match role {
+        Role::Vcpu => &[&BASE, &MEMORY, &WASI, &SIGNALED, &KVM, &STORE],
+        Role::Store => &[&BASE, &MEMORY, &WASI, &SIGNALED, &PROCESS, &STORE],
+        Role::RingServer => &[&BASE, &MEMORY, &WASI, &SIGNALED],
+        Role::Timeout => &[&BASE, &KICK],
+    }
+}
+
+/// Every allowed form of a call in `role`'s list.
+pub fn allowed(role: Role) -> impl Iterator<Item = &'static Allow> {
+    groups(role).iter().flat_map(|g| g.allow.iter())
+}
+
+/// The distinct system calls `role` may make.
+pub fn syscalls(role: Role) -> Vec<i64> {
+    let mut v: Vec<i64> = allowed(role).map(|a| a.nr).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn resolve(v: Value) -> u64 {
+    match v {
+        Value::Const(c) => c,
+        // SAFETY: getpid has no preconditions.
+        Value::Pid => (unsafe { libc::getpid() }) as u64,
+        Value::KickSignal => crate::kvm::kick_signal() as u64,
+    }
+}
+
+/// The BPF program of `role`: the allow-list; everything else traps.
+pub fn program(role: Role) -> Result<BpfProgram, SandboxError> {
+    let err = |e: seccompiler::BackendError| SandboxError::Seccomp(format!("{role:?}: {e}"));
+    // None: the call is allowed with any arguments.
+    let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+    for a in allowed(role) {
+        let entry = rules.entry(a.nr).or_insert_with(|| Some(Vec::new()));
+        if a.when.is_empty() {
+            *entry = None;
+            continue;
+        }
+        let Some(list) = entry else { continue };
+        let conds = a
+            .when
+            .iter()
+            .map(|c| match *c {
+                Cond::Eq(arg, v) => SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, resolve(v) & 0xffff_ffff),
+                Cond::Clear(arg, mask) => SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(mask), 0),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        list.push(SeccompRule::new(conds).map_err(err)?);
+    }
+    let rules = rules.into_iter().map(|(nr, r)| (nr, r.unwrap_or_default())).collect();
+    let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, TargetArch::x86_64).map_err(err)?;
+    filter.try_into().map_err(err)
+}
