@@ -1,5 +1,6 @@
 //! The reference: the `wasmi` interpreter, bounded by its fuel.
 
+use wasmi::errors::{ErrorKind, InstantiationError};
 use wasmi::{
     Config, Engine, ExternType, Func, Instance, Module, Store, StoreLimits, StoreLimitsBuilder, TrapCode, Val,
 };
@@ -153,9 +154,15 @@ fn call(store: &mut Store<StoreLimits>, instance: Instance, name: &str) -> Resul
     }
 }
 
-/// A trap as an outcome, or why the step is inconclusive. wasmi reports a limit met while
-/// instantiating as an error without a trap code.
+/// A trap as an outcome, or why the step is inconclusive.
+///
+/// While instantiating, wasmi reports an element segment out of its table's bounds as an
+/// instantiation error rather than a trap; the spec (and wasce) trap "out of bounds table
+/// access". Its other errors without a trap code are allocations a limit refused.
 fn failure(e: &wasmi::Error) -> Result<Outcome, Inconclusive> {
+    if let ErrorKind::Instantiation(InstantiationError::ElementSegmentDoesNotFit { .. }) = e.kind() {
+        return Ok(Outcome::Trapped(TrapKind::TableOutOfBounds));
+    }
     let Some(code) = e.as_trap_code() else { return Err(Inconclusive::Limit) };
     Ok(Outcome::Trapped(match code {
         TrapCode::UnreachableCodeReached => TrapKind::Unreachable,
