@@ -1,3 +1,10 @@
 //! The test suites run against wasce: the WebAssembly spec suite (`tests/spec_suite.rs`, through
 //! the engine's wast runner) and the robustness tests. The suites' data is read from
 //! `../shared` beside the repository; it is never copied in.
+//!
+//! `imports` satisfies any module's imports trivially (for the no-panic tests and fuzz targets);
+//! `differential` is the oracle of differential execution against the `wasmi` interpreter, shared
+//! by `tests/differential.rs` and the cargo-fuzz targets in `fuzz/`.
+
+pub mod differential;
+pub mod imports;

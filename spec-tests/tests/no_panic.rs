@@ -27,13 +27,13 @@
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use arbitrary::Unstructured;
-use wasce_compiler::module::{ExportKind, ImportKind};
+use wasce_compiler::module::ExportKind;
 use wasce_engine::store::Isolation;
-use wasce_engine::{Error, Extern, InstanceId, Linker, Module, Settings, Store, StoreConfig, Val};
+use wasce_engine::{Error, Extern, Module, Settings, Store, StoreConfig, Val};
+use wasce_spec_tests::imports;
 
 const BASE_SEED: u64 = 0x5741_5343_455f_4e50;
 /// Valid modules generated; each also yields one mutant.
@@ -273,47 +273,9 @@ impl Tally {
     }
 }
 
-/// A fresh store, and a host object for each import of `module`, in import order.
+/// A fresh store for `isolation`, and a host object for each import of `module`.
 fn store_and_imports(module: &Module, isolation: Isolation) -> Result<(Store, Vec<Extern>), Error> {
-    let config = StoreConfig { isolation, max_memory_pages: 1024, ..StoreConfig::default() };
-    let mut store = Store::new(config)?;
-    let info = &module.compiled.info;
-    let mut imports = Vec::new();
-    for import in &info.imports {
-        imports.push(match import.kind {
-            ImportKind::Func(type_index) => {
-                let ty = info.types[type_index as usize].clone();
-                let results = ty.results.clone();
-                let f = store.new_host_func(
-                    ty,
-                    Arc::new(move |_, _, out: &mut [Val]| {
-                        for (slot, ty) in out.iter_mut().zip(&results) {
-                            *slot = Val::null(*ty);
-                        }
-                        Ok(())
-                    }),
-                );
-                Extern::Func(f)
-            }
-            ImportKind::Memory(ty) => Extern::Memory(store.new_memory(ty)?),
-            ImportKind::Table(ty) => Extern::Table(store.new_table(ty, Val::null(ty.elem))?),
-            ImportKind::Global(ty) => Extern::Global(store.new_global(ty, Val::null(ty.ty))?),
-        });
-    }
-    Ok((store, imports))
-}
-
-/// Instantiate through a `Linker`; when two imports share a name (valid wasm, but beyond what a
-/// map from names can hold) pass the imports to the store in order instead.
-fn instantiate(store: &mut Store, module: &Module, imports: &[Extern]) -> Result<InstanceId, Error> {
-    let mut linker = Linker::new();
-    for (import, ext) in module.compiled.info.imports.iter().zip(imports) {
-        if linker.get(&import.module, &import.name).is_some() {
-            return store.instantiate(module, imports);
-        }
-        linker.define(&import.module, &import.name, *ext);
-    }
-    linker.instantiate(store, module)
+    imports::store_and_imports(module, StoreConfig { isolation, max_memory_pages: 1024, ..StoreConfig::default() })
 }
 
 /// Sort what came back from instantiating or calling: a trap is fine, other errors are not.
@@ -339,7 +301,7 @@ fn exercise(module: &Module, isolation: Isolation, tally: &mut Tally) -> Result<
             store_and_imports(module, isolation).map_err(|e| format!("creating imports: {e}"))?;
         tally.instantiations += 1;
         tally.kvm_instantiations += u64::from(isolation == Isolation::Kvm);
-        let instance = match instantiate(&mut store, module, &imports) {
+        let instance = match imports::instantiate(&mut store, module, &imports) {
             Ok(instance) => instance,
             Err(e) => return outcome(tally, "instantiate", Err(e)),
         };

@@ -101,6 +101,20 @@ pub struct Vm {
 // SAFETY: the VM's fds and mappings are owned by this object; it is used by one thread at a time.
 unsafe impl Send for Vm {}
 
+/// Run a setup ioctl again while it fails with EINTR. KVM_CREATE_VM registers an MMU notifier,
+/// which gives up with EINTR whenever a signal is pending, even one whose handler has
+/// SA_RESTART (an embedder's timer or profiler signal was enough to fail a store). Bounded, so
+/// a thread under a constant signal storm gets the error instead of a hang.
+fn retry_interrupted<T>(mut ioctl: impl FnMut() -> Result<T, kvm_ioctls::Error>) -> Result<T, kvm_ioctls::Error> {
+    let mut attempts = 0;
+    loop {
+        match ioctl() {
+            Err(e) if e.errno() == libc::EINTR && attempts < 1_000 => attempts += 1,
+            result => return result,
+        }
+    }
+}
+
 fn kvm_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Resource(format!("{what}: {e}"))
 }
@@ -157,7 +171,7 @@ impl Vm {
         if !kvm.check_extension(Cap::SyncRegs) || !kvm.check_extension(Cap::ImmediateExit) {
             return Err(Error::Resource("KVM lacks KVM_CAP_SYNC_REGS or KVM_CAP_IMMEDIATE_EXIT".into()));
         }
-        let vm = kvm.create_vm().map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
+        let vm = retry_interrupted(|| kvm.create_vm()).map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
         let system = mmap_anon(SYSTEM_SIZE, libc::PROT_READ | libc::PROT_WRITE)?;
         let region = kvm_userspace_memory_region {
             slot: 0,
@@ -353,6 +367,7 @@ impl Vm {
     fn run_loop(&mut self, hypercall: &mut dyn FnMut(u64, &kvm_regs, &mut Vec<MapRequest>) -> u64) -> Result<(), GuestStop> {
         let mut maps = Vec::new();
         loop {
+            // `Err(None)`: a signal stopped KVM_RUN.
             let exit = match self.vcpu.run() {
                 Ok(VcpuExit::MmioRead(addr, data)) => Ok((addr, data.len(), true)),
                 Ok(VcpuExit::MmioWrite(addr, data)) => Ok((addr, data.len(), false)),
@@ -363,14 +378,19 @@ impl Vm {
                     let s = self.vcpu.sync_regs();
                     return Err(GuestStop::Fault { rip: s.regs.rip, vector: s.events.exception.nr, cr2: s.sregs.cr2, rbp: s.regs.rbp });
                 }
-                Ok(VcpuExit::Intr) => return Err(self.interrupted()),
-                Ok(other) => Err(format!("unexpected VM exit {other:?}")),
-                Err(e) if e.errno() == libc::EINTR => return Err(self.interrupted()),
-                Err(e) => Err(format!("KVM_RUN failed: {e}")),
+                Ok(VcpuExit::Intr) => Err(None),
+                Ok(other) => Err(Some(format!("unexpected VM exit {other:?}"))),
+                Err(e) if e.errno() == libc::EINTR => Err(None),
+                Err(e) => Err(Some(format!("KVM_RUN failed: {e}"))),
             };
             let (addr, len, is_read) = match exit {
                 Ok(x) => x,
-                Err(msg) => return Err(GuestStop::Other(msg)),
+                // Only the watchdog's kick is a timeout (it set `immediate_exit`); any other
+                // signal of the embedder's (a timer, a profiler) just ran its handler, and the
+                // guest resumes where it was.
+                Err(None) if !self.kicked() => continue,
+                Err(None) => return Err(self.interrupted()),
+                Err(Some(msg)) => return Err(GuestStop::Other(msg)),
             };
             self.io_pending = true;
             let rip = self.vcpu.sync_regs().regs.rip;
@@ -401,6 +421,13 @@ impl Vm {
                 _ => return Err(GuestStop::BadAccess { rip, gpa: addr }),
             }
         }
+    }
+
+    /// Whether the watchdog kicked this vCPU (see `kick`).
+    fn kicked(&mut self) -> bool {
+        // SAFETY: reading one byte of this vCPU's mapped kvm_run; the kick handler writes it
+        // with a volatile store on this same thread.
+        unsafe { std::ptr::read_volatile(&self.vcpu.get_kvm_run().immediate_exit) != 0 }
     }
 
     fn interrupted(&mut self) -> GuestStop {

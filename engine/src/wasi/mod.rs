@@ -13,6 +13,12 @@ mod misc;
 mod path;
 mod table;
 
+/// The path layer every WASI path goes through, public so that its confinement can be tested
+/// directly (`engine/tests/wasi_path_props.rs`): `open_beneath` resolves a guest path beneath a
+/// directory fd with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, and `parent_beneath`
+/// resolves all but its last component (for operations on one name). Errors are WASI errnos.
+pub use path::{open_beneath, parent_beneath, Parent};
+
 use crate::{Caller, Error, Extern, Linker, Module, Store, Val};
 use abi::{errno, rights};
 use mem::Mem;
