@@ -174,7 +174,9 @@ pub fn run(ctx: &Ctx) -> Section {
         "Calls that need the host kernel (writes, reads, opens) cross from the VM to a host thread over the \
          shared ring: {:.1}×–{:.1}× wasmtime's cost per call (the research system reports 3.2× for its daemon \
          path); `clock_time_get` and `random_get` never leave the VM. The exit-per-call transport shows what \
-         one VM exit costs on this nested host (tens of microseconds), which is why the ring exists. The \
+         one VM exit costs on this nested host (tens of microseconds), which is why the ring exists. The ring \
+         server spins on its own core while a guest call is active: when the machine's other core is busy \
+         (compare the load average in the header), ring calls slow several-fold, and the spreads show it. The \
          biggest gap is {} at {}.",
         syscall_calls.iter().copied().fold(f64::INFINITY, f64::min),
         syscall_calls.iter().copied().fold(0.0, f64::max),
