@@ -178,7 +178,7 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
     if workers > 1 && nbodies > 1 {
         std::thread::scope(|s| {
             for _ in 0..workers.min(nbodies) {
-                s.spawn(&work);
+                s.spawn(work);
             }
         });
     } else {
@@ -209,7 +209,7 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
     let mut code = Vec::new();
     let mut traps = Vec::new();
     let mut place = |f: &CompiledFunc, code: &mut Vec<u8>| {
-        while code.len() % 16 != 0 {
+        while !code.len().is_multiple_of(16) {
             code.push(0xcc);
         }
         let offset = code.len() as u32;

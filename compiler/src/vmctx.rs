@@ -42,7 +42,7 @@ pub const GLOBAL_SIZE: u32 = 16;
 pub const TABLE_ELEM_SIZE: u32 = 8;
 
 const _: () = assert!(HEADER_SIZE >= INTERRUPT + 8);
-const _: () = assert!(HEADER_SIZE % 16 == 0 && FUNCREF_SIZE % 8 == 0 && DEF_SIZE % 16 == 0);
+const _: () = assert!(HEADER_SIZE.is_multiple_of(16) && FUNCREF_SIZE.is_multiple_of(8) && DEF_SIZE.is_multiple_of(16));
 
 /// The offsets of one module's vmctx.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

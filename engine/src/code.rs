@@ -306,7 +306,8 @@ impl Drop for LoadedModule {
 }
 
 /// Code start → (end, module). Weak references: the registry never keeps code alive.
-static REGISTRY: RwLock<BTreeMap<usize, (usize, std::sync::Weak<LoadedModule>)>> = RwLock::new(BTreeMap::new());
+type Registry = BTreeMap<usize, (usize, std::sync::Weak<LoadedModule>)>;
+static REGISTRY: RwLock<Registry> = RwLock::new(BTreeMap::new());
 
 fn register(module: &Arc<LoadedModule>) {
     let r = module.code_range();
@@ -316,7 +317,7 @@ fn register(module: &Arc<LoadedModule>) {
 /// Read the registry from a signal handler: never blocks on a lock, but waits out a writer on
 /// another thread (registration is short). Only a writer on this same thread could hold it
 /// forever, and no thread registers code while it runs compiled code.
-fn read_registry_from_handler() -> Option<std::sync::RwLockReadGuard<'static, BTreeMap<usize, (usize, std::sync::Weak<LoadedModule>)>>> {
+fn read_registry_from_handler() -> Option<std::sync::RwLockReadGuard<'static, Registry>> {
     for _ in 0..100_000_000u32 {
         match REGISTRY.try_read() {
             Ok(guard) => return Some(guard),

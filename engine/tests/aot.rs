@@ -262,7 +262,7 @@ fn data_segments_are_mapped_copy_on_write() {
             let b = Linker::new().instantiate(&mut store, module).unwrap();
             let func = |i, name| match store.export(i, name) { Some(Extern::Func(f)) => f, _ => panic!("no {name}") };
             let (load_a, store_a, load_b) = (func(a, "load"), func(a, "store"), func(b, "load"));
-            let load = |store: &mut Store, f, at: i32| store.call(f, &[Val::I32(at)]).unwrap()[0].clone();
+            let load = |store: &mut Store, f, at: i32| store.call(f, &[Val::I32(at)]).unwrap()[0];
             let text: Vec<Val> = (70000..70005).map(|at| load(&mut store, load_a, at)).collect();
             assert_eq!(text, b"imAGe".iter().map(|&c| Val::I32(c as i32)).collect::<Vec<_>>(), "{isolation:?}");
             assert_eq!(load(&mut store, load_a, 200001), Val::I32(b'a' as i32));

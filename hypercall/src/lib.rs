@@ -167,7 +167,7 @@ pub const fn hcall_address(number: u64) -> u64 {
 
 /// The hypercall number of an MMIO exit at guest-physical `gpa` with length `len`, if it is one.
 pub const fn hcall_number(gpa: u64, len: usize) -> Option<u64> {
-    if len == 8 && gpa >= HCALL_GPA && gpa < HCALL_GPA + PAGE_SIZE && gpa % 8 == 0 {
+    if len == 8 && gpa >= HCALL_GPA && gpa < HCALL_GPA + PAGE_SIZE && gpa.is_multiple_of(8) {
         Some((gpa - HCALL_GPA) / 8)
     } else {
         None

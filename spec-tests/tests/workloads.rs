@@ -574,7 +574,7 @@ fn run_sightglass(isolation: Isolation) {
             exits
         );
     }
-    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     let top: Vec<String> = slowest.iter().take(5).map(|(d, n)| format!("{n} {}", secs(*d))).collect();
     println!(
         "sightglass ({mode}): {passed} passed, {failed} failed, {skipped} not runnable, {deferred} too slow for the default run, of {} selected, in {} (slowest: {})",
@@ -599,7 +599,7 @@ struct Speedtest {
 fn speedtest_module(wasm: &str) -> &'static Result<Module, String> {
     static MODULES: OnceLock<Mutex<BTreeMap<String, &'static Result<Module, String>>>> = OnceLock::new();
     let mut map = MODULES.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
-    *map.entry(wasm.to_string()).or_insert_with(|| {
+    map.entry(wasm.to_string()).or_insert_with(|| {
         let path = workloads_dir().join("sqlite").join(wasm);
         let started = Instant::now();
         let module = fs::read(&path)

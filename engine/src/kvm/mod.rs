@@ -282,7 +282,7 @@ impl Vm {
     /// this region will ever grow to (guest-physical space is reserved for it once); calling
     /// again with a larger `len` extends the mapping. Memslots grow by doubling.
     pub fn map(&mut self, host: u64, reserve: u64, len: u64, perm: Perm) -> Result<(), Error> {
-        debug_assert!(host % PAGE_SIZE == 0 && host + reserve <= USER_HALF_END);
+        debug_assert!(host.is_multiple_of(PAGE_SIZE) && host + reserve <= USER_HALF_END);
         let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let reserve = reserve.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         if !self.mappings.contains_key(&host) {

@@ -117,7 +117,7 @@ impl Shared {
                 }
                 std::hint::spin_loop();
                 polls = polls.wrapping_add(1);
-                if polls % 256 == 0 && last.elapsed() > IDLE {
+                if polls.is_multiple_of(256) && last.elapsed() > IDLE {
                     break;
                 }
             }

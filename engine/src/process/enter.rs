@@ -85,6 +85,8 @@ pub(super) fn resume_address() -> usize {
 /// # Safety
 /// `tramp` must be an entry trampoline for the callee's type, `code`/`callee` a function and its
 /// vmctx, `caller` a live vmctx, and `values` must have a slot per parameter and result.
+// The record is filled by the signal handler, which cannot allocate: it stays inline.
+#[allow(clippy::result_large_err)]
 pub unsafe fn call_entry(tramp: u64, code: u64, callee: u64, caller: u64, values: *mut u128) -> Result<(), TrapRecord> {
     signals::ensure_installed();
     let mut act = Activation { rsp: 0, rbp: 0, trap: None, prev: CURRENT.get() };

@@ -93,7 +93,7 @@ unsafe extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: 
     let mut fp = gregs[libc::REG_RBP as usize] as usize;
     // SAFETY: `act` is the live activation of this thread, set by `call_entry`.
     let act = unsafe { &mut *act };
-    while fp != 0 && fp % 8 == 0 && fp < act.rbp as usize && record.nframes < MAX_BACKTRACE {
+    while fp != 0 && fp.is_multiple_of(8) && fp < act.rbp as usize && record.nframes < MAX_BACKTRACE {
         // SAFETY: fp lies between the faulting frame and the entry frame on this thread's stack.
         let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
         if !code::is_wasm_pc(ret) {

@@ -125,7 +125,7 @@ impl Store {
     fn guest_backtrace(&self, rip: u64, mut fp: u64) -> Vec<usize> {
         let mut pcs = vec![rip as usize];
         let Some((lo, hi)) = self.guest_stack else { return pcs };
-        while pcs.len() < MAX_FRAMES && fp % 8 == 0 && fp >= lo && fp.checked_add(16).is_some_and(|e| e <= hi) {
+        while pcs.len() < MAX_FRAMES && fp.is_multiple_of(8) && fp >= lo && fp.checked_add(16).is_some_and(|e| e <= hi) {
             // SAFETY: [fp, fp+16) lies inside the guest stack mapping, which the store owns.
             let (next, ret) = unsafe { (*(fp as *const u64), *((fp + 8) as *const u64)) };
             if !code::is_wasm_pc(ret as usize) {

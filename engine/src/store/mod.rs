@@ -531,7 +531,7 @@ impl Store {
 /// `start..start+len` if it lies within `size`.
 fn checked_range(start: u64, len: u64, size: usize) -> Option<std::ops::Range<usize>> {
     let end = start.checked_add(len)?;
-    (end <= size as u64).then(|| start as usize..end as usize)
+    (end <= size as u64).then_some(start as usize..end as usize)
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ impl Store {
         // In the VM the array is on the guest stack: check it is, before touching it.
         if let Some((lo, hi)) = self.guest_stack {
             let len = 16 * nslots as u64;
-            if values < lo || values % 16 != 0 || values.checked_add(len).is_none_or(|e| e > hi) {
+            if values < lo || !values.is_multiple_of(16) || values.checked_add(len).is_none_or(|e| e > hi) {
                 return 1;
             }
         }

@@ -1,5 +1,8 @@
 //! `fd_*` and `path_*`: files, directories and streams through the handle table.
 
+// WASI functions take the preview1 ABI's arguments one-to-one.
+#![allow(clippy::too_many_arguments)]
+
 use super::abi::{errno, fdflags, filetype, fstflags, oflags, rights, LOOKUP_SYMLINK_FOLLOW};
 use super::mem::{Errno, Mem, MAX_TRANSFER};
 use super::path::{last_os_errno, open_beneath, parent_beneath};
@@ -53,7 +56,7 @@ fn filestat_bytes(st: &libc::stat) -> [u8; 64] {
     b[0..8].copy_from_slice(&st.st_dev.to_le_bytes());
     b[8..16].copy_from_slice(&st.st_ino.to_le_bytes());
     b[16] = filetype_of_mode(st.st_mode);
-    b[24..32].copy_from_slice(&(st.st_nlink as u64).to_le_bytes());
+    b[24..32].copy_from_slice(&st.st_nlink.to_le_bytes());
     b[32..40].copy_from_slice(&(st.st_size as u64).to_le_bytes());
     b[40..48].copy_from_slice(&ts(st.st_atime, st.st_atime_nsec).to_le_bytes());
     b[48..56].copy_from_slice(&ts(st.st_mtime, st.st_mtime_nsec).to_le_bytes());
@@ -552,7 +555,6 @@ impl WasiCtx {
         check(unsafe { libc::utimensat(p.dir.as_raw_fd(), p.name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn path_open(&mut self, mem: &mut Mem, fd: u32, dirflags: u32, path: u32, len: u32, oflags: u16, base: u64, inheriting: u64, fdfl: u16, out: u32) -> R {
         let parent = self.table.get(fd)?;
         let dir = parent.dir_fd()?;

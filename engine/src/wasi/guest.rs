@@ -93,7 +93,7 @@ pub fn data_block(args: &[String], env: &[String], at: u64) -> Vec<u8> {
     let place = |tail: &mut Vec<u8>, bytes: &[u8]| {
         let addr = at + WD_SIZE + tail.len() as u64;
         tail.extend_from_slice(bytes);
-        while tail.len() % 8 != 0 {
+        while !tail.len().is_multiple_of(8) {
             tail.push(0);
         }
         addr

@@ -1,5 +1,8 @@
 //! Arguments and environment, clocks, randomness, `poll_oneoff`, process and socket calls.
 
+// WASI functions take the preview1 ABI's arguments one-to-one.
+#![allow(clippy::too_many_arguments)]
+
 use super::abi::{clock, errno, rights};
 use super::mem::{Errno, Mem};
 use super::path::last_os_errno;
