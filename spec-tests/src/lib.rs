@@ -2,9 +2,10 @@
 //! the engine's wast runner) and the robustness tests. The suites' data is read from
 //! `../shared` beside the repository; it is never copied in.
 //!
-//! `imports` satisfies any module's imports trivially (for the no-panic tests and fuzz targets);
+//! `smith` is wasm-smith restricted to WebAssembly 2.0; `imports` satisfies any module's imports trivially (for the no-panic tests and fuzz targets);
 //! `differential` is the oracle of differential execution against the `wasmi` interpreter, shared
 //! by `tests/differential.rs` and the cargo-fuzz targets in `fuzz/`.
 
 pub mod differential;
 pub mod imports;
+pub mod smith;

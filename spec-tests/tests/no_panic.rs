@@ -105,28 +105,6 @@ impl Rng {
 fn smith_config(rng: &mut Rng) -> wasm_smith::Config {
     wasm_smith::Config {
         disallow_traps: rng.below(2) == 0,
-        // WebAssembly 2.0.
-        bulk_memory_enabled: true,
-        multi_value_enabled: true,
-        reference_types_enabled: true,
-        saturating_float_to_int_enabled: true,
-        sign_extension_ops_enabled: true,
-        simd_enabled: true,
-        // Everything after 2.0.
-        compact_imports_enabled: false,
-        custom_descriptors_enabled: false,
-        custom_page_sizes_enabled: false,
-        exceptions_enabled: false,
-        extended_const_enabled: false,
-        gc_enabled: false,
-        memory64_enabled: false,
-        relaxed_simd_enabled: false,
-        shared_everything_threads_enabled: false,
-        tail_call_enabled: false,
-        threads_enabled: false,
-        wide_arithmetic_enabled: false,
-        acquire_release_atomics_enabled: false,
-        multibyte_array_access_enabled: false,
         max_memories: 1,
         max_tables: 4,
         // Small modules, so that ten thousand of them compile quickly.
@@ -144,7 +122,7 @@ fn smith_config(rng: &mut Rng) -> wasm_smith::Config {
         max_memory32_bytes: 16 << 16,
         // Export everything, so that every function gets called.
         export_everything: true,
-        ..wasm_smith::Config::default()
+        ..wasce_spec_tests::smith::wasm2()
     }
 }
 

@@ -20,28 +20,6 @@ pub fn smith_config(u: &mut Unstructured<'_>) -> arbitrary::Result<wasm_smith::C
         disallow_traps: u.arbitrary()?,
         canonicalize_nans: true,
         allow_floats: true,
-        // WebAssembly 2.0.
-        bulk_memory_enabled: true,
-        multi_value_enabled: true,
-        reference_types_enabled: true,
-        saturating_float_to_int_enabled: true,
-        sign_extension_ops_enabled: true,
-        simd_enabled: true,
-        // Everything after 2.0, which wasce rejects.
-        compact_imports_enabled: false,
-        custom_descriptors_enabled: false,
-        custom_page_sizes_enabled: false,
-        exceptions_enabled: false,
-        extended_const_enabled: false,
-        gc_enabled: false,
-        memory64_enabled: false,
-        relaxed_simd_enabled: false,
-        shared_everything_threads_enabled: false,
-        tail_call_enabled: false,
-        threads_enabled: false,
-        wide_arithmetic_enabled: false,
-        acquire_release_atomics_enabled: false,
-        multibyte_array_access_enabled: false,
         // Nothing to import: the module is all there is to compare.
         max_imports: 0,
         max_memories: 1,
@@ -60,7 +38,7 @@ pub fn smith_config(u: &mut Unstructured<'_>) -> arbitrary::Result<wasm_smith::C
         max_table_elements: limits::MAX_DECLARED_TABLE_ELEMENTS,
         max_memory32_bytes: limits::MAX_DECLARED_MEMORY_PAGES * limits::WASM_PAGE,
         export_everything: true,
-        ..wasm_smith::Config::default()
+        ..crate::smith::wasm2()
     })
 }
 
