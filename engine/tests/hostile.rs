@@ -23,6 +23,14 @@ const FAULT: i32 = 21;
 const INVAL: i32 = 28;
 const MFILE: i32 = 33;
 
+/// The cases run one at a time: the fd-leak check counts this process's descriptors, which
+/// cases running beside it (stores, VMs, canaries) would change under it.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 // ---- the bystanders ----------------------------------------------------------------------------
 
 /// An instance in its own KVM store that must keep working whatever the hostile guests do.
@@ -123,6 +131,7 @@ fn preopen(dir: &Path) -> WasiConfig {
 /// trap, not an abort), the whole grown memory is usable, and one byte past it traps.
 #[test]
 fn memory_and_table_growth_stop_at_the_limit() {
+    let _serial = serial();
     let mut canary = Canary::new();
     let wat = r#"(module
       (memory 1) (table 1 funcref)
@@ -161,6 +170,7 @@ fn memory_and_table_growth_stop_at_the_limit() {
 /// `call stack exhausted`, and the same store runs the next call normally.
 #[test]
 fn deep_recursion_traps_and_the_store_recovers() {
+    let _serial = serial();
     let mut canary = Canary::new();
     let mut big_frame = String::from("(func $big (export \"big\") (param i64) (result i64)");
     for i in 0..200 {
@@ -191,6 +201,7 @@ fn deep_recursion_traps_and_the_store_recovers() {
 /// interrupt); so does a loop that keeps calling the host.
 #[test]
 fn infinite_loops_end() {
+    let _serial = serial();
     let mut canary = Canary::new();
     let wat = r#"(module
       (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -223,6 +234,7 @@ fn infinite_loops_end() {
 /// store gives every host descriptor back.
 #[test]
 fn fd_exhaustion_is_the_guests_problem() {
+    let _serial = serial();
     let mut canary = Canary::new();
     let dir = Scratch::new();
     let wat = r#"(module
@@ -266,6 +278,7 @@ fn fd_exhaustion_is_the_guests_problem() {
 /// file-size limit is EFBIG.
 #[test]
 fn huge_writes_are_checked_not_trusted() {
+    let _serial = serial();
     let mut canary = Canary::new();
     let dir = Scratch::new();
     let wat = r#"(module
@@ -328,6 +341,7 @@ fn huge_writes_are_checked_not_trusted() {
 /// timeout must cut short, whichever thread serves the call).
 #[test]
 fn poll_oneoff_with_absurd_arguments() {
+    let _serial = serial();
     let mut canary = Canary::new();
     let wat = r#"(module
       (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
@@ -374,6 +388,7 @@ fn poll_oneoff_with_absurd_arguments() {
 /// written, no host fault); the same calls ending exactly at the end succeed.
 #[test]
 fn pointers_at_the_edge_of_memory() {
+    let _serial = serial();
     let mut canary = Canary::new();
     let wat = r#"(module
       (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
@@ -421,6 +436,7 @@ fn pointers_at_the_edge_of_memory() {
 /// never reads the outside file (openat2 RESOLVE_BENEATH checks every component atomically).
 #[test]
 fn racing_a_directory_swap_never_reads_outside() {
+    let _serial = serial();
     let mut canary = Canary::new();
     let root = Scratch::new();
     let (sandbox, outside) = (root.0.join("sandbox"), root.0.join("outside"));
