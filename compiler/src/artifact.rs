@@ -6,13 +6,13 @@
 //! 0       9     magic "WASCE\0AOT"
 //! 9       3     zero
 //! 12      4     u32 format version (FORMAT_VERSION)
-//! 16      8     u64 checksum: XXH64 (seed 0) of bytes [24, end of file)
-//! 24      8     u64 length of the whole file
-//! 32      16    u64 offset, u64 length of the metadata section
-//! 48      16    u64 offset, u64 length of the data section (4096-aligned)
-//! 64      16    u64 offset, u64 length of the memory-image section (4096-aligned)
-//! 80      16    u64 offset, u64 length of the code section (4096-aligned, ends the file)
-//! 96            str compiler version (CARGO_PKG_VERSION), str ISA description
+//! 16      32    MAC: keyed BLAKE3 (the user's artifact key) of bytes [0, 16) and [48, end)
+//! 48      8     u64 length of the whole file
+//! 56      16    u64 offset, u64 length of the metadata section
+//! 72      16    u64 offset, u64 length of the data section (4096-aligned)
+//! 88      16    u64 offset, u64 length of the memory-image section (4096-aligned)
+//! 104     16    u64 offset, u64 length of the code section (4096-aligned, ends the file)
+//! 120           str compiler version (CARGO_PKG_VERSION), str ISA description
 //!               (`isa_description()`: target triple, then the enabled ISA flags),
 //!               u8 bounds checks (0 guard pages, 1 explicit)
 //! meta          ModuleInfo (types, imports, functions, tables, memories, globals and their
@@ -25,16 +25,22 @@
 //! ```
 //!
 //! `str` is a u32 byte length and UTF-8 bytes; a vector is a u32 count and its elements. The
-//! bytes before the checksum are compared exactly, the rest is covered by the checksum, so any
-//! changed byte is noticed. The VmctxLayout is not stored: it is recomputed from the ModuleInfo.
+//! VmctxLayout is not stored: it is recomputed from the ModuleInfo.
+//!
+//! **Authentication.** An artifact holds machine code that runs as it is, so a checksum is not
+//! enough: anyone who can write the file (a guest whose preopen contains it, another program)
+//! could recompute one. Every byte but the MAC itself is covered by a keyed BLAKE3 MAC under a
+//! 32-byte [`Key`] that only the writer and the loader know (the engine keeps a per-user key
+//! outside every preopen, `wasce_engine::key`). A file not written under the loader's key, or
+//! changed by a single bit since, is refused before anything else in it is read.
 //!
 //! Reading is bounds-checked everywhere: a truncated, corrupted or crafted file is an error,
-//! never a panic. The checksum is verified first; then the compiler version and the code
-//! generator (target and ISA flags) must match this build, then the metadata is decoded and its
-//! indices are checked against each other and against the code section, so that no loader has
-//! to trust them. The code itself is not and cannot be verified: loading an artifact runs the
-//! machine code it contains, so artifacts are as trusted as the compiler that wrote them (in KVM
-//! isolation such code is still confined to the VM).
+//! never a panic, even with a valid MAC. The MAC is verified first; then the compiler version
+//! and the code generator (target and ISA flags) must match this build, then the metadata is
+//! decoded and its indices are checked against each other and against the code section, so
+//! that no loader has to trust them. The code itself cannot be verified: it is trusted because
+//! the MAC proves this user's compiler wrote it (in KVM isolation it is still confined to the
+//! VM).
 
 use crate::compile::{CompiledModule, FuncLoc};
 use crate::image::ImagePlan;
@@ -48,15 +54,35 @@ use std::ops::Range;
 /// The first bytes of every artifact.
 pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The version of the compiler that writes and reads artifacts.
 pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Sections that may be mapped from the file start at multiples of this.
 pub const PAGE_SIZE: usize = 4096;
 
-const CHECKSUM_AT: usize = 16;
-const CHECKSUMMED_FROM: usize = 24;
-const FIXED_HEADER: usize = 96;
+const MAC_AT: usize = 16;
+const MAC_LEN: usize = 32;
+const LENGTH_AT: usize = MAC_AT + MAC_LEN;
+const SECTIONS_AT: usize = LENGTH_AT + 8;
+const FIXED_HEADER: usize = SECTIONS_AT + 4 * 16;
+
+/// The secret key artifacts are authenticated with (keyed BLAKE3). `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key(pub [u8; 32]);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+/// The MAC of an artifact: every byte but the MAC field itself, under `key`.
+fn mac(bytes: &[u8], key: &Key) -> blake3::Hash {
+    let mut h = blake3::Hasher::new_keyed(&key.0);
+    h.update(&bytes[..MAC_AT]);
+    h.update(&bytes[LENGTH_AT..]);
+    h.finalize()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArtifactError {
@@ -66,12 +92,13 @@ pub enum ArtifactError {
     FormatVersion { found: u32 },
     #[error("artifact is truncated ({actual} of {expected} bytes); recompile it with `wasce compile`")]
     Truncated { actual: u64, expected: u64 },
-    #[error("artifact is corrupted (checksum mismatch); recompile it with `wasce compile`")]
-    Checksum,
+    /// The MAC does not match: not written under this key, or changed since.
+    #[error("artifact failed authentication (it was not written by this user's wasce, or it was changed since); recompile it with `wasce compile`")]
+    Authentication,
     /// The artifact was written by another compiler version or for another code generator.
     #[error("artifact was compiled by wasce {artifact}; this is wasce {host}{detail}; recompile it with `wasce compile`")]
     Incompatible { artifact: String, host: String, detail: String },
-    /// The checksum matched but the contents do not make sense (a bug, or a crafted file).
+    /// The MAC matched but the contents do not make sense (a bug, or a crafted file).
     #[error("malformed artifact: {0}")]
     Malformed(String),
     /// This host has no code generator to compare with.
@@ -79,7 +106,7 @@ pub enum ArtifactError {
     Host(String),
 }
 
-/// The header of an artifact whose checksum has been verified.
+/// The header of an artifact whose MAC has been verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub format_version: u32,
@@ -130,13 +157,14 @@ pub fn host_isa() -> Result<&'static str, ArtifactError> {
 
 // ---- Writing --------------------------------------------------------------------------------
 
-/// Write `module`, compiled with `settings` by this compiler for this host, as an artifact.
-pub fn serialize(module: &CompiledModule, settings: &Settings) -> Result<Vec<u8>, ArtifactError> {
+/// Write `module`, compiled with `settings` by this compiler for this host, as an artifact
+/// authenticated under `key`.
+pub fn serialize(module: &CompiledModule, settings: &Settings, key: &Key) -> Result<Vec<u8>, ArtifactError> {
     let isa = host_isa()?;
-    serialize_for(module, settings.bounds_checks, COMPILER_VERSION, isa)
+    serialize_for(module, settings.bounds_checks, COMPILER_VERSION, isa, key)
         .map(|mut bytes| {
             if settings.consume_fuel || module.consume_fuel {
-                set_fuel_flag(&mut bytes);
+                set_fuel_flag(&mut bytes, key);
             }
             bytes
         })
@@ -145,21 +173,21 @@ pub fn serialize(module: &CompiledModule, settings: &Settings) -> Result<Vec<u8>
 /// The settings-byte bit that records fuel metering.
 const SETTINGS_FUEL: u8 = 2;
 
-/// Mark a serialized artifact as compiled with fuel metering (and fix its checksum).
-fn set_fuel_flag(bytes: &mut [u8]) {
+/// Mark a serialized artifact as compiled with fuel metering (and renew its MAC).
+fn set_fuel_flag(bytes: &mut [u8], key: &Key) {
     let mut r = Reader { bytes, pos: FIXED_HEADER };
     let (Ok(_), Ok(_)) = (r.str(), r.str()) else { return };
     let at = r.pos;
     bytes[at] |= SETTINGS_FUEL;
-    update_checksum(bytes);
+    update_mac(bytes, key);
 }
 
-fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, isa: &str) -> Result<Vec<u8>, ArtifactError> {
+fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, isa: &str, key: &Key) -> Result<Vec<u8>, ArtifactError> {
     let mut w = Writer::default();
     w.buf.extend_from_slice(MAGIC);
     w.buf.extend_from_slice(&[0; 3]);
     w.u32(FORMAT_VERSION);
-    w.buf.resize(FIXED_HEADER, 0); // checksum, length and section table are filled in below
+    w.buf.resize(FIXED_HEADER, 0); // MAC, length and section table are filled in below
     w.str(version);
     w.str(isa);
     w.u8(match bounds {
@@ -191,20 +219,20 @@ fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, i
     let mut bytes = w.buf;
     let len = bytes.len() as u64;
     let mut put = |at: usize, v: u64| bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put(24, len);
+    put(LENGTH_AT, len);
     for (i, r) in [meta, data, image, code].iter().enumerate() {
-        put(32 + 16 * i, r.start as u64);
-        put(40 + 16 * i, r.len() as u64);
+        put(SECTIONS_AT + 16 * i, r.start as u64);
+        put(SECTIONS_AT + 8 + 16 * i, r.len() as u64);
     }
-    update_checksum(&mut bytes);
+    update_mac(&mut bytes, key);
     Ok(bytes)
 }
 
-/// Recompute the checksum of an artifact (for tools and tests that edit one).
-pub fn update_checksum(bytes: &mut [u8]) {
-    if bytes.len() >= CHECKSUMMED_FROM {
-        let sum = xxh64(&bytes[CHECKSUMMED_FROM..], 0);
-        bytes[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+/// Recompute the MAC of an artifact under `key` (for tools and tests that edit one).
+pub fn update_mac(bytes: &mut [u8], key: &Key) {
+    if bytes.len() >= LENGTH_AT {
+        let tag = mac(bytes, key);
+        bytes[MAC_AT..LENGTH_AT].copy_from_slice(tag.as_bytes());
     }
 }
 
@@ -441,9 +469,9 @@ fn write_meta(w: &mut Writer, m: &CompiledModule) {
 
 // ---- Reading --------------------------------------------------------------------------------
 
-/// Verify an artifact's magic, format version and checksum, and decode its header. Says
-/// nothing about whether this host can run it (see `deserialize`).
-pub fn header(bytes: &[u8]) -> Result<Header, ArtifactError> {
+/// Verify an artifact's magic, format version and MAC under `key`, and decode its header.
+/// Says nothing about whether this host can run it (see `deserialize`).
+pub fn header(bytes: &[u8], key: &Key) -> Result<Header, ArtifactError> {
     if !is_artifact(bytes) {
         return Err(ArtifactError::NotAnArtifact);
     }
@@ -461,20 +489,23 @@ pub fn header(bytes: &[u8]) -> Result<Header, ArtifactError> {
         return Err(ArtifactError::Truncated { actual: bytes.len() as u64, expected: FIXED_HEADER as u64 });
     }
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    if word(CHECKSUM_AT) != xxh64(&bytes[CHECKSUMMED_FROM..], 0) {
-        let expected = word(24);
+    // `blake3::Hash` compares in constant time.
+    let stored = blake3::Hash::from_bytes(bytes[MAC_AT..LENGTH_AT].try_into().unwrap());
+    if stored != mac(bytes, key) {
+        // The length field is not authenticated yet: used only to name a likely truncation.
+        let expected = word(LENGTH_AT);
         if expected > bytes.len() as u64 {
             return Err(ArtifactError::Truncated { actual: bytes.len() as u64, expected });
         }
-        return Err(ArtifactError::Checksum);
+        return Err(ArtifactError::Authentication);
     }
-    // From here on every byte is as the compiler wrote it; still check everything, so that a
-    // crafted file with a valid checksum is an error and not a panic.
-    if word(24) != bytes.len() as u64 {
-        return Err(ArtifactError::Malformed(format!("length field {} but {} bytes", word(24), bytes.len())));
+    // From here on every byte is as this user's compiler wrote it; still check everything, so
+    // that a crafted file with a valid MAC is an error and not a panic.
+    if word(LENGTH_AT) != bytes.len() as u64 {
+        return Err(ArtifactError::Malformed(format!("length field {} but {} bytes", word(LENGTH_AT), bytes.len())));
     }
     let section = |i: usize, name: &str| -> Result<Range<usize>, ArtifactError> {
-        let (start, len) = (word(32 + 16 * i), word(40 + 16 * i));
+        let (start, len) = (word(SECTIONS_AT + 16 * i), word(SECTIONS_AT + 8 + 16 * i));
         match start.checked_add(len) {
             Some(end) if end <= bytes.len() as u64 => Ok(start as usize..end as usize),
             _ => Err(ArtifactError::Malformed(format!("{name} section {start}+{len} is outside the file"))),
@@ -511,9 +542,9 @@ pub fn header(bytes: &[u8]) -> Result<Header, ArtifactError> {
     Ok(Header { format_version: version, compiler_version, isa, bounds_checks, consume_fuel, meta, data, image, code })
 }
 
-/// Decode an artifact written by this compiler for this host.
-pub fn deserialize(bytes: &[u8]) -> Result<Artifact<'_>, ArtifactError> {
-    let header = header(bytes)?;
+/// Decode an artifact written by this compiler for this host under `key`.
+pub fn deserialize<'a>(bytes: &'a [u8], key: &Key) -> Result<Artifact<'a>, ArtifactError> {
+    let header = header(bytes, key)?;
     check_compatible(&header, COMPILER_VERSION, host_isa()?)?;
     let mut r = Reader { bytes: &bytes[..header.meta.end], pos: header.meta.start };
     let mut module = read_meta(&mut r)?;
@@ -863,70 +894,11 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
     Ok(())
 }
 
-// ---- Checksum -------------------------------------------------------------------------------
-
-/// XXH64 (Yann Collet's xxHash, 64-bit): fast and well distributed; detects corruption, not
-/// tampering (an artifact is trusted code anyway).
-pub fn xxh64(data: &[u8], seed: u64) -> u64 {
-    const P1: u64 = 0x9E37_79B1_85EB_CA87;
-    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-    const P3: u64 = 0x1656_67B1_9E37_79F9;
-    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
-    const P5: u64 = 0x27D4_EB2F_1656_67C5;
-    fn round(acc: u64, input: u64) -> u64 {
-        acc.wrapping_add(input.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
-    }
-    fn merge(acc: u64, v: u64) -> u64 {
-        (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
-    }
-    let u64_at = |s: &[u8]| u64::from_le_bytes(s[..8].try_into().unwrap());
-    let mut rest = data;
-    let mut h = if data.len() >= 32 {
-        let mut v = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
-        let mut stripes = data.chunks_exact(32);
-        for s in &mut stripes {
-            for (i, v) in v.iter_mut().enumerate() {
-                *v = round(*v, u64_at(&s[8 * i..]));
-            }
-        }
-        rest = stripes.remainder();
-        let h = v[0].rotate_left(1).wrapping_add(v[1].rotate_left(7)).wrapping_add(v[2].rotate_left(12)).wrapping_add(v[3].rotate_left(18));
-        v.iter().fold(h, |h, v| merge(h, *v))
-    } else {
-        seed.wrapping_add(P5)
-    };
-    h = h.wrapping_add(data.len() as u64);
-    let mut words = rest.chunks_exact(8);
-    for w in &mut words {
-        h = (h ^ round(0, u64_at(w))).rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
-    }
-    let mut rest = words.remainder();
-    if rest.len() >= 4 {
-        let w = u32::from_le_bytes(rest[..4].try_into().unwrap()) as u64;
-        h = (h ^ w.wrapping_mul(P1)).rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
-        rest = &rest[4..];
-    }
-    for &b in rest {
-        h = (h ^ (b as u64).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(P2);
-    h ^= h >> 29;
-    h = h.wrapping_mul(P3);
-    h ^ (h >> 32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn xxh64_reference_values() {
-        assert_eq!(xxh64(b"", 0), 0xEF46_DB37_51D8_E999);
-        assert_eq!(xxh64(b"a", 0), 0xD24E_C4F1_A98C_6E5B);
-        assert_eq!(xxh64(b"abc", 0), 0x44BC_2CF5_AD77_0999);
-        assert_eq!(xxh64(b"Nobody inspects the spammish repetition", 0), 0xFBCE_A83C_8A37_8BF1);
-    }
+    const KEY: Key = Key([7; 32]);
 
     fn sample() -> Vec<u8> {
         // (module (memory 1) (data (i32.const 8) "hi") (func (export "f") (result i32) i32.const 7))
@@ -935,14 +907,14 @@ mod tests {
             1, 102, 0, 0, 10, 6, 1, 4, 0, 65, 7, 11, 11, 8, 1, 0, 65, 8, 11, 2, 104, 105,
         ];
         let module = crate::compile(&wasm, &Settings::default()).unwrap();
-        serialize(&module, &Settings::default()).unwrap()
+        serialize(&module, &Settings::default(), &KEY).unwrap()
     }
 
     #[test]
     fn round_trip_and_layout() {
         let wasm_module = {
             let bytes = sample();
-            let a = deserialize(&bytes).unwrap();
+            let a = deserialize(&bytes, &KEY).unwrap();
             assert_eq!(a.header.code.start % PAGE_SIZE, 0);
             assert_eq!(a.header.code.end, bytes.len());
             assert_eq!(a.module.info.data(&a.module.info.datas[0]), b"hi");
@@ -951,37 +923,52 @@ mod tests {
         };
         assert!(!wasm_module.code.is_empty());
         // Serializing the decoded module gives the same bytes.
-        assert_eq!(serialize(&wasm_module, &Settings::default()).unwrap(), sample());
+        assert_eq!(serialize(&wasm_module, &Settings::default(), &KEY).unwrap(), sample());
     }
 
     #[test]
     fn every_truncation_and_every_flipped_byte_is_an_error() {
         let bytes = sample();
         for len in 0..bytes.len() {
-            assert!(deserialize(&bytes[..len]).is_err(), "truncated to {len}");
+            assert!(deserialize(&bytes[..len], &KEY).is_err(), "truncated to {len}");
         }
         let mut copy = bytes.clone();
         for i in 0..bytes.len() {
             copy[i] ^= 0x20;
-            assert!(deserialize(&copy).is_err(), "byte {i} flipped");
+            assert!(deserialize(&copy, &KEY).is_err(), "byte {i} flipped");
             copy[i] = bytes[i];
         }
+    }
+
+    #[test]
+    fn another_key_or_a_recomputed_tag_without_the_key_is_refused() {
+        let bytes = sample();
+        assert_eq!(deserialize(&bytes, &Key([8; 32])).unwrap_err(), ArtifactError::Authentication);
+        // An attacker who edits the file and renews the tag under any other key gets nowhere.
+        let mut edited = bytes.clone();
+        let last = edited.len() - 1;
+        edited[last] ^= 0xcc;
+        update_mac(&mut edited, &Key([0; 32]));
+        assert_eq!(deserialize(&edited, &KEY).unwrap_err(), ArtifactError::Authentication);
+        // Under the right key the edit is authentic (the key is the whole defence).
+        update_mac(&mut edited, &KEY);
+        assert!(header(&edited, &KEY).is_ok());
     }
 
     #[test]
     fn incompatible_builds_are_named() {
         let module = crate::compile(b"\0asm\x01\0\0\0", &Settings::default()).unwrap();
         let host = host_isa().unwrap();
-        let other = serialize_for(&module, BoundsChecks::GuardPages, "0.0.1", host).unwrap();
-        let e = deserialize(&other).unwrap_err().to_string();
+        let other = serialize_for(&module, BoundsChecks::GuardPages, "0.0.1", host, &KEY).unwrap();
+        let e = deserialize(&other, &KEY).unwrap_err().to_string();
         assert!(e.contains("compiled by wasce 0.0.1 for") && e.contains(&format!("this is wasce {COMPILER_VERSION} for")), "{e}");
         let isa = format!("{host} has_teleport");
-        let other = serialize_for(&module, BoundsChecks::GuardPages, COMPILER_VERSION, &isa).unwrap();
-        let e = deserialize(&other).unwrap_err().to_string();
+        let other = serialize_for(&module, BoundsChecks::GuardPages, COMPILER_VERSION, &isa, &KEY).unwrap();
+        let e = deserialize(&other, &KEY).unwrap_err().to_string();
         assert!(e.contains("this host lacks has_teleport") && e.contains("recompile"), "{e}");
         // Fewer ISA extensions than the host has: runs.
         let (target, _) = host.split_once(' ').unwrap_or((host, ""));
-        let other = serialize_for(&module, BoundsChecks::Explicit, COMPILER_VERSION, target).unwrap();
-        assert_eq!(deserialize(&other).unwrap().header.bounds_checks, BoundsChecks::Explicit);
+        let other = serialize_for(&module, BoundsChecks::Explicit, COMPILER_VERSION, target, &KEY).unwrap();
+        assert_eq!(deserialize(&other, &KEY).unwrap().header.bounds_checks, BoundsChecks::Explicit);
     }
 }

@@ -1,35 +1,37 @@
 //! The compile cache of `wasce exec`: compiled modules kept as AOT artifacts (`.cwasm`), so that
 //! running the same module again maps its code instead of compiling it.
 //!
-//! * The key is a hash of the WebAssembly bytes (two XXH64 with different seeds, i.e. 128 bits)
-//!   and of everything else the code depends on: the compiler version, the artifact format
-//!   version, the compiler settings and the host's code generator
-//!   (`wasce_compiler::isa_description`). An entry is the file `<key>.cwasm` in the cache
-//!   directory.
+//! * The key is a keyed BLAKE3 hash (under the user's artifact key, `crate::key`) of the
+//!   WebAssembly bytes and of everything else the code depends on: the compiler version, the
+//!   artifact format version, the compiler settings and the host's code generator
+//!   (`wasce_compiler::isa_description`). Nobody without the key can compute which entry a
+//!   module would use, let alone make two modules share one. An entry is the file
+//!   `<key>.cwasm` in the cache directory.
 //! * The directory is `$WASCE_CACHE_DIR`, else `$XDG_CACHE_HOME/wasce`, else
 //!   `~/.cache/wasce`. It is created private (0700) and refused if another user owns it or others
 //!   may write to it: an artifact holds native code that runs as it is.
 //! * Entries are written to a temporary file and renamed into place, so a reader never sees half
 //!   an entry and concurrent writers do not clash.
-//! * An entry is never trusted: it goes through the artifact loader's checks (checksum, format
-//!   and compiler version, ISA, every decoded index), and one that fails them (corrupted,
-//!   truncated, written by something else) is deleted and the module compiled again.
-//!
-//! XXH64 is not a cryptographic hash: someone able to choose two modules could make them collide
-//! (one would then run the other's code). Both would be untrusted guests in the same sandbox, and
-//! the cache can be turned off (`--no-cache`).
+//! * An entry is never trusted: it is read once and goes through the artifact loader's checks
+//!   (the MAC under the user's key, format and compiler version, ISA, every decoded index), and
+//!   one that fails them (corrupted, truncated, written by something else, such as a guest
+//!   whose preopen contains the cache) is deleted and the module compiled again. Its code is
+//!   copied out of the verified bytes (`crate::code`), so rewriting the file later changes
+//!   nothing that runs.
 
 use crate::error::Error;
 use crate::store::Module;
 use crate::code::LoadedModule;
 use std::path::{Path, PathBuf};
-use wasce_compiler::artifact::{self, xxh64};
-use wasce_compiler::{BoundsChecks, Settings};
+use wasce_compiler::artifact::{self, Key};
+use wasce_compiler::{BoundsChecks, CompiledModule, Settings};
 
-/// A cache directory that has been checked (see the module documentation).
+/// A cache directory that has been checked (see the module documentation), and the key its
+/// entries are named and authenticated with.
 #[derive(Clone, Debug)]
 pub struct Cache {
     dir: PathBuf,
+    key: Key,
 }
 
 /// What a lookup did.
@@ -64,15 +66,18 @@ impl Cache {
         var("HOME").map(|home| home.join(".cache").join("wasce"))
     }
 
-    /// Open the default cache directory (`default_dir`), creating it if needed.
+    /// Open the default cache directory (`default_dir`), creating it if needed, with this
+    /// user's artifact key.
     pub fn open_default() -> Result<Cache, String> {
         let dir = Self::default_dir().ok_or("no cache directory (set WASCE_CACHE_DIR, XDG_CACHE_HOME or HOME)")?;
-        Self::open(dir)
+        let key = crate::key::user_key().map_err(|e| e.to_string())?;
+        Self::open(dir, key.clone())
     }
 
-    /// Open (creating it private if needed) the cache directory `dir`. Refused when it is not a
-    /// directory, another user owns it, or others may write to it.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Cache, String> {
+    /// Open (creating it private if needed) the cache directory `dir`, whose entries are named
+    /// and authenticated with `key`. Refused when it is not a directory, another user owns it,
+    /// or others may write to it.
+    pub fn open(dir: impl Into<PathBuf>, key: Key) -> Result<Cache, String> {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt};
         let dir = dir.into();
         let shown = dir.display();
@@ -95,15 +100,15 @@ impl Cache {
         if meta.mode() & 0o022 != 0 {
             return Err(format!("the cache directory {shown} is writable by other users"));
         }
-        Ok(Cache { dir })
+        Ok(Cache { dir, key })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The key of `wasm` compiled with `settings` by this compiler for this host.
-    pub fn key(wasm: &[u8], settings: &Settings) -> Result<String, Error> {
+    /// The name of the entry of `wasm` compiled with `settings` by this compiler for this host.
+    pub fn entry_name(&self, wasm: &[u8], settings: &Settings) -> Result<String, Error> {
         let isa = artifact::host_isa().map_err(|e| Error::Compile(wasce_compiler::CompileError::Isa(e.to_string())))?;
         let context = format!(
             "wasce-cache-1\0{}\0{}\0{isa}\0{}\0{}",
@@ -115,25 +120,32 @@ impl Cache {
             },
             if settings.consume_fuel { "fuel" } else { "no-fuel" },
         );
-        let a = xxh64(wasm, 0);
-        let b = xxh64(wasm, 0x9e37_79b9_7f4a_7c15 ^ wasm.len() as u64);
-        let c = xxh64(context.as_bytes(), 0);
-        Ok(format!("{a:016x}{b:016x}-{c:016x}"))
+        // The context's length first, so that no context/module split is ambiguous.
+        let mut h = blake3::Hasher::new_keyed(&self.key.0);
+        h.update(&(context.len() as u64).to_le_bytes());
+        h.update(context.as_bytes());
+        h.update(wasm);
+        Ok(h.finalize().to_hex().to_string())
     }
 
     /// The file of the entry for `wasm` and `settings`.
     pub fn entry_path(&self, wasm: &[u8], settings: &Settings) -> Result<PathBuf, Error> {
-        Ok(self.dir.join(format!("{}.cwasm", Self::key(wasm, settings)?)))
+        Ok(self.dir.join(format!("{}.cwasm", self.entry_name(wasm, settings)?)))
     }
 
     /// Load `wasm` (a WebAssembly binary) compiled with `settings` from the cache, or compile it
-    /// and store it. Failing to store an entry is not an error (see `Outcome`); failing to
-    /// compile is.
-    pub fn load_or_compile(&self, wasm: &[u8], settings: &Settings) -> Result<(Module, Outcome), Error> {
+    /// with `compile` and store it. Failing to store an entry is not an error (see `Outcome`);
+    /// failing to compile is.
+    pub fn load_or_compile(
+        &self,
+        wasm: &[u8],
+        settings: &Settings,
+        compile: impl FnOnce(&[u8], &Settings) -> Result<CompiledModule, Error>,
+    ) -> Result<(Module, Outcome), Error> {
         let path = self.entry_path(wasm, settings)?;
         let mut replaced = None;
         if path.exists() {
-            match load_entry(&path, settings) {
+            match self.load_entry(&path, settings) {
                 Ok(module) => return Ok((module, Outcome::Hit)),
                 Err(reason) => {
                     // Never trusted, never kept: compile again below.
@@ -142,8 +154,8 @@ impl Cache {
                 }
             }
         }
-        let compiled = wasce_compiler::compile(wasm, settings)?;
-        let store_error = match artifact::serialize(&compiled, settings) {
+        let compiled = compile(wasm, settings)?;
+        let store_error = match artifact::serialize(&compiled, settings, &self.key) {
             Ok(bytes) => write_atomically(&path, &bytes).err(),
             Err(e) => Some(e.to_string()),
         };
@@ -154,19 +166,17 @@ impl Cache {
         };
         Ok((module, outcome))
     }
-}
 
-/// Load a cache entry, checking (besides what the loader checks) that it was compiled with
-/// `settings` when they are not the defaults.
-fn load_entry(path: &Path, settings: &Settings) -> Result<Module, String> {
-    if settings.consume_fuel || settings.bounds_checks != BoundsChecks::GuardPages {
+    /// Load a cache entry (read once, then verified), checking besides what the loader checks
+    /// that it was compiled with `settings`.
+    fn load_entry(&self, path: &Path, settings: &Settings) -> Result<Module, String> {
         let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        let header = artifact::header(&bytes).map_err(|e| e.to_string())?;
+        let header = artifact::header(&bytes, &self.key).map_err(|e| e.to_string())?;
         if header.consume_fuel != settings.consume_fuel || header.bounds_checks != settings.bounds_checks {
             return Err("compiled with other settings".into());
         }
+        LoadedModule::from_artifact_bytes(&bytes, &self.key).map_err(|e| e.to_string())
     }
-    crate::load_artifact(path).map_err(|e| e.to_string())
 }
 
 /// Write `bytes` to a temporary file beside `path` and rename it to `path`.
@@ -194,12 +204,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_depends_on_bytes_and_settings() {
+    fn entry_name_depends_on_bytes_settings_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("c"), Key([1; 32])).unwrap();
+        let other_key = Cache::open(dir.path().join("c"), Key([2; 32])).unwrap();
         let s = Settings::default();
         let fuel = Settings { consume_fuel: true, ..Settings::default() };
-        let k = Cache::key(b"\0asm\x01\0\0\0", &s).unwrap();
-        assert_eq!(k, Cache::key(b"\0asm\x01\0\0\0", &s).unwrap());
-        assert_ne!(k, Cache::key(b"\0asm\x01\0\0\0", &fuel).unwrap());
-        assert_ne!(k, Cache::key(b"\0asm\x01\0\0\0\0", &s).unwrap());
+        let k = cache.entry_name(b"\0asm\x01\0\0\0", &s).unwrap();
+        assert_eq!(k, cache.entry_name(b"\0asm\x01\0\0\0", &s).unwrap());
+        assert_ne!(k, cache.entry_name(b"\0asm\x01\0\0\0", &fuel).unwrap());
+        assert_ne!(k, cache.entry_name(b"\0asm\x01\0\0\0\0", &s).unwrap());
+        assert_ne!(k, other_key.entry_name(b"\0asm\x01\0\0\0", &s).unwrap());
     }
 }

@@ -1,14 +1,17 @@
-//! Code memory: a compiled module's image mapped read-execute, and the registry the trap
+//! Code memory: a compiled module's image in read-execute memory, and the registry the trap
 //! handler consults to turn a faulting PC into a trap.
 //!
-//! An image is either copied into anonymous memory (a module compiled in this process) or
-//! mapped straight from an AOT artifact file (`LoadedModule::from_artifact`): no compilation,
-//! no copy, and the page cache shares it between processes. Either way the code starts on a
-//! page boundary and is read-execute, and the module is registered for trap lookup by PC.
+//! Code only ever runs from anonymous memory that this process filled and then made
+//! read-execute: never from a file mapping. A `MAP_PRIVATE` mapping of a file keeps following
+//! the file for every page the process has not written, so code mapped from an artifact could
+//! be rewritten under a running program by anyone able to write the file (a guest whose
+//! preopen contains it). An artifact (`LoadedModule::from_artifact`) is read once into memory,
+//! its MAC verified under the user's key (`crate::key`), and its code copied out of that one
+//! verified copy.
 //!
 //! A module whose data segments form a memory image (`wasce_compiler::image`) keeps that image
-//! in a file, which instances map copy-on-write over their memory (`MemoryImage`): the
-//! artifact's own image section, or a sealed memfd for a module compiled in this process.
+//! in a sealed memfd (written once, then sealed against any change), which instances map
+//! copy-on-write over their memory (`MemoryImage`).
 
 use crate::error::Error;
 use std::collections::BTreeMap;
@@ -22,15 +25,6 @@ use wasce_compiler::{CompileError, CompiledModule, FuncLoc, Trap};
 
 const PAGE: usize = 4096;
 
-/// Where a code image's pages come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CodeSource {
-    /// Copied into an anonymous private mapping.
-    Anonymous,
-    /// Mapped privately from an artifact file (clean page-cache pages, never written).
-    File,
-}
-
 /// A code image in read-execute memory, page-aligned. Unmapped on drop.
 pub struct CodeMemory {
     base: *mut u8,
@@ -38,7 +32,6 @@ pub struct CodeMemory {
     len: usize,
     /// Bytes mapped (`len` rounded up to whole pages, at least one page).
     mapped: usize,
-    source: CodeSource,
 }
 
 // SAFETY: the mapping is immutable (read-execute) after construction and owned by this value.
@@ -61,29 +54,7 @@ impl CodeMemory {
                 return Err(Error::Resource("cannot make code executable".into()));
             }
         }
-        Ok(CodeMemory { base, len: code.len(), mapped: len, source: CodeSource::Anonymous })
-    }
-
-    /// Make the pages of `file` from `offset` (page-aligned) to the end of the file the code
-    /// image, read-execute, taking them over from the file mapping: the rest of it is unmapped.
-    /// On failure the mapping is given back untouched.
-    fn from_file_mapping(file: FileMapping, offset: usize) -> Result<CodeMemory, (FileMapping, std::io::Error)> {
-        debug_assert!(offset.is_multiple_of(PAGE) && offset < file.len);
-        let mapped = file.mapped() - offset;
-        // SAFETY: `offset` is page-aligned and inside the file mapping, which we own; its tail
-        // [offset, mapped end) becomes the code. The file is opened read-only and mapped
-        // private, so PROT_EXEC needs no write access and nothing can write these pages.
-        let base = unsafe { file.base.add(offset) };
-        // SAFETY: see above; mprotect only changes the protection of pages we own.
-        if unsafe { libc::mprotect(base as *mut _, mapped, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
-            return Err((file, std::io::Error::last_os_error()));
-        }
-        // SAFETY: unmapping the head of our own file mapping ([base, base + offset)), which
-        // nothing refers to any more (the metadata was decoded into owned values).
-        unsafe { libc::munmap(file.base as *mut _, offset) };
-        let code = CodeMemory { base, len: file.len - offset, mapped, source: CodeSource::File };
-        std::mem::forget(file); // its remaining pages now belong to `code`
-        Ok(code)
+        Ok(CodeMemory { base, len: code.len(), mapped: len })
     }
 
     pub fn base(&self) -> usize {
@@ -97,10 +68,6 @@ impl CodeMemory {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    pub fn source(&self) -> CodeSource {
-        self.source
     }
 
     /// The code bytes.
@@ -117,50 +84,11 @@ impl Drop for CodeMemory {
     }
 }
 
-/// A whole file mapped read-only and private; unmapped on drop.
-struct FileMapping {
-    base: *mut u8,
-    /// Bytes of file.
-    len: usize,
-}
-
-impl FileMapping {
-    fn open(file: &std::fs::File, len: usize) -> std::io::Result<FileMapping> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a new read-only private mapping of `len` (> 0) bytes of an open file; it
-        // does not overlap any existing memory.
-        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(FileMapping { base: base as *mut u8, len })
-    }
-
-    fn mapped(&self) -> usize {
-        self.len.div_ceil(PAGE) * PAGE
-    }
-
-    /// The file's bytes.
-    ///
-    /// As with any file mapping, another process that writes the file while it is mapped
-    /// changes what is seen here; an artifact is trusted like an executable and must not be
-    /// rewritten in place while loaded (`wasce compile` replaces files by renaming).
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `len` bytes from `base` are mapped readable for as long as `self` lives.
-        unsafe { std::slice::from_raw_parts(self.base, self.len) }
-    }
-}
-
-impl Drop for FileMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly our own mapping; the borrowed `bytes()` cannot outlive it.
-        unsafe { libc::munmap(self.base as *mut _, self.mapped()) };
-    }
-}
-
-/// A memory image in a file: `plan.len` bytes at `file_offset`, for `plan.offset` in memory 0.
-/// Mapped private (copy-on-write) by `LinearMemory::map_image`: instances share the file's
-/// pages until they write them, and nothing an instance writes reaches the file.
+/// A memory image in a sealed memfd: `plan.len` bytes at `file_offset`, for `plan.offset` in
+/// memory 0. Mapped private (copy-on-write) by `LinearMemory::map_image`: instances share the
+/// pages until they write them, and nothing an instance writes reaches the file. The seals
+/// (no write, grow, shrink or further sealing) mean nobody, not even this process, can change
+/// the pages an instance has not written yet.
 pub struct MemoryImage {
     file: std::fs::File,
     file_offset: u64,
@@ -247,39 +175,29 @@ impl LoadedModule {
         Ok(Self::register_new(Compiled::new(compiled, code, image)))
     }
 
-    /// Load an AOT artifact (`wasce compile`): map the file, verify it and decode its metadata,
-    /// then map its code section read-execute straight from the file. Nothing is compiled or
-    /// copied (except on a file system mounted `noexec`, where the code is copied instead).
+    /// Load an AOT artifact (`wasce compile`) from a file: read it once, then as
+    /// `from_artifact_bytes` under this user's key (`crate::key::user_key`).
     pub fn from_artifact(path: &Path) -> Result<Arc<LoadedModule>, Error> {
-        let invalid = |e: ArtifactError| Error::Compile(CompileError::Invalid(format!("{}: {e}", path.display())));
-        let io = |what: &str, e: std::io::Error| Error::Resource(format!("cannot {what} {}: {e}", path.display()));
-        let file = std::fs::File::open(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
-        let len = file.metadata().map_err(|e| io("read", e))?.len();
-        if len == 0 {
-            return Err(invalid(ArtifactError::NotAnArtifact));
-        }
-        let len = usize::try_from(len).map_err(|_| io("map", std::io::ErrorKind::FileTooLarge.into()))?;
-        let mapping = FileMapping::open(&file, len).map_err(|e| io("map", e))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let key = crate::key::user_key()?;
+        Self::from_artifact_bytes(&bytes, key).map_err(|e| match e {
+            Error::Compile(CompileError::Invalid(m)) => Error::Compile(CompileError::Invalid(format!("{}: {m}", path.display()))),
+            other => other,
+        })
+    }
 
-        let artifact = artifact::deserialize(mapping.bytes()).map_err(invalid)?;
-        let code_range = artifact.header.code.clone();
-        // The file stays open for instances to map the image from (mappings outlive renames).
-        let image = artifact.image.map(|plan| MemoryImage { file, file_offset: artifact.header.image.start as u64, plan });
-        let module = artifact.module;
-        let code = if code_range.is_empty() {
-            drop(mapping);
-            CodeMemory::new(&[])?
-        } else {
-            match CodeMemory::from_file_mapping(mapping, code_range.start) {
-                Ok(code) => code,
-                // A `noexec` file system refuses executable file mappings: copy the code.
-                Err((mapping, e)) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
-                    CodeMemory::new(&mapping.bytes()[code_range])?
-                }
-                Err((_, e)) => return Err(io("map the code of", e)),
-            }
+    /// Load an AOT artifact from its bytes: verify its MAC under `key` and decode its metadata
+    /// (`artifact::deserialize`), then copy its code into executable memory and its memory
+    /// image into a sealed memfd. Nothing is compiled; nothing keeps referring to `bytes`.
+    pub fn from_artifact_bytes(bytes: &[u8], key: &artifact::Key) -> Result<Arc<LoadedModule>, Error> {
+        let invalid = |e: ArtifactError| Error::Compile(CompileError::Invalid(e.to_string()));
+        let artifact = artifact::deserialize(bytes, key).map_err(invalid)?;
+        let code = CodeMemory::new(artifact.code)?;
+        let image = match artifact.image {
+            Some(plan) => Some(MemoryImage::in_memfd(plan, &bytes[artifact.header.image.clone()])?),
+            None => None,
         };
-        Ok(Self::register_new(Compiled::new(module, code, image)))
+        Ok(Self::register_new(Compiled::new(artifact.module, code, image)))
     }
 
     fn register_new(compiled: Compiled) -> Arc<LoadedModule> {

@@ -27,6 +27,9 @@ pub enum Error {
     /// The host could not confine itself (`crate::sandbox`).
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    /// The artifact key (`crate::key`) could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] crate::key::KeyError),
     /// The caller misused the API (wrong argument count or type, unknown export).
     #[error("{0}")]
     Usage(String),

@@ -6,6 +6,7 @@
 //!   calling thread and turns faults into traps.
 //! * `linker` resolves imports by name.
 //! * `cache` is the compile cache of `wasce exec` (artifacts keyed by module and compiler).
+//! * `key` is the per-user secret that authenticates artifacts and cache entries.
 //! * `sandbox` confines the host process after setup (no_new_privs, seccomp per thread,
 //!   Landlock to the preopens).
 //! * `wast` runs WebAssembly spec scripts (`wasce wast`, and the spec suite in spec-tests).
@@ -15,6 +16,7 @@ pub mod builtins;
 pub mod cache;
 pub mod code;
 pub mod error;
+pub mod key;
 pub mod kvm;
 pub mod linker;
 pub mod memory;
@@ -41,17 +43,24 @@ pub fn load(wasm: &[u8], settings: &Settings) -> Result<Module, Error> {
 }
 
 /// Compile a WebAssembly binary into an AOT artifact (the bytes of a `.cwasm` file) for this
-/// host, to be loaded later with `load_artifact`.
+/// host, authenticated under this user's key (`key::user_key`), to be loaded later with
+/// `load_artifact`.
 pub fn compile_to_artifact(wasm: &[u8], settings: &Settings) -> Result<Vec<u8>, Error> {
     let compiled = wasce_compiler::compile(wasm, settings)?;
-    wasce_compiler::artifact::serialize(&compiled, settings)
+    artifact_bytes(&compiled, settings)
+}
+
+/// Serialize a compiled module as an artifact under this user's key.
+pub fn artifact_bytes(compiled: &wasce_compiler::CompiledModule, settings: &Settings) -> Result<Vec<u8>, Error> {
+    wasce_compiler::artifact::serialize(compiled, settings, key::user_key()?)
         .map_err(|e| Error::Compile(wasce_compiler::CompileError::Isa(e.to_string())))
 }
 
-/// Load an AOT artifact written by `compile_to_artifact` (`wasce compile`): it is verified and
-/// its code mapped from the file, without compiling. A truncated, corrupted or incompatible
-/// (other wasce version, other ISA) artifact is an error. Its code runs as it is: load only
-/// artifacts you would trust as much as the compiler that wrote them.
+/// Load an AOT artifact written by `compile_to_artifact` (`wasce compile`), without compiling:
+/// the file is read once, its MAC verified under this user's key (so a file changed by anyone
+/// without the key, a guest included, is refused), its metadata checked, and its code copied
+/// into executable memory. A truncated, corrupted, foreign or incompatible (other wasce
+/// version, other ISA) artifact is an error.
 pub fn load_artifact(path: impl AsRef<std::path::Path>) -> Result<Module, Error> {
     LoadedModule::from_artifact(path.as_ref())
 }

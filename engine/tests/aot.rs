@@ -154,7 +154,6 @@ fn artifact_runs_like_the_wasm_in_both_modes() {
     let from_wasm = wasce_engine::load(&wasm(MODULE), &Settings::default()).unwrap();
     let path = dir.write("module.cwasm", &compile_artifact(MODULE));
     let from_artifact = wasce_engine::load_artifact(&path).unwrap();
-    assert_eq!(from_artifact.compiled.code.source(), wasce_engine::code::CodeSource::File);
     assert_eq!(from_artifact.compiled.code.bytes(), from_wasm.compiled.code.bytes(), "same code image");
 
     let calls = calls();
@@ -187,10 +186,10 @@ fn artifact_runs_like_the_wasm_in_both_modes() {
 }
 
 #[test]
-fn multi_page_code_is_mapped_from_the_file_and_runs_in_both_modes() {
+fn multi_page_code_is_copied_out_of_the_file_and_runs_in_both_modes() {
     let dir = Scratch::new();
     let bytes = compile_artifact(&big_module());
-    let header = artifact::header(&bytes).unwrap();
+    let header = artifact::header(&bytes, key()).unwrap();
     assert_eq!(header.code.start % 4096, 0, "code section offset {} is not page-aligned", header.code.start);
     assert_eq!(header.data.start % 4096, 0, "data section offset {} is not page-aligned", header.data.start);
     assert_eq!(header.code.end, bytes.len(), "the code section ends the file");
@@ -198,7 +197,8 @@ fn multi_page_code_is_mapped_from_the_file_and_runs_in_both_modes() {
     let path = dir.write("big.cwasm", &bytes);
     let module = wasce_engine::load_artifact(&path).unwrap();
 
-    // The code is a read-execute mapping of the artifact at the code section's offset.
+    // The code runs from anonymous read-execute memory, never from a mapping of the file
+    // (whose unwritten pages would keep following the file).
     let base = module.code_base();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     let line = maps
@@ -207,8 +207,8 @@ fn multi_page_code_is_mapped_from_the_file_and_runs_in_both_modes() {
         .unwrap_or_else(|| panic!("no mapping at {base:#x}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(fields[1], "r-xp", "{line}");
-    assert_eq!(u64::from_str_radix(fields[2], 16).unwrap(), header.code.start as u64, "{line}");
-    assert!(line.ends_with(path.canonicalize().unwrap().to_str().unwrap()), "{line}");
+    assert_eq!(fields.len(), 5, "code is an anonymous mapping: {line}");
+    assert!(!maps.contains(path.canonicalize().unwrap().to_str().unwrap()), "nothing maps the artifact:\n{maps}");
 
     let from_wasm = wasce_engine::load(&wasm(&big_module()), &Settings::default()).unwrap();
     let calls: Vec<_> = [0, 1, 12345, -1].iter().map(|&x| ("chain", vec![Val::I32(x)])).collect();
@@ -222,7 +222,11 @@ fn multi_page_code_is_mapped_from_the_file_and_runs_in_both_modes() {
         assert_eq!(run(&module), run(&from_wasm), "in {isolation:?}");
     }
 
-    // The file can be deleted (or replaced by renaming) while loaded: the mapping keeps it.
+    // Rewriting the file in place (as a guest whose preopen holds it could) changes nothing
+    // that runs, and it can be deleted while loaded.
+    let code_before = module.compiled.code.bytes().to_vec();
+    std::fs::write(&path, vec![0xccu8; bytes.len()]).unwrap();
+    assert_eq!(module.compiled.code.bytes(), &code_before[..]);
     std::fs::remove_file(&path).unwrap();
     let mut store = Store::new(StoreConfig { isolation: Isolation::Process, ..StoreConfig::default() }).unwrap();
     let instance = Linker::new().instantiate(&mut store, &module).unwrap();
@@ -230,10 +234,11 @@ fn multi_page_code_is_mapped_from_the_file_and_runs_in_both_modes() {
     assert!(store.call(f, &[Val::I32(3)]).is_ok());
 }
 
-/// The data segments of a module loaded from an artifact are mapped copy-on-write from the
-/// artifact's image section: instances see the data, their writes stay private (to the
+/// The data segments of a module loaded from an artifact are mapped copy-on-write from a
+/// sealed memfd holding the artifact's image section (never from the artifact file, which a
+/// guest might be able to write): instances see the data, their writes stay private (to the
 /// instance, not to the file or other instances), in both isolation modes; a module compiled in
-/// process maps the same image from a sealed memfd.
+/// process maps the same image the same way.
 #[test]
 fn data_segments_are_mapped_copy_on_write() {
     const DATA: &str = r#"
@@ -246,7 +251,7 @@ fn data_segments_are_mapped_copy_on_write() {
       (func (export "store") (param i32 i32) (i32.store8 (local.get 0) (local.get 1))))"#;
     let dir = Scratch::new();
     let bytes = compile_artifact(DATA);
-    let header = artifact::header(&bytes).unwrap();
+    let header = artifact::header(&bytes, key()).unwrap();
     assert_eq!(header.image.start % 4096, 0);
     // Pages 17 (70000 / 4096) to 48 (200002 / 4096): 32 pages.
     assert_eq!(header.image.len(), 32 * 4096, "{header:?}");
@@ -273,14 +278,18 @@ fn data_segments_are_mapped_copy_on_write() {
             assert_eq!(load(&mut store, load_a, 70000), Val::I32(b'X' as i32));
             assert_eq!(load(&mut store, load_b, 70000), Val::I32(b'i' as i32), "the other instance keeps the image");
             assert_eq!(load(&mut store, load_b, 100000), Val::I32(0));
-            if std::ptr::eq(module, &from_artifact) {
-                let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-                let image_maps = maps.lines().filter(|l| l.ends_with(file_path.to_str().unwrap()) && l.contains(" rw-p ")).count();
-                assert!(image_maps >= 2, "each instance maps the image from the artifact:\n{maps}");
-            }
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let image_maps = maps.lines().filter(|l| l.contains("memfd:wasce-memory-image") && l.contains(" rw-p ")).count();
+            assert!(image_maps >= 2, "each instance maps the image from the sealed memfd:\n{maps}");
+            assert!(!maps.contains(file_path.to_str().unwrap()), "nothing maps the artifact file:\n{maps}");
         }
     }
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "the artifact is never written");
+}
+
+/// This user's artifact key (the test process's own, as `wasce` would use).
+fn key() -> &'static artifact::Key {
+    wasce_engine::key::user_key().expect("the artifact key")
 }
 
 fn load_err(dir: &Scratch, name: &str, bytes: &[u8]) -> String {
@@ -302,15 +311,15 @@ fn truncated_artifacts_are_errors() {
     let bytes = compile_artifact(MODULE);
     // Every length, decoding in memory.
     for len in 0..bytes.len() {
-        assert!(artifact::deserialize(&bytes[..len]).is_err(), "truncated to {len} bytes decoded");
+        assert!(artifact::deserialize(&bytes[..len], key()).is_err(), "truncated to {len} bytes decoded");
     }
-    // Many lengths, loading from a file (through the mmap path).
-    let header = artifact::header(&bytes).unwrap();
+    // Many lengths, loading from a file.
+    let header = artifact::header(&bytes, key()).unwrap();
     let mut lengths: Vec<usize> = (0..bytes.len()).step_by(97).collect();
-    lengths.extend([1, 8, 9, 15, 16, 79, 80, 81, 95, 96, 97, header.meta.start, header.meta.end, header.data.start, header.image.start, header.image.end, header.code.start, header.code.start + 1, bytes.len() - 1]);
+    lengths.extend([1, 8, 9, 15, 16, 47, 48, 49, 55, 56, 119, 120, 121, header.meta.start, header.meta.end, header.data.start, header.image.start, header.image.end, header.code.start, header.code.start + 1, bytes.len() - 1]);
     for len in lengths {
         let msg = load_err(&dir, "cut.cwasm", &bytes[..len]);
-        if len >= 96 {
+        if len >= 120 {
             assert!(msg.contains(&format!("truncated ({len} of {} bytes)", bytes.len())), "{msg}");
         }
     }
@@ -325,15 +334,15 @@ fn corrupted_artifacts_are_errors() {
     for i in 0..bytes.len() {
         for new in [bytes[i] ^ 1, bytes[i].wrapping_add(0x80)] {
             copy[i] = new;
-            assert!(artifact::deserialize(&copy).is_err(), "byte {i} changed to {new:#x} decoded");
+            assert!(artifact::deserialize(&copy, key()).is_err(), "byte {i} changed to {new:#x} decoded");
         }
         copy[i] = bytes[i];
     }
-    // Many positions, loading from a file: the checksum catches them.
-    for i in (24..bytes.len()).step_by(131).chain([30, 40, 80, 100, bytes.len() - 1]) {
+    // Many positions, loading from a file: the MAC catches them.
+    for i in (16..bytes.len()).step_by(131).chain([30, 40, 50, 80, 100, bytes.len() - 1]) {
         copy[i] ^= 0x40;
         let msg = load_err(&dir, "flipped.cwasm", &copy);
-        assert!(msg.contains("corrupted (checksum mismatch)") || msg.contains("truncated"), "byte {i}: {msg}");
+        assert!(msg.contains("failed authentication") || msg.contains("truncated"), "byte {i}: {msg}");
         copy[i] = bytes[i];
     }
     // Not an artifact at all, and an artifact with a wrong format version.
@@ -345,14 +354,15 @@ fn corrupted_artifacts_are_errors() {
     assert!(msg.contains("format version 9") && msg.contains(&reads) && msg.contains("recompile"), "{msg}");
 }
 
-/// Replace `from` by `to` (same length) in the artifact's header and fix the checksum.
+/// Replace `from` by `to` (same length) in the artifact's header and renew the MAC (as only a
+/// holder of the user's key can).
 fn edit_header(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
     assert_eq!(from.len(), to.len());
-    let header_end = artifact::header(bytes).unwrap().meta.start;
+    let header_end = artifact::header(bytes, key()).unwrap().meta.start;
     let at = bytes[..header_end].windows(from.len()).position(|w| w == from.as_bytes()).unwrap_or_else(|| panic!("no {from:?} in the header"));
     let mut edited = bytes.to_vec();
     edited[at..at + to.len()].copy_from_slice(to.as_bytes());
-    artifact::update_checksum(&mut edited);
+    artifact::update_mac(&mut edited, key());
     edited
 }
 
@@ -360,7 +370,7 @@ fn edit_header(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
 fn incompatible_artifacts_name_both_builds() {
     let dir = Scratch::new();
     let bytes = compile_artifact(MODULE);
-    let header = artifact::header(&bytes).unwrap();
+    let header = artifact::header(&bytes, key()).unwrap();
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(header.compiler_version, version);
     assert_eq!(header.isa, artifact::host_isa().unwrap());
@@ -384,10 +394,10 @@ fn incompatible_artifacts_name_both_builds() {
     let msg = load_err(&dir, "target.cwasm", &edit_header(&bytes, target, &other_target));
     assert!(msg.contains(&format!("for {other_target} [")), "{msg}");
 
-    // Without fixing the checksum, an edited header is just corrupt.
+    // Without the key, an edited header is refused.
     let mut unfixed = edit_header(&bytes, version, &other);
     unfixed[16] ^= 1;
-    assert!(load_err(&dir, "unfixed.cwasm", &unfixed).contains("checksum"));
+    assert!(load_err(&dir, "unfixed.cwasm", &unfixed).contains("failed authentication"));
 }
 
 #[test]
@@ -423,7 +433,7 @@ fn cli_compiles_and_runs_artifacts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("custom.bin: artifact is corrupted (checksum mismatch); recompile it with `wasce compile`"), "{stderr}");
+    assert!(stderr.contains("custom.bin: artifact failed authentication (it was not written by this user's wasce, or it was changed since); recompile it with `wasce compile`"), "{stderr}");
 
     // Compiling an artifact again is refused.
     let out = std::process::Command::new(wasce).arg("compile").arg(&renamed).arg("-o").arg(dir.0.join("again.cwasm")).output().unwrap();

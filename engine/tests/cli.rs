@@ -247,7 +247,7 @@ fn corrupt_artifact() {
     bytes[mid] ^= 0x55;
     std::fs::write(&art, &bytes).unwrap();
     let o = s.wasce().args(["exec", "--invoke", "fib"]).arg(&art).arg("5").output().unwrap();
-    assert_error(&o, "fib.cwasm: artifact is corrupted");
+    assert_error(&o, "fib.cwasm: artifact failed authentication");
     // Truncated.
     std::fs::write(&art, &bytes[..100]).unwrap();
     let o = s.wasce().args(["exec", "--invoke", "fib"]).arg(&art).arg("5").output().unwrap();
@@ -698,7 +698,7 @@ fn cache_hit_miss_and_corruption() {
     let version = wasce_compiler::artifact::COMPILER_VERSION.as_bytes();
     let pos = other_version.windows(version.len()).position(|w| w == version).unwrap();
     other_version[pos] = b'9';
-    wasce_compiler::artifact::update_checksum(&mut other_version);
+    wasce_compiler::artifact::update_mac(&mut other_version, wasce_engine::key::user_key().unwrap());
     std::fs::write(entry, &other_version).unwrap();
     let o = fib(&[]);
     assert_code(&o, 0);

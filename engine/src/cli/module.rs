@@ -76,7 +76,7 @@ impl Loader {
         let _progress = Progress::start(display_name(path));
         let (module, how) = match &self.cache {
             Some(cache) => {
-                let (module, outcome) = cache.load_or_compile(&wasm, &self.settings).map_err(|e| in_file(path, e))?;
+                let (module, outcome) = cache.load_or_compile(&wasm, &self.settings, |wasm, settings| Ok(wasce_compiler::compile(wasm, settings)?)).map_err(|e| in_file(path, e))?;
                 if self.verbose {
                     match &outcome {
                         Outcome::Replaced { reason, .. } => eprintln!("note: replaced a bad cache entry for {}: {reason}", path.display()),
@@ -140,7 +140,7 @@ fn in_file(path: &Path, e: Error) -> Error {
 }
 
 fn check_fuel_artifact(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let header = wasce_compiler::artifact::header(bytes)
+    let header = wasce_compiler::artifact::header(bytes, wasce_engine::key::user_key()?)
         .map_err(|e| Error::Compile(CompileError::Invalid(format!("{}: {e}", path.display()))))?;
     if !header.consume_fuel {
         return Err(Error::Usage(format!(
