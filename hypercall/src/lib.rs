@@ -19,7 +19,8 @@
 //! `HCALL_GVA`) that the host reserves in its own address space, so no host allocation can ever
 //! overlap them. (The upper canonical half is not usable: `kvm_pvm` keeps it for a guest kernel
 //! and faults ring-3 accesses there.) The structures the guest must not touch (page tables, GDT,
-//! TSS) are mapped at no guest-virtual address at all.
+//! TSS) are mapped at no guest-virtual address at all on kvm_pvm, and supervisor-only (no ring-3
+//! access) on standard KVM, where the CPU itself reads them to deliver faults to ring 0.
 #![no_std]
 
 pub const PAGE_SIZE: u64 = 4096;
@@ -38,6 +39,9 @@ pub const RING_SPIN: u64 = 1000;
 /// Hypercall: the ring server has taken my request; let the vCPU thread wait for it (used by
 /// the ring trampoline when a host call runs long, so the guest does not spin).
 pub const HCALL_RING_WAIT: u64 = 62;
+/// Hypercall made by the ring-0 fault handlers (standard KVM only, see `FAULT_GVA`): an
+/// exception happened; its frame is on the fault stack. Honoured only at CPL0.
+pub const HCALL_FAULT: u64 = 61;
 
 // ---- Guest-physical layout ---------------------------------------------------------------------
 
@@ -52,6 +56,13 @@ pub const TSS_LIMIT: u64 = 0x2068;
 pub const RUNTIME_GPA: u64 = 0x5000;
 /// The host-call ring page (read-write to the guest at `RING_GVA`).
 pub const RING_GPA: u64 = 0x6000;
+/// Fault delivery on standard KVM (kvm_intel, kvm_amd), where a triple fault resets the vCPU:
+/// the IDT (256 interrupt gates to `FAULT_GPA`), the fault handlers' code (ring 0) and the
+/// stack they run on (`TSS.RSP0`). Mapped supervisor-only: ring-3 code can neither read, write
+/// nor execute them. Unused on kvm_pvm, which delivers no exception through an IDT.
+pub const IDT_GPA: u64 = 0x7000;
+pub const FAULT_GPA: u64 = 0x8000;
+pub const FAULT_STACK_GPA: u64 = 0x9000;
 /// Page tables are allocated from here to the end of slot 0.
 pub const PT_POOL_GPA: u64 = 0x10000;
 /// Where the hypercall "device" sits: no memslot backs this page.
@@ -68,10 +79,27 @@ pub const RESERVED_SIZE: u64 = 0x0010_0000;
 pub const RUNTIME_GVA: u64 = RESERVED_GVA;
 /// The hypercall page.
 pub const HCALL_GVA: u64 = RESERVED_GVA + 0x1_0000;
-/// TSS base (never mapped: only a descriptor field).
-pub const TSS_GVA: u64 = RESERVED_GVA + 0x2_0000;
 /// The host-call ring page.
 pub const RING_GVA: u64 = RESERVED_GVA + 0x3_0000;
+/// The system window: slot 0's pages from `GDT_GPA` to the end of the fault stack, at
+/// `SYSTEM_WINDOW_GVA + gpa`, supervisor-only. Mapped only where faults are delivered through
+/// the IDT (the CPU then reads the GDT, TSS and IDT and runs the handlers); elsewhere these
+/// addresses are only descriptor fields.
+pub const SYSTEM_WINDOW_GVA: u64 = RESERVED_GVA + 0x4_0000;
+pub const GDT_GVA: u64 = SYSTEM_WINDOW_GVA + GDT_GPA;
+pub const TSS_GVA: u64 = SYSTEM_WINDOW_GVA + TSS_GPA;
+pub const IDT_GVA: u64 = SYSTEM_WINDOW_GVA + IDT_GPA;
+pub const FAULT_GVA: u64 = SYSTEM_WINDOW_GVA + FAULT_GPA;
+pub const FAULT_STACK_GVA: u64 = SYSTEM_WINDOW_GVA + FAULT_STACK_GPA;
+/// Offset of vector `i`'s handler in the fault page: `FAULT_STUB_SIZE * i`.
+pub const FAULT_STUB_SIZE: u64 = 16;
+/// Vectors with handlers (the exceptions); gates above point at the last (a spurious vector).
+pub const FAULT_VECTORS: u64 = 32;
+/// Offset of the common tail of the handlers.
+pub const FAULT_COMMON: u64 = FAULT_STUB_SIZE * FAULT_VECTORS;
+/// The fault frame, at the fault stack's top when `HCALL_FAULT` is made: what the handler
+/// pushed (vector, error code or 0), then what the CPU pushed (RIP, CS, RFLAGS, RSP, SS).
+pub const FAULT_FRAME_WORDS: u64 = 7;
 /// The lower canonical half: host user-space addresses mapped 1:1.
 pub const USER_HALF_END: u64 = 0x0000_8000_0000_0000;
 
@@ -147,7 +175,7 @@ const _: () = assert!(TSS_GPA + TSS_LIMIT < RUNTIME_GPA);
 const _: () = assert!(RUNTIME_GPA + PAGE_SIZE <= RING_GPA && RING_GPA + PAGE_SIZE <= PT_POOL_GPA);
 const _: () = assert!(RT_BUILTIN_TABLE_RING >= RT_BUILTIN_TABLE + 8 * HCALL_MAX_BUILTIN);
 const _: () = assert!(RT_ENTRY >= RT_BUILTIN_TABLE_RING + 8 * HCALL_MAX_BUILTIN);
-const _: () = assert!(RING_GVA >= TSS_GVA + PAGE_SIZE && RING_GVA + PAGE_SIZE <= RESERVED_GVA + RESERVED_SIZE);
+const _: () = assert!(RING_GVA >= HCALL_GVA + PAGE_SIZE && RING_GVA + PAGE_SIZE <= RESERVED_GVA + RESERVED_SIZE);
 const _: () = assert!(RING_AWAKE >= RING_RESULT + 8 && HCALL_RING_WAIT > HCALL_MAX_BUILTIN && HCALL_RING_WAIT != HCALL_DONE);
 const _: () = assert!(PT_POOL_GPA < SYSTEM_GPA + SYSTEM_SIZE);
 const _: () = assert!(SYSTEM_GPA + SYSTEM_SIZE <= HCALL_GPA && HCALL_GPA + PAGE_SIZE <= DYNAMIC_GPA);
@@ -156,8 +184,12 @@ const _: () = assert!(RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * HCALL_MAX_BUILTIN <=
 const _: () = assert!(WD_CLOCK_BASE + 16 == WD_SIZE && WCTX_FALLBACK_VMCTX + 8 == WCTX_SIZE);
 const _: () = assert!(HCALL_DONE >= HCALL_MAX_BUILTIN && 8 * (HCALL_DONE + 1) <= PAGE_SIZE);
 const _: () = assert!(HCALL_GVA >= RUNTIME_GVA + PAGE_SIZE);
-const _: () = assert!(TSS_GVA >= HCALL_GVA + PAGE_SIZE);
-const _: () = assert!(TSS_GVA + TSS_LIMIT < RING_GVA);
+const _: () = assert!(RUNTIME_GPA >= TSS_GPA + TSS_LIMIT && RING_GPA + PAGE_SIZE <= IDT_GPA);
+const _: () = assert!(IDT_GPA + PAGE_SIZE <= FAULT_GPA && FAULT_GPA + PAGE_SIZE <= FAULT_STACK_GPA);
+const _: () = assert!(FAULT_STACK_GPA + PAGE_SIZE <= PT_POOL_GPA);
+const _: () = assert!(SYSTEM_WINDOW_GVA >= RING_GVA + PAGE_SIZE);
+const _: () = assert!(SYSTEM_WINDOW_GVA + FAULT_STACK_GPA + PAGE_SIZE <= RESERVED_GVA + RESERVED_SIZE);
+const _: () = assert!(FAULT_COMMON + 32 <= PAGE_SIZE && HCALL_FAULT > HCALL_MAX_BUILTIN && HCALL_FAULT != HCALL_RING_WAIT);
 const _: () = assert!(RESERVED_GVA >= 0x10000 && RESERVED_GVA + RESERVED_SIZE < USER_HALF_END);
 
 /// The guest address a hypercall loads from.

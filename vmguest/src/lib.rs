@@ -14,6 +14,7 @@
 //! ```
 #![no_std]
 
+pub mod fault;
 pub mod wasi;
 
 use wasce_hypercall::*;

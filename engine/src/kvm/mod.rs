@@ -2,7 +2,8 @@
 //! OS; the host builds the page tables, maps host memory that compiled code needs at the same
 //! guest-virtual address, and serves hypercalls (see `wasce-hypercall` for the ABI).
 //!
-//! * `segments`: GDT/TSS and the long-mode CPL3 register state.
+//! * `flavour`: what each hypervisor (kvm_pvm, kvm_intel, kvm_amd) needs, in one place.
+//! * `segments`: GDT/TSS/IDT and the long-mode CPL3 register state.
 //! * `paging`: the host-built page tables.
 //! * `kick`: timeouts via a signal and `immediate_exit`.
 //!
@@ -10,17 +11,19 @@
 //! globals), linear memories up to their current size, its stack, the runtime page and the
 //! hypercall page. Nothing else of the host is mapped.
 
+mod flavour;
 mod kick;
 mod paging;
 mod ring;
 mod segments;
 
+pub use flavour::{FaultDelivery, Flavour};
 pub use kick::{signal as kick_signal, Job, Kicker, Watchdog};
 pub use ring::{RingHandler, RingServer};
 pub use paging::Perm;
 
 use crate::error::Error;
-use kvm_bindings::{kvm_regs, kvm_userspace_memory_region, kvm_vcpu_events, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region, kvm_vcpu_events, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuExit, VcpuFd, VmFd};
 use paging::PageTables;
 use std::collections::HashMap;
@@ -35,7 +38,8 @@ const STACK_GUARD: u64 = 64 * 1024;
 /// Why a guest call did not return normally.
 #[derive(Debug)]
 pub enum GuestStop {
-    /// An exception (no IDT: a triple fault). `vector` is the original exception.
+    /// An exception: `vector` at `rip` (CR2 for a page fault), reported by the triple fault
+    /// (kvm_pvm) or the ring-0 handlers (standard KVM).
     Fault { rip: u64, vector: u8, cr2: u64, rbp: u64 },
     /// KVM_RUN was interrupted (a timeout kick); where the guest was.
     Interrupted { rip: u64, rbp: u64 },
@@ -79,10 +83,29 @@ impl Drop for HostRegion {
     }
 }
 
+/// What must be re-established in the vCPU before it runs guest code again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reset {
+    Nothing,
+    /// A fault ran the ring-0 handler: restore the CPL3 segments (through the sync registers).
+    Segments,
+    /// KVM reset the vCPU (a triple fault on standard KVM) or it stopped in an unknown state:
+    /// everything the host set up (special registers, XCR0, TSC).
+    Everything,
+}
+
 pub struct Vm {
     // Drop order: vCPU, then VM, then the memory the memslots point at (regions last).
     vcpu: VcpuFd,
     vm: VmFd,
+    flavour: Flavour,
+    /// The CPL3 special registers every call starts from.
+    user_sregs: kvm_sregs,
+    /// XCR0 for the guest, where the host sets it (`Flavour::sets_xcr0`).
+    xcr0: Option<u64>,
+    reset: Reset,
+    /// Host address of slot 0.
+    system: *mut u8,
     pt: PageTables,
     mappings: HashMap<u64, Mapping>,
     next_gpa: u64,
@@ -113,6 +136,28 @@ fn retry_interrupted<T>(mut ioctl: impl FnMut() -> Result<T, kvm_ioctls::Error>)
             result => return result,
         }
     }
+}
+
+/// XCR0 for the guest on standard KVM: the host's own, within what KVM supports (CPUID leaf
+/// 0xD). The state compiled code may use (x87, SSE, AVX, AVX-512: the host's code generator
+/// targets the host) must be among it, or that code would fault in the VM: an error, named.
+fn guest_xcr0(cpuid: &kvm_bindings::CpuId) -> Result<u64, Error> {
+    // SAFETY: xgetbv(0) is valid whenever the OS enabled XSAVE, which every x86-64 Linux with
+    // AVX does; without OSXSAVE the host uses only x87/SSE state.
+    let host = if std::arch::is_x86_feature_detected!("xsave") { unsafe { std::arch::x86_64::_xgetbv(0) } } else { 0x3 };
+    let supported = cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == 0xd && e.index == 0)
+        .map_or(0x3, |e| e.eax as u64 | (e.edx as u64) << 32);
+    const CODE_STATE: u64 = 0b1110_0111; // x87, SSE, AVX, AVX-512 opmask/ZMM_Hi256/Hi16_ZMM
+    let xcr0 = host & supported;
+    if host & CODE_STATE & !supported != 0 {
+        return Err(Error::Resource(format!(
+            "KVM cannot enable the processor state this host uses (XCR0 {host:#x}, KVM supports {supported:#x}); compiled code would fault in the VM"
+        )));
+    }
+    Ok(xcr0)
 }
 
 fn kvm_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -171,6 +216,7 @@ impl Vm {
         if !kvm.check_extension(Cap::SyncRegs) || !kvm.check_extension(Cap::ImmediateExit) {
             return Err(Error::Resource("KVM lacks KVM_CAP_SYNC_REGS or KVM_CAP_IMMEDIATE_EXIT".into()));
         }
+        let flavour = Flavour::host();
         let vm = retry_interrupted(|| kvm.create_vm()).map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
         let system = mmap_anon(SYSTEM_SIZE, libc::PROT_READ | libc::PROT_WRITE)?;
         let region = kvm_userspace_memory_region {
@@ -184,7 +230,7 @@ impl Vm {
         unsafe { vm.set_user_memory_region(region) }.map_err(|e| kvm_err("memslot 0", e))?;
         // SAFETY: slot 0 is ours, zeroed and SYSTEM_SIZE long.
         let pt = unsafe {
-            segments::write_tables(system);
+            segments::write_tables(system, flavour);
             std::ptr::copy_nonoverlapping(wasce_vmguest::RUNTIME_PAGE.as_ptr(), system.add(RUNTIME_GPA as usize), PAGE_SIZE as usize);
             // The exit-free WASI routines (their size is checked by a vmguest test).
             let wasi = wasce_vmguest::wasi::routines();
@@ -204,6 +250,11 @@ impl Vm {
         let mut this = Vm {
             vcpu,
             vm,
+            flavour,
+            user_sregs: kvm_sregs::default(),
+            xcr0: None,
+            reset: Reset::Nothing,
+            system,
             pt,
             mappings: HashMap::new(),
             next_gpa: DYNAMIC_GPA,
@@ -218,6 +269,16 @@ impl Vm {
         // The runtime page (read-execute) and the hypercall page (no memslot behind it).
         this.pt_map(RUNTIME_GVA, RUNTIME_GPA, 1, Perm::ReadExecute)?;
         this.pt_map(HCALL_GVA, HCALL_GPA, 1, Perm::ReadWrite)?;
+        if flavour.fault_delivery() == FaultDelivery::Idt {
+            // The CPU reads the GDT, TSS and IDT and runs the handlers on their stack at CPL0;
+            // none of it is reachable from CPL3.
+            let tss_pages = (TSS_GPA + TSS_LIMIT + 1).div_ceil(PAGE_SIZE) - TSS_GPA / PAGE_SIZE;
+            this.pt_map(GDT_GVA, GDT_GPA, 1, Perm::SupervisorRead)?;
+            this.pt_map(TSS_GVA, TSS_GPA, tss_pages, Perm::SupervisorRead)?;
+            this.pt_map(IDT_GVA, IDT_GPA, 1, Perm::SupervisorRead)?;
+            this.pt_map(FAULT_GVA, FAULT_GPA, 1, Perm::SupervisorExecute)?;
+            this.pt_map(FAULT_STACK_GVA, FAULT_STACK_GPA, 1, Perm::SupervisorReadWrite)?;
+        }
         if use_ring {
             // SAFETY: the runtime page and the ring page are inside slot 0, which outlives the
             // server (the `ring` field drops before `_regions`).
@@ -238,15 +299,76 @@ impl Vm {
         let stack_lo = unsafe { stack.add(STACK_GUARD as usize) } as u64;
         this.map(stack_lo, stack_size, stack_size, Perm::ReadWrite)?;
 
+        // CPUID: what KVM can virtualise for this host, as it reports it.
         let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?;
         this.vcpu.set_cpuid2(&cpuid).map_err(|e| kvm_err("KVM_SET_CPUID2", e))?;
+        if flavour.sets_xcr0() {
+            this.xcr0 = Some(guest_xcr0(&cpuid)?);
+        }
         let base = this.vcpu.get_sregs().map_err(|e| kvm_err("KVM_GET_SREGS", e))?;
-        let sregs = segments::user_sregs(&base, this.pt.pml4);
-        this.vcpu.set_sregs(&sregs).map_err(|e| kvm_err("KVM_SET_SREGS", e))?;
+        this.user_sregs = segments::user_sregs(&base, this.pt.pml4, flavour);
+        this.establish()?;
         this.vcpu.set_sync_valid_reg(SyncReg::Register);
         this.vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
         this.vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
         Ok(this)
+    }
+
+    /// Set up (again) everything the host gives the vCPU: the CPL3 special registers, XCR0 and
+    /// the guest TSC, as the flavour needs them.
+    fn establish(&mut self) -> Result<(), Error> {
+        self.vcpu.set_sregs(&self.user_sregs).map_err(|e| kvm_err("KVM_SET_SREGS", e))?;
+        if let Some(xcr0) = self.xcr0 {
+            let mut xcrs = kvm_bindings::kvm_xcrs { nr_xcrs: 1, ..Default::default() };
+            xcrs.xcrs[0].xcr = 0;
+            xcrs.xcrs[0].value = xcr0;
+            self.vcpu.set_xcrs(&xcrs).map_err(|e| kvm_err("KVM_SET_XCRS", e))?;
+        }
+        if self.flavour.aligns_tsc() {
+            self.align_tsc()?;
+        }
+        self.reset = Reset::Nothing;
+        Ok(())
+    }
+
+    /// Make the guest TSC read as the host's (KVM offsets it to start near 0), so that the
+    /// exit-free clocks can use the host's calibration: `KVM_VCPU_TSC_OFFSET` = 0 where the
+    /// kernel has it (5.16+), else write the TSC MSR with the host's current value.
+    fn align_tsc(&mut self) -> Result<(), Error> {
+        let zero = 0u64;
+        let attr = kvm_bindings::kvm_device_attr {
+            group: kvm_bindings::KVM_VCPU_TSC_CTRL,
+            attr: kvm_bindings::KVM_VCPU_TSC_OFFSET as u64,
+            addr: &zero as *const u64 as u64,
+            flags: 0,
+        };
+        use crate::sandbox::seccomp::{KVM_HAS_DEVICE_ATTR, KVM_SET_DEVICE_ATTR};
+        use std::os::fd::AsRawFd;
+        let fd = self.vcpu.as_raw_fd();
+        // SAFETY: vCPU device-attribute ioctls with a pointer to a live kvm_device_attr whose
+        // `addr` points at a live u64; KVM only reads them.
+        if unsafe { libc::ioctl(fd, KVM_HAS_DEVICE_ATTR as _, &attr) } == 0 {
+            // SAFETY: as above.
+            if unsafe { libc::ioctl(fd, KVM_SET_DEVICE_ATTR as _, &attr) } != 0 {
+                return Err(kvm_err("KVM_VCPU_TSC_OFFSET", std::io::Error::last_os_error()));
+            }
+            return Ok(());
+        }
+        const MSR_IA32_TSC: u32 = 0x10;
+        // SAFETY: rdtsc has no preconditions.
+        let now = unsafe { std::arch::x86_64::_rdtsc() };
+        let msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index: MSR_IA32_TSC, data: now, ..Default::default() }])
+            .map_err(|e| kvm_err("TSC MSR", e))?;
+        match self.vcpu.set_msrs(&msrs) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(Error::Resource("KVM refused to set the guest TSC".into())),
+            Err(e) => Err(kvm_err("KVM_SET_MSRS (TSC)", e)),
+        }
+    }
+
+    /// The flavour of KVM this VM runs on.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 
     fn pt_map(&mut self, gva: u64, gpa: u64, pages: u64, perm: Perm) -> Result<(), Error> {
@@ -333,6 +455,9 @@ impl Vm {
         hypercall: &mut dyn FnMut(u64, &kvm_regs, &mut Vec<MapRequest>) -> u64,
     ) -> Result<(), GuestStop> {
         self.flush_pending_io();
+        if self.reset == Reset::Everything {
+            self.establish().map_err(|e| GuestStop::Other(format!("cannot re-establish the vCPU: {e}")))?;
+        }
         let (_, top) = self.stack_range();
         let slots = values.len().max(1) as u64;
         let values_at = (top - 16 * slots) & !15;
@@ -351,6 +476,13 @@ impl Vm {
             ..Default::default()
         };
         sync.events = kvm_vcpu_events::default();
+        if self.reset == Reset::Segments {
+            // The fault handler left the vCPU at CPL0: back to the CPL3 segments, through the
+            // sync registers (no extra ioctl).
+            sync.sregs = self.user_sregs;
+            self.vcpu.set_sync_dirty_reg(SyncReg::SystemRegister);
+            self.reset = Reset::Nothing;
+        }
         self.vcpu.set_sync_dirty_reg(SyncReg::Register);
         self.vcpu.set_sync_dirty_reg(SyncReg::VcpuEvents);
         kick::publish(&mut self.vcpu.get_kvm_run().immediate_exit);
@@ -376,12 +508,25 @@ impl Vm {
                         ring.wait_idle();
                     }
                     let s = self.vcpu.sync_regs();
-                    return Err(GuestStop::Fault { rip: s.regs.rip, vector: s.events.exception.nr, cr2: s.sregs.cr2, rbp: s.regs.rbp });
+                    let fault = GuestStop::Fault { rip: s.regs.rip, vector: s.events.exception.nr, cr2: s.sregs.cr2, rbp: s.regs.rbp };
+                    if self.flavour.fault_delivery() == FaultDelivery::Idt {
+                        // The handlers themselves could not run (a triple fault): KVM reset the
+                        // vCPU and the state above is the reset state.
+                        self.reset = Reset::Everything;
+                        return Err(GuestStop::Other("the guest triple-faulted; the VM was reset".into()));
+                    }
+                    return Err(fault);
                 }
                 Ok(VcpuExit::Intr) => Err(None),
-                Ok(other) => Err(Some(format!("unexpected VM exit {other:?}"))),
+                Ok(other) => {
+                    self.reset = Reset::Everything;
+                    Err(Some(format!("unexpected VM exit {other:?}; the VM was reset")))
+                }
                 Err(e) if e.errno() == libc::EINTR => Err(None),
-                Err(e) => Err(Some(format!("KVM_RUN failed: {e}"))),
+                Err(e) => {
+                    self.reset = Reset::Everything;
+                    Err(Some(format!("KVM_RUN failed: {e}; the VM was reset")))
+                }
             };
             let (addr, len, is_read) = match exit {
                 Ok(x) => x,
@@ -400,6 +545,7 @@ impl Vm {
             }
             match hcall_number(addr, len) {
                 Some(HCALL_DONE) if is_read => return Ok(()),
+                Some(HCALL_FAULT) if is_read && self.flavour.fault_delivery() == FaultDelivery::Idt => return Err(self.fault_report(rip, addr)),
                 Some(HCALL_RING_WAIT) if is_read && self.ring.is_some() => self.complete_mmio_read(0),
                 Some(n) if is_read && n < HCALL_MAX_BUILTIN => {
                     if n == HCALL_HOST_CALL {
@@ -421,6 +567,26 @@ impl Vm {
                 _ => return Err(GuestStop::BadAccess { rip, gpa: addr }),
             }
         }
+    }
+
+    /// A fault reported by the ring-0 handlers (`wasce_vmguest::fault`). Honoured only at CPL0
+    /// with the stack pointer where the handler leaves it: ring-3 code making the same
+    /// hypercall is a bad access, not a fault it gets to describe. The frame is read from the
+    /// fault stack in slot 0, which ring 3 cannot write.
+    fn fault_report(&mut self, rip: u64, gpa: u64) -> GuestStop {
+        let s = self.vcpu.sync_regs();
+        let frame_at = FAULT_STACK_GVA + PAGE_SIZE - 8 * FAULT_FRAME_WORDS;
+        if s.sregs.cs.selector & 3 != 0 || s.sregs.cs.dpl != 0 || s.regs.rsp != frame_at {
+            self.reset = Reset::Everything;
+            return GuestStop::BadAccess { rip, gpa };
+        }
+        let (cr2, rbp) = (s.sregs.cr2, s.regs.rbp);
+        // SAFETY: the frame lies in the fault-stack page of slot 0 (compile-time asserted).
+        let frame: [u64; FAULT_FRAME_WORDS as usize] =
+            unsafe { std::ptr::read_unaligned(self.system.add((frame_at - FAULT_STACK_GVA + FAULT_STACK_GPA) as usize) as *const _) };
+        let [vector, _error, fault_rip, ..] = frame;
+        self.reset = Reset::Segments;
+        GuestStop::Fault { rip: fault_rip, vector: vector as u8, cr2, rbp }
     }
 
     /// Whether the watchdog kicked this vCPU (see `kick`).

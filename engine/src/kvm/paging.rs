@@ -1,6 +1,8 @@
 //! Guest page tables, built and edited only by the host. They live in the page-table pool of
 //! slot 0, which no guest-virtual address maps (invariant: the guest cannot change its own
-//! mappings). 4-level paging, 4 KiB leaves; U/S is set at every level of a user mapping.
+//! mappings). 4-level paging, 4 KiB leaves; U/S is set at every level of a user mapping, and
+//! clear in the leaf of a supervisor mapping (the fault-delivery pages of standard KVM, which
+//! ring-3 code can then neither read, write nor execute).
 
 use wasce_hypercall::{PAGE_SIZE, PT_POOL_GPA, SYSTEM_SIZE};
 
@@ -12,11 +14,17 @@ pub const PTE_D: u64 = 1 << 6;
 pub const PTE_NX: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
-/// Permissions of a user mapping. Accessed/dirty are preset so the walker never writes them.
+/// Permissions of a mapping. Accessed/dirty are preset so the walker never writes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Perm {
     ReadExecute,
     ReadWrite,
+    /// Ring 0 only, read-only (GDT, TSS, IDT).
+    SupervisorRead,
+    /// Ring 0 only, read-execute (the fault handlers).
+    SupervisorExecute,
+    /// Ring 0 only, read-write (the fault stack).
+    SupervisorReadWrite,
 }
 
 impl Perm {
@@ -24,6 +32,9 @@ impl Perm {
         match self {
             Perm::ReadExecute => PTE_P | PTE_US | PTE_A,
             Perm::ReadWrite => PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D | PTE_NX,
+            Perm::SupervisorRead => PTE_P | PTE_A | PTE_NX,
+            Perm::SupervisorExecute => PTE_P | PTE_A,
+            Perm::SupervisorReadWrite => PTE_P | PTE_RW | PTE_A | PTE_D | PTE_NX,
         }
     }
 }

@@ -68,6 +68,11 @@ const fn kvm_iow(nr: u64, size: usize) -> u64 {
 }
 pub const KVM_RUN: u64 = kvm_io(0x80);
 pub const KVM_SET_USER_MEMORY_REGION: u64 = kvm_iow(0x46, std::mem::size_of::<kvm_bindings::kvm_userspace_memory_region>());
+pub const KVM_SET_SREGS: u64 = kvm_iow(0x84, std::mem::size_of::<kvm_bindings::kvm_sregs>());
+pub const KVM_SET_MSRS: u64 = kvm_iow(0x89, std::mem::size_of::<kvm_bindings::kvm_msrs>());
+pub const KVM_SET_XCRS: u64 = kvm_iow(0xa7, std::mem::size_of::<kvm_bindings::kvm_xcrs>());
+pub const KVM_SET_DEVICE_ATTR: u64 = kvm_iow(0xe1, std::mem::size_of::<kvm_bindings::kvm_device_attr>());
+pub const KVM_HAS_DEVICE_ATTR: u64 = kvm_iow(0xe3, std::mem::size_of::<kvm_bindings::kvm_device_attr>());
 
 use libc::*;
 
@@ -158,6 +163,11 @@ pub const KVM: Group = Group {
             &[Cond::Eq(1, Value::Const(KVM_SET_USER_MEMORY_REGION))],
             "KVM_SET_USER_MEMORY_REGION: memory.grow, table.grow and arena growth add memslots",
         ),
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_SREGS))], "KVM_SET_SREGS: re-establish the vCPU after KVM reset it (standard KVM: a triple fault, an unexpected exit)"),
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_XCRS))], "KVM_SET_XCRS: re-establish XCR0 after a vCPU reset (standard KVM)"),
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_HAS_DEVICE_ATTR))], "KVM_HAS_DEVICE_ATTR: re-align the guest TSC after a vCPU reset (standard KVM)"),
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_DEVICE_ATTR))], "KVM_SET_DEVICE_ATTR: re-align the guest TSC after a vCPU reset (standard KVM)"),
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_MSRS))], "KVM_SET_MSRS: re-align the guest TSC after a vCPU reset, on kernels without KVM_VCPU_TSC_OFFSET"),
     ],
 };
 

@@ -255,3 +255,61 @@ fn scribbling_over_the_ring_is_contained() {
     // 3. Ordinary calls still work, including ones that use the ring.
     f.still_works();
 }
+
+/// The fault machinery of standard KVM (IDT, GDT, TSS, the ring-0 handlers and their stack) is
+/// mapped supervisor-only, and not at all on kvm_pvm: ring-3 code can neither read, write nor
+/// run it, on any flavour.
+#[test]
+fn fault_machinery_is_unreachable_from_ring3() {
+    use wasce_hypercall::*;
+    let mut f = fixture();
+    for (gva, what) in [(IDT_GVA, "IDT"), (GDT_GVA, "GDT"), (TSS_GVA, "TSS"), (FAULT_GVA, "fault handlers"), (FAULT_STACK_GVA, "fault stack")] {
+        let mut read = mov_imm64(0xb8, gva);
+        read.extend_from_slice(&[0x48, 0x8b, 0x00]); // mov rax, [rax]
+        expect_clean_fault(&mut f, &read, &format!("read of the {what}"));
+        let mut write = mov_imm64(0xb8, gva);
+        write.extend_from_slice(&[0x48, 0x89, 0x00]); // mov [rax], rax
+        expect_clean_fault(&mut f, &write, &format!("write to the {what}"));
+        expect_clean_fault(&mut f, &jump_to(gva), &format!("jump into the {what}"));
+    }
+}
+
+/// Ring-3 code cannot describe its own fault: the fault hypercall is honoured only from the
+/// ring-0 handlers (CPL0, on the fault stack); made directly it is a bad access.
+#[test]
+fn forged_fault_reports_are_refused() {
+    for transport in [HostcallTransport::Ring, HostcallTransport::Exit] {
+        let mut f = fixture_with(transport);
+        // Registers set up to look like a plausible report: rsp at the frame, a frame below.
+        let mut code = mov_imm64(0xbc, wasce_hypercall::FAULT_STACK_GVA + 4096 - 56); // mov rsp, frame
+        code.extend(hypercall(wasce_hypercall::HCALL_FAULT));
+        let (r, _) = f.run(&code);
+        match r {
+            Err(Error::Resource(msg)) => assert!(msg.contains("unbacked"), "{msg}"),
+            other => panic!("a forged fault report must be a bad access, got {other:?}"),
+        }
+        f.still_works();
+    }
+}
+
+/// Software interrupts and system-call instructions at ring 3 (gates are DPL 0, EFER.SCE is
+/// clear) end as contained faults, and the same VM keeps working after each.
+#[test]
+fn software_interrupts_and_syscalls_fault_cleanly() {
+    let mut f = fixture_with(HostcallTransport::Exit);
+    expect_clean_fault(&mut f, &[0xcc], "int3");
+    expect_clean_fault(&mut f, &[0xcd, 0x80], "int 0x80");
+    expect_clean_fault(&mut f, &[0xcd, 0x08], "int 8 (the double-fault gate)");
+    expect_clean_fault(&mut f, &[0xcd, 0x0e], "int 14 (the page-fault gate)");
+    expect_clean_fault(&mut f, &[0x0f, 0x05], "syscall");
+    expect_clean_fault(&mut f, &[0x0f, 0x34], "sysenter");
+    expect_clean_fault(&mut f, &[0x0f, 0x01, 0xd9], "vmmcall");
+    expect_clean_fault(&mut f, &[0x0f, 0x01, 0xc1], "vmcall");
+    // lidt [0]: privileged.
+    expect_clean_fault(&mut f, &[0x0f, 0x01, 0x1c, 0x25, 0, 0, 0, 0], "lidt");
+    // Stack pointer into unmapped memory, then a fault: delivery does not depend on the
+    // guest's stack (the handlers run on their own).
+    let mut code = mov_imm64(0xbc, 0x10); // mov rsp, 0x10
+    code.extend_from_slice(&[0x0f, 0x0b]); // ud2
+    expect_clean_fault(&mut f, &code, "ud2 with a wild stack pointer");
+}
