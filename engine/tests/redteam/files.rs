@@ -402,3 +402,208 @@ fn pseudo_filesystem_preopens_are_refused() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---- protected host files (the artifact key) ------------------------------------------------------
+
+use std::sync::{Arc, Mutex};
+use wasce_engine::wasi::{add_to_linker, run_command, Preopen, Stdio as WasiStdio, WasiConfig};
+use wasce_engine::{HostcallTransport, Isolation, Linker, Settings, Store, StoreConfig};
+
+/// The library's ways to run: both isolation modes, both host-call transports in the VM.
+const LIB_MODES: [(&str, Isolation, HostcallTransport); 3] = [
+    ("kvm, ring", Isolation::Kvm, HostcallTransport::Ring),
+    ("kvm, exit", Isolation::Kvm, HostcallTransport::Exit),
+    ("process", Isolation::Process, HostcallTransport::Auto),
+];
+
+/// Run the prober through the library with `root` preopened as `/` (fd 3) and `protect`ed
+/// host paths; its output lines.
+fn probe_lib(isolation: Isolation, hostcall: HostcallTransport, root: &Path, protect: &[PathBuf], probes: &[String]) -> Result<Vec<String>, String> {
+    let module = wasce_engine::load(&wasm(PROBER), &Settings::default()).map_err(|e| format!("load: {e}"))?;
+    let mut store = Store::new(StoreConfig { isolation, hostcall, ..StoreConfig::default() }).map_err(|e| format!("store: {e}"))?;
+    let mut linker = Linker::new();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut config = WasiConfig {
+        args: std::iter::once("prober".to_string()).chain(probes.iter().cloned()).collect(),
+        preopens: vec![Preopen { host: root.to_path_buf(), guest: "/".into() }],
+        stdout: WasiStdio::Capture(out.clone()),
+        stderr: WasiStdio::Null,
+        ..WasiConfig::default()
+    };
+    for p in protect {
+        config.protect(p);
+    }
+    add_to_linker(&mut store, &mut linker, config).map_err(|e| format!("wasi: {e}"))?;
+    let status = run_command(&mut store, &linker, &module).map_err(|e| format!("run: {e}"))?;
+    if status != 0 {
+        return Err(format!("exit status {status}"));
+    }
+    let lines: Vec<String> = text(&out.lock().unwrap()).lines().map(str::to_string).collect();
+    if lines.len() != probes.len() {
+        return Err(format!("{} lines for {} probes: {lines:?}", lines.len(), probes.len()));
+    }
+    Ok(lines)
+}
+
+/// The fixture: `root` (preopened as `/`) holding a home directory with the host's key.
+///
+/// ```text
+/// root/home/.config/wasce/key     "SECRETKEY"  (the protected file)
+/// root/home/.config/wasce/other   "sibling"
+/// root/home/.config/other.txt     "config"
+/// root/home/file                  "file contents"
+/// root/home/lnk -> .config/wasce/key           (a symlink the host left)
+/// root/hard                                    (a hard link of the key the host left)
+/// root/cfg -> home/.config                     (for protecting a path through a symlink)
+/// ```
+fn key_fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let wasce = root.join("home/.config/wasce");
+    std::fs::create_dir_all(&wasce).unwrap();
+    let key = wasce.join("key");
+    std::fs::write(&key, "SECRETKEY").unwrap();
+    std::fs::write(wasce.join("other"), "sibling").unwrap();
+    std::fs::write(root.join("home/.config/other.txt"), "config").unwrap();
+    std::fs::write(root.join("home/file"), "file contents").unwrap();
+    std::os::unix::fs::symlink(".config/wasce/key", root.join("home/lnk")).unwrap();
+    std::fs::hard_link(&key, root.join("hard")).unwrap();
+    std::os::unix::fs::symlink("home/.config", root.join("cfg")).unwrap();
+    (tmp, root, key)
+}
+
+/// Each probe: (operation, with the key protected, without protection (the control: the attack
+/// is real), what it tries). `None`: the control's result does not matter.
+type KeyCase = (&'static str, Expect, Option<Expect>, &'static str);
+
+fn key_cases() -> Vec<KeyCase> {
+    let ok = Expect::Line("0");
+    let acces = Expect::Errno(ACCES);
+    vec![
+        // What stays possible (first, so that the control's attacks below cannot disturb it).
+        ("3rhome/.config/wasce/other", Expect::Line("0 0 7"), Some(Expect::Line("0 0 7")), "read a sibling in the key's directory"),
+        ("3rhome/.config/other.txt", Expect::Line("0 0 6"), Some(Expect::Line("0 0 6")), "read a file in an ancestor"),
+        ("3Dhome/.config/wasce", ok, Some(ok), "open the key's directory"),
+        ("3whome/file", Expect::Line("0 0 4"), Some(Expect::Line("0 0 4")), "write a file elsewhere"),
+        ("3chome/new", Expect::Line("0 0 4"), Some(Expect::Line("0 0 4")), "create a file elsewhere"),
+        ("3nhome/new|home/new2", ok, Some(ok), "rename elsewhere"),
+        ("3lhome/new2|home/new3", ok, Some(ok), "link elsewhere"),
+        ("3uhome/new3", ok, Some(ok), "unlink elsewhere"),
+        ("3khome/d", ok, Some(ok), "mkdir elsewhere"),
+        ("3nhome/d|home/d2", ok, Some(ok), "rename a directory elsewhere"),
+        ("3dhome/d2", ok, Some(ok), "rmdir elsewhere"),
+        ("3nhome/.config/other.txt|home/o2", ok, Some(ok), "rename a file out of an ancestor"),
+        ("3nhome/o2|home/.config/other.txt", ok, Some(ok), "rename a file into an ancestor"),
+        // The attacks.
+        ("3rhome/.config/wasce/key", acces, Some(Expect::Line("0 0 9")), "read the key"),
+        ("3shome/.config/wasce/key", acces, Some(ok), "stat the key"),
+        ("3rhome/lnk", acces, Some(Expect::Line("0 0 9")), "read the key through a symlink"),
+        ("3rhard", acces, Some(Expect::Line("0 0 9")), "read the key through a hard link"),
+        ("3whome/.config/wasce/key", acces, Some(Expect::Line("0 0 4")), "overwrite the key"),
+        ("3thome/.config/wasce/key", acces, Some(Expect::Line("0 0 4")), "truncate the key"),
+        ("3chome/.config/wasce/new", acces, Some(Expect::Line("0 0 4")), "create a file beside the key"),
+        ("3khome/.config/wasce/sub", acces, Some(ok), "mkdir beside the key"),
+        ("3dhome/.config/wasce/sub", acces, Some(ok), "rmdir beside the key"),
+        ("3ykey|home/.config/wasce/sym", acces, Some(ok), "symlink beside the key"),
+        ("3lhome/.config/wasce/key|home/hard2", acces, Some(ok), "hard-link the key out"),
+        ("3uhome/.config/wasce/other", acces, Some(ok), "unlink beside the key"),
+        ("3nhome/file|home/.config/wasce/key", acces, Some(ok), "rename a file over the key (replace it)"),
+        ("3nhome/.config/wasce/key|home/stolen", acces, Some(ok), "rename the key away"),
+        ("3nhome/stolen|home/.config/wasce/key", acces, Some(ok), "rename a file in as the key"),
+        ("3uhome/.config/wasce/key", acces, Some(ok), "unlink the key"),
+        ("3nhome/.config/wasce|home/w2", acces, Some(ok), "rename the key's directory"),
+        ("3nhome/w2|home/.config/wasce", acces, Some(ok), "put a directory in its place"),
+        ("3nhome/.config|home/c2", acces, Some(ok), "rename an ancestor"),
+        ("3nhome/c2|home/.config", acces, Some(ok), "put a directory in the ancestor's place"),
+        ("3nhome|h2", acces, Some(ok), "rename the home directory"),
+        ("3nh2|home", acces, Some(ok), "put a directory in its place"),
+        ("3khome/empty", ok, Some(ok), "(an empty directory)"),
+        ("3nhome/empty|home/.config", acces, None, "rename an empty directory over an ancestor"),
+        ("3dhome/.config", acces, None, "rmdir an ancestor"),
+        ("3uhome/lnk", ok, Some(ok), "a symlink the host left is no ancestor: it may go"),
+    ]
+}
+
+/// Finding 2 (issue 12), host-private files: with `--dir $HOME` or `--dir /` the guest could
+/// read the artifact MAC key (`~/.config/wasce/...`), overwrite it, or replace it or a directory
+/// on its way (rename over, unlink, link, rename of its directory or of an ancestor), and then
+/// forge artifacts the host would run. `WasiConfig::protect` keeps it: every attack fails with
+/// EACCES while everything around it still works; the same probes without protection (the
+/// control) succeed, so each attack is real.
+#[test]
+fn protected_key_file_cannot_be_read_or_replaced() {
+    kvm_required();
+    let cases = key_cases();
+    let probes: Vec<String> = cases.iter().map(|c| c.0.to_string()).collect();
+    let mut failures = Vec::new();
+    for (name, isolation, hostcall) in LIB_MODES {
+        for protected in [true, false] {
+            let (_tmp, root, key) = key_fixture();
+            let protect = if protected { vec![key.clone()] } else { vec![] };
+            let lines = match probe_lib(isolation, hostcall, &root, &protect, &probes) {
+                Ok(l) => l,
+                Err(e) => {
+                    failures.push(format!("[{name}, protected {protected}] {e}"));
+                    continue;
+                }
+            };
+            for ((p, with, without, what), line) in cases.iter().zip(&lines) {
+                let expect = if protected { Some(*with) } else { *without };
+                let ok = expect.is_none_or(|e| e.holds(line));
+                eprintln!("[{name}, protected {protected}] {p:<40} -> {line:<10} {} ({what})", if ok { "ok" } else { "FAIL" });
+                if !ok {
+                    failures.push(format!("[{name}, protected {protected}] {p} ({what}): got `{line}`, expected {expect:?}"));
+                }
+            }
+            if protected {
+                let now = std::fs::read_to_string(&key).unwrap_or_else(|e| format!("<{e}>"));
+                if now != "SECRETKEY" {
+                    failures.push(format!("[{name}] the key now reads {now:?}"));
+                }
+                let mut entries: Vec<String> = std::fs::read_dir(key.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+                entries.sort();
+                if entries != ["key", "other"] {
+                    failures.push(format!("[{name}] the key's directory now holds {entries:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Finding 2 (issue 12), host-private files: a key path that runs through a symlink
+/// (`root/cfg -> home/.config`) is read by the host through that symlink, so replacing the
+/// symlink would hand the host the guest's key next time: the symlink is protected too. A
+/// key that does not exist yet keeps its future directory closed to new entries.
+#[test]
+fn protected_path_through_a_symlink_and_a_missing_key() {
+    kvm_required();
+    let acces = Expect::Errno(ACCES);
+    let cases: Vec<(String, Expect, &str)> = vec![
+        ("3rcfg/wasce/key".into(), acces, "read the key through the symlinked path"),
+        ("3ucfg".into(), acces, "unlink the symlink on the key's path"),
+        ("3nhome/file|cfg".into(), acces, "rename a file over that symlink"),
+        ("3nhome/.config/wasce|home/x".into(), acces, "rename the real directory"),
+        ("3chome/.config/wasce/key2".into(), acces, "create the missing second key"),
+        ("3chome/.config/new".into(), Expect::Line("0 0 4"), "create elsewhere"),
+    ];
+    let probes: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
+    let mut failures = Vec::new();
+    for (name, isolation, hostcall) in LIB_MODES {
+        let (_tmp, root, _key) = key_fixture();
+        let protect = vec![root.join("cfg/wasce/key"), root.join("home/.config/wasce/key2")];
+        match probe_lib(isolation, hostcall, &root, &protect, &probes) {
+            Ok(lines) => {
+                for ((p, expect, what), line) in cases.iter().zip(&lines) {
+                    let ok = expect.holds(line);
+                    eprintln!("[{name}] {p:<40} -> {line:<10} {} ({what})", if ok { "ok" } else { "FAIL" });
+                    if !ok {
+                        failures.push(format!("[{name}] {p} ({what}): got `{line}`, expected {expect:?}"));
+                    }
+                }
+            }
+            Err(e) => failures.push(format!("[{name}] {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
