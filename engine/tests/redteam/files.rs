@@ -502,6 +502,8 @@ fn key_cases() -> Vec<KeyCase> {
         ("3whome/.config/wasce/key", acces, Some(Expect::Line("0 0 4")), "overwrite the key"),
         ("3thome/.config/wasce/key", acces, Some(Expect::Line("0 0 4")), "truncate the key"),
         ("3chome/.config/wasce/new", acces, Some(Expect::Line("0 0 4")), "create a file beside the key"),
+        ("3y.config/wasce/planted|home/evil", ok, Some(ok), "(a dangling symlink into the key's directory)"),
+        ("3chome/evil", Expect::Errno("32"), Some(Expect::Line("0 0 4")), "create beside the key through that symlink (ELOOP)"),
         ("3khome/.config/wasce/sub", acces, Some(ok), "mkdir beside the key"),
         ("3dhome/.config/wasce/sub", acces, Some(ok), "rmdir beside the key"),
         ("3ykey|home/.config/wasce/sym", acces, Some(ok), "symlink beside the key"),
