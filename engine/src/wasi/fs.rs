@@ -5,7 +5,7 @@
 
 use super::abi::{errno, fdflags, filetype, fstflags, oflags, rights, LOOKUP_SYMLINK_FOLLOW};
 use super::mem::{Errno, Mem, MAX_TRANSFER};
-use super::path::{last_os_errno, open_beneath, parent_beneath};
+use super::path::{last_os_errno, open_guarded, parent_beneath};
 use super::table::{Handle, Object};
 use super::{Stdio, WasiCtx};
 use std::ffi::CString;
@@ -436,6 +436,7 @@ impl WasiCtx {
     pub fn path_create_directory(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
         let dir = self.dir_with(fd, rights::PATH_CREATE_DIRECTORY)?;
         let p = parent_beneath(dir, &mem.string(path, len)?)?;
+        self.guard.check_dir(p.dir.as_raw_fd())?;
         // SAFETY: mkdirat relative to a directory we resolved, one component.
         check(unsafe { libc::mkdirat(p.dir.as_raw_fd(), p.name.as_ptr(), 0o777) })
     }
@@ -443,6 +444,8 @@ impl WasiCtx {
     pub fn path_remove_directory(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
         let dir = self.dir_with(fd, rights::PATH_REMOVE_DIRECTORY)?;
         let p = parent_beneath(dir, &mem.string(path, len)?)?;
+        self.guard.check_dir(p.dir.as_raw_fd())?;
+        self.guard.check_entry(p.dir.as_raw_fd(), &p.name)?;
         // SAFETY: as above.
         check(unsafe { libc::unlinkat(p.dir.as_raw_fd(), p.name.as_ptr(), libc::AT_REMOVEDIR) })
     }
@@ -450,6 +453,8 @@ impl WasiCtx {
     pub fn path_unlink_file(&mut self, mem: &mut Mem, fd: u32, path: u32, len: u32) -> R {
         let dir = self.dir_with(fd, rights::PATH_UNLINK_FILE)?;
         let p = parent_beneath(dir, &mem.string(path, len)?)?;
+        self.guard.check_dir(p.dir.as_raw_fd())?;
+        self.guard.check_entry(p.dir.as_raw_fd(), &p.name)?;
         // SAFETY: as above.
         check(unsafe { libc::unlinkat(p.dir.as_raw_fd(), p.name.as_ptr(), 0) })
     }
@@ -459,6 +464,10 @@ impl WasiCtx {
         let to = self.dir_with(new_fd, rights::PATH_RENAME_TARGET)?;
         let a = parent_beneath(from, &mem.string(old, old_len)?)?;
         let b = parent_beneath(to, &mem.string(new, new_len)?)?;
+        for (dir, name) in [(&a.dir, &a.name), (&b.dir, &b.name)] {
+            self.guard.check_dir(dir.as_raw_fd())?;
+            self.guard.check_entry(dir.as_raw_fd(), name)?;
+        }
         // SAFETY: renameat between two directories we resolved, one component each.
         check(unsafe { libc::renameat(a.dir.as_raw_fd(), a.name.as_ptr(), b.dir.as_raw_fd(), b.name.as_ptr()) })
     }
@@ -475,11 +484,14 @@ impl WasiCtx {
             // As in path_readlink: linkat follows a source with a trailing slash, outside the
             // directory too (an existence oracle). Resolve it beneath; it then names a
             // directory, which cannot be hard-linked (EPERM, as Linux says).
-            open_beneath(from, &old, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            open_guarded(from, &old, libc::O_PATH | libc::O_DIRECTORY, 0, &self.guard)?;
             return Err(errno::PERM);
         }
         let a = parent_beneath(from, &old)?;
         let b = parent_beneath(to, &mem.string(new, new_len)?)?;
+        // A new name for a protected file, or any new entry in a protected directory.
+        self.guard.check_entry(a.dir.as_raw_fd(), &a.name)?;
+        self.guard.check_dir(b.dir.as_raw_fd())?;
         // SAFETY: linkat between resolved directories, without following the source.
         check(unsafe { libc::linkat(a.dir.as_raw_fd(), a.name.as_ptr(), b.dir.as_raw_fd(), b.name.as_ptr(), 0) })
     }
@@ -493,6 +505,7 @@ impl WasiCtx {
         }
         let target = CString::new(target).map_err(|_| errno::INVAL)?;
         let p = parent_beneath(dir, &mem.string(new, new_len)?)?;
+        self.guard.check_dir(p.dir.as_raw_fd())?;
         // SAFETY: symlinkat creates one entry in a resolved directory; the target is data.
         check(unsafe { libc::symlinkat(target.as_ptr(), p.dir.as_raw_fd(), p.name.as_ptr()) })
     }
@@ -506,7 +519,7 @@ impl WasiCtx {
             // `x -> ../../etc` its errno (EINVAL / ENOENT / ENOTDIR) told whether any host path
             // exists. Resolve it beneath instead; what it names then is no link, so this fails
             // as readlink does on Linux (EINVAL for a directory, the resolution's errno else).
-            open_beneath(dir, &path, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            open_guarded(dir, &path, libc::O_PATH | libc::O_DIRECTORY, 0, &self.guard)?;
             return Err(errno::INVAL);
         }
         let p = parent_beneath(dir, &path)?;
@@ -519,18 +532,21 @@ impl WasiCtx {
     }
 
     /// Stat `path`: following symlinks through `openat2` (never outside), or the link itself.
+    /// Any type may be stat'ed (a stat opens nothing), but not a protected file.
     fn stat_path(&self, dir: RawFd, path: &str, follow: bool) -> Result<libc::stat, Errno> {
         if follow || path.ends_with('/') {
-            let f = open_beneath(dir, path, libc::O_PATH, 0)?;
+            let f = open_guarded(dir, path, libc::O_PATH, 0, &self.guard)?;
             return fstat(f.as_raw_fd());
         }
         let p = parent_beneath(dir, path)?;
         // SAFETY: fstatat on one component of a resolved directory, not following it.
-        unsafe {
+        let st = unsafe {
             let mut st: libc::stat = std::mem::zeroed();
             check(libc::fstatat(p.dir.as_raw_fd(), p.name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW))?;
-            Ok(st)
-        }
+            st
+        };
+        self.guard.check_file(&st)?;
+        Ok(st)
     }
 
     pub fn path_filestat_get(&mut self, mem: &mut Mem, fd: u32, flags: u32, path: u32, len: u32, out: u32) -> R {
@@ -544,13 +560,14 @@ impl WasiCtx {
         let times = timespecs(atim, mtim, fst)?;
         let path = mem.string(path, len)?;
         if flags & LOOKUP_SYMLINK_FOLLOW != 0 || path.ends_with('/') {
-            let f = open_beneath(dir, &path, libc::O_PATH, 0)?;
+            let f = open_guarded(dir, &path, libc::O_PATH, 0, &self.guard)?;
             // The host names its own resolved fd; no guest string reaches this path.
             let proc = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();
             // SAFETY: utimensat on our own fd's /proc entry with two valid timespecs.
             return check(unsafe { libc::utimensat(libc::AT_FDCWD, proc.as_ptr(), times.as_ptr(), 0) });
         }
         let p = parent_beneath(dir, &path)?;
+        self.guard.check_entry(p.dir.as_raw_fd(), &p.name)?;
         // SAFETY: utimensat on one component of a resolved directory, not following it.
         check(unsafe { libc::utimensat(p.dir.as_raw_fd(), p.name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
     }
@@ -612,11 +629,13 @@ impl WasiCtx {
         if fdfl & (fdflags::SYNC | fdflags::RSYNC) != 0 {
             flags |= libc::O_SYNC;
         }
-        let file = match open_beneath(dir, &path, flags | access, 0o666) {
+        // Only a regular file, a directory or a harmless character device, opened without
+        // blocking the host, never a protected file (path.rs).
+        let file = match open_guarded(dir, &path, flags | access, 0o666, &self.guard) {
             // A directory opened with write-ish rights: directories are opened read-only,
             // unless the caller really asked to write to it.
             Err(e) if e == errno::ISDIR && base & rights::FD_WRITE == 0 && oflags & oflags::CREAT == 0 => {
-                open_beneath(dir, &path, flags | libc::O_RDONLY | libc::O_DIRECTORY, 0)?
+                open_guarded(dir, &path, flags | libc::O_RDONLY | libc::O_DIRECTORY, 0, &self.guard)?
             }
             r => r?,
         };

@@ -3,7 +3,9 @@
 //! `HostCall` hypercall. The guest only ever names WASI fds; host fds live in the per-store
 //! handle table (`table.rs`). Every guest pointer, length and iovec array is checked against the
 //! calling instance's memory and read once (`mem.rs`). Paths are resolved beneath a preopen
-//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` (`path.rs`).
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, and what a guest
+//! can open there is only regular files, directories and a short list of harmless character
+//! devices, never a file the host protects (`path.rs`).
 
 mod abi;
 mod fs;
@@ -15,9 +17,11 @@ mod table;
 
 /// The path layer every WASI path goes through, public so that its confinement can be tested
 /// directly (`engine/tests/wasi_path_props.rs`): `open_beneath` resolves a guest path beneath a
-/// directory fd with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, and `parent_beneath`
-/// resolves all but its last component (for operations on one name). Errors are WASI errnos.
-pub use path::{open_beneath, parent_beneath, Parent};
+/// directory fd with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)` and
+/// the file-type policy (`open_guarded` adds protected files), and `parent_beneath` resolves
+/// all but its last component (for operations on one name). Errors are WASI errnos.
+/// `CHAR_DEVICES` and `PSEUDO_FILESYSTEMS` are the policy's tables.
+pub use path::{open_beneath, open_guarded, parent_beneath, Parent, Protected, CHAR_DEVICES, PSEUDO_FILESYSTEMS};
 
 use crate::{Caller, Error, Extern, Linker, Module, Store, Val};
 use abi::{errno, rights};
@@ -42,7 +46,9 @@ pub enum Stdio {
     Bytes(Arc<Vec<u8>>),
 }
 
-/// A host directory the guest may use, under the name `guest`.
+/// A host directory the guest may use, under the name `guest`. It must be a directory and not
+/// a pseudo filesystem (procfs, sysfs, ...: `PSEUDO_FILESYSTEMS`); the guest never crosses into
+/// another filesystem mounted below it.
 #[derive(Clone, Debug)]
 pub struct Preopen {
     pub host: PathBuf,
@@ -65,6 +71,22 @@ pub struct WasiConfig {
     pub max_fds: Option<usize>,
     /// Largest file size writes may produce (EFBIG beyond).
     pub max_file_size: Option<u64>,
+    /// Host files the guest may never reach, even through a preopen that contains them
+    /// (`protect`).
+    pub protected: Vec<PathBuf>,
+}
+
+impl WasiConfig {
+    /// Keep the host file `path` from the guest whatever is preopened: no open yields it (nor
+    /// a hard link of it), nothing is created, removed, renamed or linked in its directory, and
+    /// no directory or symlink on the way to it is renamed, removed or replaced (EACCES). For
+    /// files the host itself trusts, such as the artifact key. Resolved (by identity) when the
+    /// WASI context is created; a path that does not exist yet keeps the guest from creating
+    /// anything in the deepest directory on its way that does.
+    pub fn protect(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.protected.push(path.into());
+        self
+    }
 }
 
 /// Called when a VM store is created: starts what exit-free WASI will need (the TSC
@@ -88,6 +110,8 @@ pub struct WasiCtx {
     env: Vec<String>,
     table: Table,
     max_file_size: Option<u64>,
+    /// Host files no path operation may reach.
+    guard: path::Protected,
 }
 
 impl WasiCtx {
@@ -97,13 +121,10 @@ impl WasiCtx {
         table.insert(Handle::new(Object::Stdin(config.stdin), table::stdio_rights() & !rights::FD_WRITE, 0)).map_err(stdio_err)?;
         table.insert(Handle::new(Object::Stdout(config.stdout), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;
         table.insert(Handle::new(Object::Stderr(config.stderr), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;
+        let guard = path::Protected::new(&config.protected)
+            .map_err(|e| Error::Usage(format!("cannot protect {}: {e}", config.protected.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))))?;
         for p in config.preopens {
-            let dir = std::fs::File::open(&p.host)
-                .map_err(|e| Error::Usage(format!("cannot preopen {}: {e}", p.host.display())))?;
-            if !dir.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-                return Err(Error::Usage(format!("cannot preopen {}: not a directory", p.host.display())));
-            }
-            let fd = OwnedFd::from(dir);
+            let fd = path::open_preopen(&p.host).map_err(Error::Usage)?;
             let h = Handle::new(Object::Dir { fd, preopen: Some(p.guest.clone()) }, rights::DIR | rights::FD_READDIR, rights::ALL);
             table.insert(h).map_err(|_| Error::Usage("too many preopens for the fd limit".into()))?;
         }
@@ -113,7 +134,7 @@ impl WasiCtx {
             table.insert(h).map_err(|_| Error::Usage("too many listeners for the fd limit".into()))?;
         }
         let env = config.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-        Ok(WasiCtx { args: config.args, env, table, max_file_size: config.max_file_size })
+        Ok(WasiCtx { args: config.args, env, table, max_file_size: config.max_file_size, guard })
     }
 }
 

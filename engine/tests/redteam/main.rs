@@ -8,3 +8,4 @@
 
 mod common;
 mod artifact;
+mod files;
