@@ -798,3 +798,26 @@ fn compile_command() {
     assert_error(&o, "offset 0x");
     assert!(!Path::new(&s.path("bad.cwasm")).exists());
 }
+
+/// `-o` naming something that is not a regular file (a FIFO here; `/dev/null` in practice) is
+/// written in place: renaming a temporary file over it would replace it (a device node with a
+/// plain file).
+#[test]
+fn compile_output_to_a_fifo_is_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = Scratch::new();
+    let m = s.write("fib.wat", FIB);
+    let fifo = s.path("out.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let o = s.wasce().arg("compile").arg(&m).arg("-o").arg(&fifo).output().unwrap();
+    assert_code(&o, 0);
+    let bytes = reader.join().unwrap();
+    assert!(wasce_engine::is_artifact(&bytes), "the artifact went through the FIFO");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is still a FIFO");
+}

@@ -28,8 +28,14 @@ pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool) -> Result<ExitC
             other => other,
         })?
     };
-    // Write a temporary file and rename it over `out`: a process that has the old artifact
-    // mapped keeps its pages, and nobody sees a half-written file.
+    // Something that is not a regular file (`-o /dev/null`, a pipe) is written in place: renaming
+    // over it would replace a device node with a file.
+    if std::fs::metadata(&out).is_ok_and(|m| !m.is_file()) {
+        return std::fs::write(&out, &artifact)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| Error::Usage(format!("cannot write {}: {e}", out.display())));
+    }
+    // Write a temporary file and rename it over `out`: nobody sees a half-written file.
     let name = out.file_name().map_or("artifact".into(), |n| n.to_string_lossy().into_owned());
     let tmp = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let written = std::fs::write(&tmp, &artifact).and_then(|()| std::fs::rename(&tmp, &out));

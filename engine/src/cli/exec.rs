@@ -250,7 +250,15 @@ fn wasi_config(a: &ExecArgs) -> Result<WasiConfig, Error> {
     if a.invoke.is_none() {
         argv.extend(a.args.iter().cloned());
     }
-    Ok(WasiConfig { args: argv, env, preopens, listeners, ..WasiConfig::default() })
+    let mut config = WasiConfig { args: argv, env, preopens, listeners, ..WasiConfig::default() };
+    // The artifact key authenticates every artifact and cache entry. It exists before any
+    // guest runs (so that no guest can plant one where it would be created) and no preopen
+    // reaches it, whatever is preopened (`/`, `$HOME`).
+    if let Some(key) = wasce_engine::key::default_path() {
+        wasce_engine::key::user_key()?;
+        config.protect(key);
+    }
+    Ok(config)
 }
 
 fn print_stats(store: &Store, t: &Timings, total: Duration) {

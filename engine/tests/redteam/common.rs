@@ -9,11 +9,20 @@ use std::process::{Command, Output};
 /// touches the user's.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
+    /// `WASCE_KEY_FILE` for every `wasce` run, when set.
+    pub key: Option<PathBuf>,
 }
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().unwrap() }
+        Scratch { dir: tempfile::tempdir().unwrap(), key: None }
+    }
+
+    /// A scratch whose `wasce` runs use the artifact key at `name` (relative to the scratch).
+    pub fn with_key(name: &str) -> Scratch {
+        let mut s = Scratch::new();
+        s.key = Some(s.path(name));
+        s
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -35,6 +44,9 @@ impl Scratch {
         c.env("WASCE_CACHE_DIR", self.path("cache"))
             .env_remove("WASCE_KVM_DEVICE")
             .env_remove("WASCE_WASI_TRACE");
+        if let Some(key) = &self.key {
+            c.env("WASCE_KEY_FILE", key);
+        }
         c
     }
 }

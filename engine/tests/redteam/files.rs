@@ -609,3 +609,42 @@ fn protected_path_through_a_symlink_and_a_missing_key() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `wasce exec` itself protects the user's artifact key: with the home directory that holds it
+/// preopened (as `--dir ~` would), the guest can neither read nor overwrite, remove, or rename
+/// away the key or a directory on its path, and the key is unchanged afterwards. (The key
+/// exists before the guest runs: `exec` creates it first, so no guest can plant one.)
+#[test]
+fn exec_protects_the_artifact_key_under_a_home_preopen() {
+    kvm_required();
+    for (name, mode) in MODES {
+        let s = Scratch::with_key("home/.config/wasce/artifact.key");
+        let home = s.path("home");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join("mine.txt"), "mine").unwrap();
+        let probes: Vec<String> = [
+            "3r.config/wasce/artifact.key",
+            "3w.config/wasce/artifact.key",
+            "3t.config/wasce/artifact.key",
+            "3u.config/wasce/artifact.key",
+            "3n.config|stolen",
+            "3n.config/wasce|.config/w2",
+            "3nmine.txt|.config/wasce/artifact.key",
+            "3c.config/wasce/new.key",
+            "3rmine.txt",
+        ]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+        let lines = probe(&s, mode, &[format!("{}::.", home.display())], &probes).unwrap_or_else(|e| panic!("[{name}] {e}"));
+        let key = s.key.clone().unwrap();
+        let before = std::fs::read(&key).expect("exec created the key before the guest ran");
+        assert_eq!(before.len(), 32);
+        for (p, line) in probes.iter().zip(&lines).take(probes.len() - 1) {
+            assert_eq!(line.split(' ').next(), Some(ACCES), "[{name}] {p}: got `{line}`");
+        }
+        assert!(lines.last().unwrap().starts_with("0 0 4"), "[{name}] the guest's own file still reads: {lines:?}");
+        assert_eq!(std::fs::read(&key).unwrap(), before, "[{name}] the key changed");
+        assert!(home.join("mine.txt").exists() && !home.join("stolen").exists());
+    }
+}
