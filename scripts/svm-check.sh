@@ -7,7 +7,8 @@
 #   scripts/svm-check.sh [--carry PATH]... [--timeout SECONDS] -- 'COMMAND' ['COMMAND'...]
 #
 # Inside the guest the repository's files named with --carry (relative to the repository root;
-# binaries are stripped of debug info) are under /w, which is also the working directory, and
+# binaries are stripped of debug info) are under /w, which is also the working directory and is
+# linked from the repository's own path (test binaries find `wasce` where cargo built it), and
 # ../shared/testsuite is at /shared/testsuite (so `../shared/testsuite/x.wast` works from /w).
 # target/debug/wasce is always carried (build it first). Each COMMAND runs with `sh -c`; its
 # output is shown, and the script exits non-zero unless every command exits 0. Guest code runs
@@ -103,6 +104,10 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
+repo=$(cat /repo-path)
+mkdir -p "$(dirname "$repo")"
+ln -s /w "$repo"
+[ -e "$(dirname "$repo")/shared" ] || ln -s /shared "$(dirname "$repo")/shared"
 for m in $(cat /modules/order); do
     [ "$m" = kvm-amd ] || insmod /modules/$m.ko
 done
@@ -116,6 +121,7 @@ echo "svm-check: done"
 poweroff -f
 EOF
 chmod +x "$root/init"
+echo "$repo" > "$root/repo-path"
 echo "${order[*]}" > "$root/modules/order"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.gz"
 
