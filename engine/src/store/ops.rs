@@ -239,14 +239,13 @@ impl Store {
     }
 
     pub(crate) fn table_init(&mut self, instance: InstanceId, table: u32, elem: u32, dst: u64, src: u64, len: u64) -> Result<(), Trap> {
+        let t = self.table_index(instance, table).ok_or(Trap::TableAccessOutOfBounds)?;
         let inst = self.instances.get(instance.0 as usize).ok_or(Trap::TableAccessOutOfBounds)?;
         let items = inst.elems.get(elem as usize).ok_or(Trap::TableAccessOutOfBounds)?;
         let s = checked_range(src, len, items.len()).ok_or(Trap::TableAccessOutOfBounds)?;
-        let items: Vec<u64> = items[s].to_vec();
-        let t = self.table_index(instance, table).ok_or(Trap::TableAccessOutOfBounds)?;
         let elems = self.tables[t].elems_mut();
         let d = checked_range(dst, len, elems.len()).ok_or(Trap::TableAccessOutOfBounds)?;
-        elems[d].copy_from_slice(&items);
+        elems[d].copy_from_slice(&items[s]);
         Ok(())
     }
 
