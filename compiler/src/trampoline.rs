@@ -4,7 +4,9 @@
 //!   runtime) calls a wasm function: arguments are read from, and results written to, an array
 //!   of 16-byte slots.
 //! * host: a wasm-signature function that stores its arguments in such an array and calls the
-//!   `HostCall` builtin; the "callee vmctx" of a host function is its id in the store.
+//!   `HostCall` builtin; the "callee vmctx" of a host function is its import record (the
+//!   address of the import's `VMFuncRef` in the importer's vmctx), which the host looks up in
+//!   its own index and never dereferences.
 
 use crate::builtins::Builtin;
 use crate::module::FuncType;

@@ -3,6 +3,11 @@
 //! One reservation per store, committed as it fills and never moved, so addresses are stable.
 //! It holds nothing but guest-visible data: in the VM it is mapped into the guest 1:1, so no
 //! host data may ever share its pages.
+//!
+//! Blocks are zero when handed out, even in the VM, where the guest can write whatever it can
+//! see: the store maps only the pages that blocks have been handed out from (`exposed`), and the
+//! part of a new block that lies on an already exposed page is zeroed here. So a block never
+//! needs filling with zeros, and a table of null elements costs no host memory until used.
 
 use crate::error::Error;
 
@@ -35,7 +40,16 @@ impl Arena {
         self.committed
     }
 
+    /// Bytes from `base` that blocks have been handed out from, in whole pages: all the guest
+    /// may ever see of the arena.
+    pub fn exposed(&self) -> u64 {
+        self.next.next_multiple_of(4096)
+    }
+
     /// `size` zeroed bytes aligned to `align` (a power of two up to 4096).
+    ///
+    /// Blocks are never freed: a caller that abandons one may give its whole pages back to the
+    /// kernel with `release`.
     pub fn alloc(&mut self, size: u64, align: u64) -> Result<*mut u8, Error> {
         let start = self.next.next_multiple_of(align);
         let end = start.checked_add(size.max(1)).filter(|e| *e <= ARENA_RESERVE).ok_or_else(|| {
@@ -56,10 +70,32 @@ impl Arena {
             }
             self.committed = target;
         }
+        // The part of the block on a page that was exposed before may have been written by the
+        // guest: zero it (at most one page). The rest has never been exposed, so it is still
+        // zero from when it was committed.
+        let seen = self.exposed().min(end);
+        if seen > start {
+            // SAFETY: [start, seen) is committed, inside the reservation, and handed out to nobody.
+            unsafe { std::ptr::write_bytes(self.base.add(start as usize), 0, (seen - start) as usize) };
+        }
         self.next = end;
-        // SAFETY: start < committed, inside the reservation; fresh pages are zero and the
-        // arena never hands out the same bytes twice.
+        // SAFETY: start < committed, inside the reservation; the block is zero (see above) and
+        // the arena never hands out the same bytes twice.
         Ok(unsafe { self.base.add(start as usize) })
+    }
+}
+
+impl Arena {
+    /// Give the whole pages inside the abandoned block `[ptr, ptr + size)` back to the kernel
+    /// (they read as zeros afterwards). The block is never handed out again.
+    pub fn release(&mut self, ptr: *mut u8, size: u64) {
+        let start = (ptr as u64).next_multiple_of(4096);
+        let end = (ptr as u64 + size) / 4096 * 4096;
+        if end > start && start >= self.base() && end <= self.base() + self.committed {
+            // SAFETY: whole pages of our committed range inside a block nobody uses any more;
+            // MADV_DONTNEED on private anonymous memory only makes them read as zeros.
+            unsafe { libc::madvise(start as *mut _, (end - start) as usize, libc::MADV_DONTNEED) };
+        }
     }
 }
 

@@ -148,7 +148,8 @@ pub const RING_CANCELLED: u32 = 4;
 pub const WCTX_MEMORY: u64 = 0;
 /// Context: address of the shared WASI data (`WD_*`).
 pub const WCTX_DATA: u64 = 8;
-/// Context: the fallback (host-call trampoline) and its callee vmctx (the host function id).
+/// Context: the fallback (host-call trampoline) and its callee vmctx (the import record: the
+/// address of the import's `VMFuncRef` in the importer's vmctx, the host's key for the import).
 pub const WCTX_FALLBACK_CODE: u64 = 16;
 pub const WCTX_FALLBACK_VMCTX: u64 = 24;
 pub const WCTX_SIZE: u64 = 32;

@@ -90,6 +90,8 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
     }
     if let Some(n) = a.max_table_elements {
         config.max_table_elements = n;
+        // One table may use all of its limit; the store-wide bound never asks for less.
+        config.max_table_elements_total = config.max_table_elements_total.max(n);
     }
     if let Some(bytes) = a.max_stack {
         config.max_wasm_stack = usize::try_from(bytes).map_err(|_| Error::Usage(format!("--max-stack {bytes} is too large")))?;

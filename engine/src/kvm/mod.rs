@@ -7,9 +7,10 @@
 //! * `paging`: the host-built page tables.
 //! * `kick`: timeouts via a signal and `immediate_exit`.
 //!
-//! What the guest can reach: its code images (read-execute), the store arena (vmctx, tables,
-//! globals), linear memories up to their current size, its stack, the runtime page and the
-//! hypercall page. Nothing else of the host is mapped.
+//! What the guest can reach: its code images (read-execute), the store arena as far as blocks
+//! have been handed out (vmctx, tables, globals), linear memories up to their current size, its
+//! stack, the runtime page and the hypercall page. Nothing else of the host is mapped, and a
+//! region is unmapped (`Vm::unmap`) before the host frees it.
 
 mod flavour;
 mod kick;
@@ -68,6 +69,8 @@ struct Mapping {
     /// Bytes with present PTEs.
     mapped: u64,
     perm: Perm,
+    /// The memslots covering `[gpa, gpa + slotted)`.
+    slots: Vec<u32>,
 }
 
 /// An anonymous mapping owned by the VM, unmapped on drop.
@@ -108,8 +111,12 @@ pub struct Vm {
     system: *mut u8,
     pt: PageTables,
     mappings: HashMap<u64, Mapping>,
+    /// Guest-physical space is handed out upwards and never reused, so a translation left
+    /// over from an unmapped region can only ever lead to memory with no memslot.
     next_gpa: u64,
     next_slot: u32,
+    /// Memslot ids given back by `unmap`.
+    free_slots: Vec<u32>,
     /// The last exit left an MMIO load for KVM to complete on the next KVM_RUN.
     io_pending: bool,
     stack: *mut u8,
@@ -259,6 +266,7 @@ impl Vm {
             mappings: HashMap::new(),
             next_gpa: DYNAMIC_GPA,
             next_slot: 1,
+            free_slots: Vec::new(),
             io_pending: false,
             stack,
             stack_size,
@@ -410,7 +418,7 @@ impl Vm {
         if !self.mappings.contains_key(&host) {
             let gpa = self.next_gpa;
             self.next_gpa += reserve.max(PAGE_SIZE);
-            self.mappings.insert(host, Mapping { gpa, reserved: reserve, slotted: 0, mapped: 0, perm });
+            self.mappings.insert(host, Mapping { gpa, reserved: reserve, slotted: 0, mapped: 0, perm, slots: Vec::new() });
         }
         let m = self.mappings.get_mut(&host).unwrap();
         if len > m.reserved {
@@ -419,17 +427,26 @@ impl Vm {
         let (gpa, perm) = (m.gpa, m.perm);
         while m.slotted < len {
             let size = (m.slotted.max(64 * 1024)).max(len - m.slotted).min(m.reserved - m.slotted);
+            let slot = self.free_slots.pop().unwrap_or(self.next_slot);
             let region = kvm_userspace_memory_region {
-                slot: self.next_slot,
+                slot,
                 flags: 0,
                 guest_phys_addr: gpa + m.slotted,
                 memory_size: size,
                 userspace_addr: host + m.slotted,
             };
             // SAFETY: the host range is part of a live reservation owned by the store, which
-            // outlives this VM (the store drops its VM first).
-            unsafe { self.vm.set_user_memory_region(region) }.map_err(|e| kvm_err("add memslot", e))?;
-            self.next_slot += 1;
+            // outlives this VM (the store drops its VM first) or unmaps it before freeing it.
+            if let Err(e) = unsafe { self.vm.set_user_memory_region(region) } {
+                if slot != self.next_slot {
+                    self.free_slots.push(slot);
+                }
+                return Err(kvm_err("add memslot", e));
+            }
+            if slot == self.next_slot {
+                self.next_slot += 1;
+            }
+            m.slots.push(slot);
             m.slotted += size;
         }
         let mapped = m.mapped;
@@ -437,6 +454,36 @@ impl Vm {
             m.mapped = len;
             let pages = (len - mapped) / PAGE_SIZE;
             self.pt_map(host + mapped, gpa + mapped, pages, perm)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any of `[host, host + reserve)` is mapped into the guest.
+    pub fn is_mapped(&self, host: u64) -> bool {
+        self.mappings.contains_key(&host)
+    }
+
+    /// Take back the mapping of the region at `host` (a no-op if there is none), before the
+    /// host frees that memory: its PTEs become non-present and its memslots are deleted, which
+    /// makes KVM drop every translation to the host pages. Its guest-physical range is never
+    /// handed out again. Only while the guest is not running.
+    ///
+    /// On an error the region may still be reachable from the guest: the caller must then keep
+    /// the host memory alive (never free it) for as long as the VM lives.
+    pub fn unmap(&mut self, host: u64) -> Result<(), Error> {
+        let Some(mut m) = self.mappings.remove(&host) else { return Ok(()) };
+        self.pt.unmap(host, m.mapped / PAGE_SIZE);
+        m.mapped = 0;
+        while let Some(&slot) = m.slots.last() {
+            let region = kvm_userspace_memory_region { slot, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 };
+            // SAFETY: deleting one of this region's memslots; nothing of the host is mapped.
+            if let Err(e) = unsafe { self.vm.set_user_memory_region(region) } {
+                // Keep the record: the region is still (partly) in the guest.
+                self.mappings.insert(host, m);
+                return Err(kvm_err("delete memslot", e));
+            }
+            m.slots.pop();
+            self.free_slots.push(slot);
         }
         Ok(())
     }

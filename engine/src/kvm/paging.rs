@@ -91,6 +91,45 @@ impl PageTables {
         Some(table)
     }
 
+    /// The leaf table covering `gva`, if it exists (never allocates).
+    fn existing_leaf_table(&mut self, gva: u64) -> Option<u64> {
+        let mut table = self.pml4;
+        for shift in [39u64, 30, 21] {
+            let e = self.entry(table, (gva >> shift) & 511);
+            // SAFETY: `e` points into a page-table page of slot 0.
+            let v = unsafe { *e };
+            if v & PTE_P == 0 {
+                return None;
+            }
+            table = v & ADDR_MASK;
+        }
+        Some(table)
+    }
+
+    /// Make `pages` pages from `gva` non-present. Table pages stay allocated (they are reused
+    /// if the range is mapped again). Whoever unmaps must also make sure no stale translation
+    /// can reach host memory: `Vm::unmap` deletes the memslots behind the range, which makes
+    /// KVM drop its translations, and never reuses those guest-physical addresses.
+    pub fn unmap(&mut self, gva: u64, pages: u64) {
+        let mut i = 0;
+        while i < pages {
+            let va = gva + i * PAGE_SIZE;
+            let mut index = (va >> 12) & 511;
+            let Some(leaf) = self.existing_leaf_table(va) else {
+                // No leaf table: skip to the next one.
+                i += 512 - index;
+                continue;
+            };
+            while index < 512 && i < pages {
+                let e = self.entry(leaf, index);
+                // SAFETY: `e` points into a leaf table of slot 0.
+                unsafe { *e = 0 };
+                index += 1;
+                i += 1;
+            }
+        }
+    }
+
     /// Map `pages` pages from `gva` to `gpa`. Only ever turns non-present entries present, which
     /// needs no TLB flush on this hypervisor. Returns false when the pool is exhausted.
     pub fn map(&mut self, gva: u64, gpa: u64, pages: u64, perm: Perm) -> bool {

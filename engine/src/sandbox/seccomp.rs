@@ -87,7 +87,7 @@ pub const BASE: Group = Group {
         any(SYS_rt_sigprocmask, "glibc blocks signals while a thread exits"),
         any(SYS_sigaltstack, "Rust's runtime removes a thread's alternate signal stack when the thread ends"),
         any(SYS_munmap, "free(): large blocks, a trimmed heap; a thread's signal stack when it ends"),
-        when(SYS_madvise, &[Cond::Eq(2, konst(MADV_DONTNEED as i64))], "free() returns pages; glibc releases an exiting thread's stack"),
+        when(SYS_madvise, &[Cond::Eq(2, konst(MADV_DONTNEED as i64))], "free() returns pages; glibc releases an exiting thread's stack; table.grow gives back the arena pages of a table it moved"),
         any(SYS_clock_gettime, "Instant::now when the vDSO falls back to the system call; thread CPU time"),
         any(SYS_sched_yield, "back-off while waiting for another thread (ring server busy flag)"),
     ],
@@ -161,7 +161,7 @@ pub const KVM: Group = Group {
         when(
             SYS_ioctl,
             &[Cond::Eq(1, Value::Const(KVM_SET_USER_MEMORY_REGION))],
-            "KVM_SET_USER_MEMORY_REGION: memory.grow, table.grow and arena growth add memslots",
+            "KVM_SET_USER_MEMORY_REGION: memory.grow, table.grow and arena growth add memslots; a failed instantiation deletes those of what it created before freeing it",
         ),
         when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_SREGS))], "KVM_SET_SREGS: re-establish the vCPU after KVM reset it (standard KVM: a triple fault, an unexpected exit)"),
         when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_XCRS))], "KVM_SET_XCRS: re-establish XCR0 after a vCPU reset (standard KVM)"),

@@ -313,3 +313,33 @@ fn software_interrupts_and_syscalls_fault_cleanly() {
     code.extend_from_slice(&[0x0f, 0x0b]); // ud2
     expect_clean_fault(&mut f, &code, "ud2 with a wild stack pointer");
 }
+/// `Vm::unmap` (what a failed instantiation uses before freeing host memory): a page the guest
+/// has just read (so its translation may be cached) faults once unmapped, the store keeps
+/// working, and the same host page mapped again is reached through fresh guest-physical memory.
+#[test]
+fn unmapped_host_memory_is_out_of_the_guests_reach() {
+    for transport in [HostcallTransport::Ring, HostcallTransport::Exit] {
+        let mut f = fixture_with(transport);
+        let page = crate::os::map_anonymous(4096, libc::PROT_READ | libc::PROT_WRITE).unwrap();
+        // SAFETY: a fresh read-write page; it is leaked (the VM may map it until it drops).
+        unsafe { (page as *mut u64).write(0x1234_5678) };
+        let mut read = mov_imm64(0xb8, page as u64); // mov rax, page
+        read.extend_from_slice(&[0x48, 0x8b, 0x00]); // mov rax, [rax]
+        read.extend(store_rax(0));
+        read.push(0xc3);
+        f.store.request_map(page as u64, 4096, 4096, Perm::ReadWrite);
+        f.store.flush_maps().unwrap();
+        let (r, values) = f.run(&read);
+        r.unwrap();
+        assert_eq!(values[0] as u64, 0x1234_5678, "{transport:?}: mapped");
+        assert!(f.store.unmap_host_range(page as u64));
+        assert!(!f.store.vm.as_ref().unwrap().is_mapped(page as u64));
+        expect_clean_fault(&mut f, &read, "read of an unmapped page");
+        f.store.request_map(page as u64, 4096, 4096, Perm::ReadWrite);
+        f.store.flush_maps().unwrap();
+        let (r, values) = f.run(&read);
+        r.unwrap();
+        assert_eq!(values[0] as u64, 0x1234_5678, "{transport:?}: mapped again");
+        f.still_works();
+    }
+}

@@ -1,7 +1,15 @@
 //! Instantiation: check imports, fill the vmctx, create defined memories, tables and globals,
 //! run active segments and the start function.
+//!
+//! It happens in two stages. First everything that can fail for lack of resources or limits
+//! (the vmctx, memories, tables, contexts) is created; if any of it fails, all of it is rolled
+//! back: what was queued for the guest is forgotten, what the VM already mapped is unmapped,
+//! and only then is the host memory freed, so the guest can never reach freed (or reused) host
+//! memory. Then the instance exists (it is registered and its memory mapped) and the segments
+//! and the start function run; a trap there leaves the instance in the store, as the spec
+//! requires (its functions may already be in imported tables), so nothing of it is freed.
 
-use super::{Extern, FuncData, FuncId, GlobalId, GlobalObj, InstanceData, InstanceId, Isolation, Module, Store, VMDef};
+use super::{Extern, FuncData, FuncId, GlobalId, GlobalObj, InstanceData, InstanceId, Isolation, Module, Quarantined, Store, VMDef};
 use crate::error::Error;
 use crate::kvm::Perm;
 use crate::{builtins, types};
@@ -42,15 +50,92 @@ impl Store {
         for (i, ext) in imports.iter().enumerate() {
             self.check_import(module, i, *ext)?;
         }
+        let mut mark = Mark {
+            funcs: self.funcs.len(),
+            memories: self.memories.len(),
+            tables: self.tables.len(),
+            globals: self.globals.len(),
+            table_elements: self.table_elements,
+            new_code: !self.mapped_code.contains(&module.code_base()),
+            vmctx: None,
+        };
+        let (inst, records) = match self.build_instance(module, imports, &mut mark) {
+            Ok(built) => built,
+            Err(e) => {
+                self.roll_back(module, &mark, false);
+                return Err(e);
+            }
+        };
+        let id = self.instances.len() as u32;
+        let vm = inst.vmctx;
+        self.vmctx_index.insert(vm as u64, id);
+        for record in records {
+            self.host_imports.insert(record.0, (id, record.1));
+        }
+        self.instances.push(inst);
+        if let Err(e) = self.flush_maps() {
+            self.roll_back(module, &mark, true);
+            return Err(e);
+        }
+        let instance = InstanceId(id);
+        self.init_instance(instance)?;
+        Ok(instance)
+    }
+
+    /// Take back everything a failed instantiation created, guest mappings first: see the
+    /// module documentation. `registered`: the instance was already pushed and indexed.
+    fn roll_back(&mut self, module: &Module, mark: &Mark, registered: bool) {
+        if registered {
+            let id = self.instances.len() as u32 - 1;
+            let inst = self.instances.pop().expect("the instance being rolled back");
+            self.vmctx_index.remove(&(inst.vmctx as u64));
+            self.host_imports.retain(|_, (importer, _)| *importer != id);
+        }
+        // Memories: out of the guest, then freed (or kept if KVM would not let go of them).
+        let memories: Vec<_> = self.memories.drain(mark.memories..).collect();
+        for obj in memories {
+            if !self.unmap_host_range(obj.mem.base() as u64) {
+                self.quarantine.push(Quarantined::Memory(obj.mem));
+            }
+        }
+        if mark.new_code {
+            let code_base = module.code_base();
+            self.mapped_code.remove(&code_base);
+            if !self.unmap_host_range(code_base) {
+                self.quarantine.push(Quarantined::Code(module.clone()));
+            }
+        }
+        // Tables and globals live in the arena (never freed, never unmapped: it holds only
+        // guest-visible data); the blocks are abandoned, their pages given back.
+        for table in self.tables.drain(mark.tables..) {
+            self.arena.release(table.base as *mut u8, table.cap * 8);
+        }
+        self.table_elements = mark.table_elements;
+        self.globals.truncate(mark.globals);
+        self.funcs.truncate(mark.funcs);
+        if let Some((vmctx, size)) = mark.vmctx {
+            // SAFETY: the failed instance's vmctx block in the arena, which nothing uses any more;
+            // cleared so that it names no code, memory or host function.
+            unsafe { std::ptr::write_bytes(vmctx, 0, size) };
+        }
+    }
+
+    /// Everything of a new instance that can fail for lack of resources or limits, with no
+    /// effect visible outside the store's own records: the vmctx, functions, memories, tables,
+    /// globals, element values, and the host-function import records to register.
+    fn build_instance(&mut self, module: &Module, imports: &[Extern], mark: &mut Mark) -> Result<(InstanceData, Vec<(u64, FuncId)>), Error> {
+        let info = &module.compiled.info;
         let layout = module.compiled.layout;
         let id = self.instances.len() as u32;
         let vm = self.arena_alloc(layout.size as u64, 16)?;
+        mark.vmctx = Some((vm, layout.size as usize));
         let code_base = module.code_base();
-        if !self.mapped_code.contains(&code_base) {
+        if mark.new_code {
             self.mapped_code.insert(code_base);
             let len = (module.compiled.code.len() as u64).max(1);
             self.request_map(code_base, len, len, Perm::ReadExecute);
         }
+        let mut records = Vec::new();
         let mut inst = InstanceData {
             module: module.clone(),
             vmctx: vm,
@@ -88,15 +173,22 @@ impl Store {
                             }
                         }
                         FuncData::Host { ty: hty, .. } => {
+                            // The callee "vmctx" of a host import is its import record: the
+                            // address of this very VMFuncRef, the host's key for (this
+                            // instance, this function); see `ops::host_call`.
+                            let record = vm as u64 + off as u64;
                             inst.write_u64(off + vmctx::FUNCREF_CODE, code_base + module.compiled.host_trampolines[*ty as usize].offset as u64);
-                            inst.write_u64(off + vmctx::FUNCREF_VMCTX, f.0 as u64);
+                            inst.write_u64(off + vmctx::FUNCREF_VMCTX, record);
                             inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, types::type_id(hty));
+                            records.push((record, f));
                         }
                         FuncData::Guest { ty: hty, routine, data, .. } => {
                             // The context is per importing instance (it names this instance's
-                            // memory); it is filled once the memories exist, below.
+                            // memory); it is filled once the memories exist, below. Its
+                            // fallback names the import record, as above.
                             guest_imports.push((fi, f, *routine, *data, *ty));
                             inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, types::type_id(hty));
+                            records.push((vm as u64 + off as u64, f));
                         }
                     }
                     inst.funcs.push(f);
@@ -146,12 +238,13 @@ impl Store {
         }
 
         // Exit-free guest functions: a context naming this instance's memory 0.
-        for (index, f, routine, data, ty) in guest_imports {
+        for (index, _, routine, data, ty) in guest_imports {
             use wasce_hypercall::*;
             let ctx = self.arena_alloc(WCTX_SIZE, 16)?;
             let memory = inst.memories.first().map_or(0, |m| self.memories[m.0 as usize].def as u64);
             let fallback = code_base + module.compiled.host_trampolines[ty as usize].offset as u64;
-            for (field, value) in [(WCTX_MEMORY, memory), (WCTX_DATA, data), (WCTX_FALLBACK_CODE, fallback), (WCTX_FALLBACK_VMCTX, f.0 as u64)] {
+            let record = vm as u64 + layout.funcref(index) as u64;
+            for (field, value) in [(WCTX_MEMORY, memory), (WCTX_DATA, data), (WCTX_FALLBACK_CODE, fallback), (WCTX_FALLBACK_VMCTX, record)] {
                 // SAFETY: a fresh WCTX_SIZE arena block.
                 unsafe { (ctx.add(field as usize) as *mut u64).write(value) };
             }
@@ -180,12 +273,14 @@ impl Store {
         }
         let elems = info.elems.iter().map(|seg| seg.items.iter().map(|e| self.eval_const(&inst, e) as u64).collect()).collect();
         inst.elems = elems;
+        debug_assert_eq!(id as usize, self.instances.len());
+        Ok((inst, records))
+    }
 
-        let module = inst.module.clone();
-        self.vmctx_index.insert(vm as u64, id);
-        self.instances.push(inst);
-        self.flush_maps()?;
-        let instance = InstanceId(id);
+    /// Run a registered instance's active segments and start function.
+    fn init_instance(&mut self, instance: InstanceId) -> Result<(), Error> {
+        let id = instance.0;
+        let module = self.instances[id as usize].module.clone();
 
         // Active element segments, then data segments; declared segments are dropped.
         for (i, seg) in module.compiled.info.elems.iter().enumerate() {
@@ -227,7 +322,7 @@ impl Store {
             let f = self.instances[id as usize].funcs[start as usize];
             self.call(f, &[])?;
         }
-        Ok(instance)
+        Ok(())
     }
 
     fn eval_const(&self, inst: &InstanceData, expr: &ConstExpr) -> u128 {
@@ -245,3 +340,16 @@ impl Store {
     }
 }
 
+
+/// What the store held before an instantiation, to roll back to.
+struct Mark {
+    funcs: usize,
+    memories: usize,
+    tables: usize,
+    globals: usize,
+    table_elements: u64,
+    /// The module's code was not yet mapped into this store's VM.
+    new_code: bool,
+    /// The new instance's vmctx block and its size, once allocated.
+    vmctx: Option<(*mut u8, usize)>,
+}

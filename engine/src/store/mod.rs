@@ -13,6 +13,8 @@ mod call;
 pub(crate) use call::prime_thread_stack;
 mod instantiate;
 mod ops;
+#[doc(hidden)]
+pub mod testing;
 
 use crate::arena::Arena;
 use crate::code::LoadedModule;
@@ -52,11 +54,22 @@ pub enum HostcallTransport {
 }
 
 /// Limits and choices applied to everything a store creates.
+///
+/// What a store costs the host is bounded by these limits, never by a size a module declares:
+/// memories and tables are committed lazily (a declared minimum costs address space, and host
+/// memory only where the guest writes), and the limits that multiply (several tables, several
+/// instances) have a store-wide bound too.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     pub isolation: Isolation,
+    /// Pages of each linear memory.
     pub max_memory_pages: u64,
+    /// Elements of each table.
     pub max_table_elements: u64,
+    /// Elements of all the store's tables together, host-created ones included: declaring or
+    /// growing past it fails (instantiation with `Error::Limit`, `table.grow` with -1). Eight
+    /// bytes of host memory per element, at most, plus what growth leaves behind.
+    pub max_table_elements_total: u64,
     /// Bytes of native stack compiled code may use.
     pub max_wasm_stack: usize,
     /// Wall-clock limit of each call from the host (VM only).
@@ -74,6 +87,7 @@ impl Default for StoreConfig {
             isolation: Isolation::Kvm,
             max_memory_pages: MAX_PAGES,
             max_table_elements: 10_000_000,
+            max_table_elements_total: 10_000_000,
             max_wasm_stack: 1 << 20,
             timeout: None,
             hostcall: HostcallTransport::Auto,
@@ -98,9 +112,14 @@ pub enum Extern {
     Global(GlobalId),
 }
 
-/// What a host function sees: the store and the instance that called it.
+/// What a host function sees: the store and the instance it runs for.
 pub struct Caller<'a> {
     pub store: &'a mut Store,
+    /// The instance that imported the function, when compiled code called it (`None` when the
+    /// embedder called it with `Store::call`). A host function always runs for an instance that
+    /// imported it: when wasm of another instance calls it through a function reference (a
+    /// table, `ref.func`), it still runs for the importer, whose memory it acts on, as the
+    /// reference closes over its import.
     pub instance: Option<InstanceId>,
 }
 
@@ -213,6 +232,15 @@ pub struct Store {
     instances: Vec<InstanceData>,
     /// vmctx address → instance, to identify callers from guest-supplied values.
     vmctx_index: HashMap<u64, u32>,
+    /// Import record address → (importing instance, host function): the only names under which
+    /// compiled code can call a host function (see `ops::host_call`). A record is the address
+    /// of the import's `VMFuncRef` in the importer's vmctx; it is looked up, never dereferenced.
+    host_imports: HashMap<u64, (u32, FuncId)>,
+    /// Elements of all tables (their current sizes), against `max_table_elements_total`.
+    table_elements: u64,
+    /// Host memory that could not be taken out of the VM after a failed instantiation: kept
+    /// (never freed) for as long as the VM lives. Empty unless KVM refused to delete a memslot.
+    quarantine: Vec<Quarantined>,
     /// Code images already mapped into the VM.
     mapped_code: HashSet<u64>,
     /// Mappings the VM still has to make.
@@ -238,6 +266,13 @@ pub struct Stats {
     /// Host calls served over the ring.
     pub ring_calls: u64,
     pub calls: u64,
+}
+
+/// Host memory the guest may still reach, kept alive until the store drops (VM first).
+#[allow(dead_code)] // held only to delay the drop
+enum Quarantined {
+    Memory(LinearMemory),
+    Code(Module),
 }
 
 // SAFETY: raw pointers in the store point into memory the store owns; it is used by one
@@ -280,6 +315,9 @@ impl Store {
             globals: Vec::new(),
             instances: Vec::new(),
             vmctx_index: HashMap::new(),
+            host_imports: HashMap::new(),
+            table_elements: 0,
+            quarantine: Vec::new(),
             mapped_code: HashSet::new(),
             pending_maps: Vec::new(),
             guest_stack,
@@ -289,8 +327,8 @@ impl Store {
             pending_error: None,
             stats: Stats::default(),
         };
-        let (base, committed) = (store.arena.base(), store.arena.committed());
-        store.request_map(base, crate::arena::ARENA_RESERVE, committed, Perm::ReadWrite);
+        let (base, exposed) = (store.arena.base(), store.arena.exposed());
+        store.request_map(base, crate::arena::ARENA_RESERVE, exposed, Perm::ReadWrite);
         store.flush_maps()?;
         Ok(store)
     }
@@ -342,25 +380,42 @@ impl Store {
         }
     }
 
-    /// Record that the arena grew (it is mapped whole, up to what is committed).
+    /// Allocate from the arena, and record that more of it is exposed to the guest (it is
+    /// mapped up to the last page blocks were handed out from, see `Arena`).
     fn arena_alloc(&mut self, size: u64, align: u64) -> Result<*mut u8, Error> {
-        let before = self.arena.committed();
+        let before = self.arena.exposed();
         let p = self.arena.alloc(size, align)?;
-        if self.arena.committed() != before {
-            let (base, committed) = (self.arena.base(), self.arena.committed());
-            self.request_map(base, crate::arena::ARENA_RESERVE, committed, Perm::ReadWrite);
+        if self.arena.exposed() != before {
+            let (base, exposed) = (self.arena.base(), self.arena.exposed());
+            self.request_map(base, crate::arena::ARENA_RESERVE, exposed, Perm::ReadWrite);
         }
         Ok(p)
     }
 
-    /// Apply recorded mappings to the VM (when it is not running the guest).
+    /// Apply recorded mappings to the VM (when it is not running the guest). On an error the
+    /// requests not yet applied stay recorded.
     fn flush_maps(&mut self) -> Result<(), Error> {
         if let Some(vm) = self.vm.as_mut() {
-            for m in self.pending_maps.drain(..) {
-                vm.map(m.host, m.reserve, m.len, m.perm)?;
+            let mut pending = std::mem::take(&mut self.pending_maps).into_iter();
+            while let Some(m) = pending.next() {
+                if let Err(e) = vm.map(m.host, m.reserve, m.len, m.perm) {
+                    self.pending_maps = std::iter::once(m).chain(pending).collect();
+                    return Err(e);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Take host range `host` out of the guest before it is freed: forget requests to map it
+    /// and, if the VM has mapped it, unmap it. Returns false if it may still be mapped (then
+    /// the memory must never be freed).
+    fn unmap_host_range(&mut self, host: u64) -> bool {
+        self.pending_maps.retain(|m| m.host != host);
+        match self.vm.as_mut() {
+            Some(vm) => vm.unmap(host).is_ok(),
+            None => true,
+        }
     }
 
     // ---- Host-created objects -------------------------------------------------------------
@@ -430,17 +485,30 @@ impl Store {
         Ok(MemoryId(self.memories.len() as u32 - 1))
     }
 
+    /// A table of `ty.min` elements `init`. Its elements are a fresh arena block, which is zero
+    /// (null) without being written (see `Arena`): a null table costs host memory only where
+    /// elements are set, and its size counts against `max_table_elements_total`.
     fn add_table(&mut self, ty: TableType, init: u64, def: *mut VMDef) -> Result<TableId, Error> {
         let max = ty.max.unwrap_or(u32::MAX as u64).min(self.config.max_table_elements);
         if ty.min > max {
             return Err(Error::Limit(format!("table minimum of {} elements exceeds the limit of {max}", ty.min)));
         }
+        let total = self.table_elements.saturating_add(ty.min);
+        if total > self.config.max_table_elements_total {
+            return Err(Error::Limit(format!(
+                "a table of {} elements would bring the store's tables to {total} elements, over the limit of {} (max_table_elements_total)",
+                ty.min, self.config.max_table_elements_total
+            )));
+        }
         let cap = ty.min.max(4);
         let base = self.arena_alloc(cap * 8, 16)? as *mut u64;
         let mut table = TableObj { base, len: ty.min, cap, ty, max, def };
-        table.elems_mut().fill(init);
+        if init != 0 {
+            table.elems_mut().fill(init);
+        }
         table.sync_def();
         self.tables.push(table);
+        self.table_elements = total;
         Ok(TableId(self.tables.len() as u32 - 1))
     }
 

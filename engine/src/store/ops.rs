@@ -41,13 +41,29 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
             store.elem_drop(i, u32a);
             0
         }
-        Builtin::HostCall => store.host_call(i, a[0], a[1]),
+        Builtin::HostCall => store.host_call(a[0], a[1]),
     }
 }
 
 impl Store {
-    fn host_call(&mut self, caller: InstanceId, func: u64, values: u64) -> u64 {
-        let (ty, f) = match self.funcs.get(func as usize) {
+    /// The `HostCall` builtin: run the host function named by `record`, with arguments and
+    /// results in the value array at `values`.
+    ///
+    /// `record` is what the host-call trampoline got as its callee vmctx: the address of an
+    /// import record, the `VMFuncRef` of a host-function import in the importing instance's
+    /// vmctx. The host accepts it only if it is in its own index of the import records of
+    /// live instances, and then takes the function and the instance it runs for from that
+    /// index, never from guest memory. So a host function that no instance imported cannot be
+    /// called at all, and a host function never runs for an instance that did not import it.
+    ///
+    /// The boundary: compiled code of all instances of a store shares one VM (one address
+    /// space), and raw ring-3 code in it can read every vmctx, so it can name any live import
+    /// record of any instance of the store; the call then runs for that record's importer, with
+    /// its memory, which that code could reach anyway. Modules that must not share host
+    /// functions belong in different stores (different VMs).
+    fn host_call(&mut self, record: u64, values: u64) -> u64 {
+        let Some(&(importer, func)) = self.host_imports.get(&record) else { return 1 };
+        let (ty, f) = match self.funcs.get(func.0 as usize) {
             Some(FuncData::Host { ty, f } | FuncData::Guest { ty, f, .. }) => (ty, f),
             _ => return 1,
         };
@@ -65,7 +81,7 @@ impl Store {
         let slots = unsafe { std::slice::from_raw_parts_mut(values as *mut u128, nslots) };
         let args: Vec<Val> = ty.params.iter().zip(slots.iter()).map(|(t, s)| Val::from_slot(*t, *s)).collect();
         let mut results: Vec<Val> = ty.results.iter().map(|t| Val::null(*t)).collect();
-        match f(&mut super::Caller { store: self, instance: Some(caller) }, &args, &mut results) {
+        match f(&mut super::Caller { store: self, instance: Some(InstanceId(importer)) }, &args, &mut results) {
             Ok(()) => {
                 for (slot, r) in slots.iter_mut().zip(&results) {
                     *slot = r.to_slot();
@@ -153,26 +169,52 @@ impl Store {
         }
     }
 
+    /// `table.grow`: -1 past the table's limit or the store-wide one. New null elements are
+    /// not written where they are already zero, so growth costs host memory only for elements
+    /// that hold something.
     pub(crate) fn table_grow(&mut self, instance: InstanceId, table: u32, delta: u64, init: u64) -> u64 {
         let Some(t) = self.table_index(instance, table) else { return u64::MAX };
         let (old, cap, max) = (self.tables[t].len, self.tables[t].cap, self.tables[t].max);
         let Some(new) = old.checked_add(delta).filter(|n| *n <= max) else { return u64::MAX };
+        let Some(total) = self.table_elements.checked_add(delta).filter(|n| *n <= self.config.max_table_elements_total) else {
+            return u64::MAX;
+        };
         if new > cap {
             let new_cap = new.max(cap * 2).min(max.max(new));
             let Ok(base) = self.arena_alloc(new_cap * 8, 16) else { return u64::MAX };
             let base = base as *mut u64;
-            // SAFETY: copying the live elements into the new, larger arena block.
-            unsafe { std::ptr::copy_nonoverlapping(self.tables[t].base, base, old as usize) };
-            self.tables[t].base = base;
-            self.tables[t].cap = new_cap;
+            let old_base = self.tables[t].base;
+            // SAFETY: the live elements, and the new block (zero, `new_cap >= old` elements),
+            // are distinct arena blocks. Null elements are not copied: the new block is zero.
+            unsafe {
+                for i in 0..old as usize {
+                    let v = old_base.add(i).read();
+                    if v != 0 {
+                        base.add(i).write(v);
+                    }
+                }
+            }
+            // Not inside a guest call: map the new block now (inside one, the VM maps it before
+            // resuming). The table moves only once its new block is in the guest.
             if self.vm.is_some() && self.flush_maps().is_err() {
                 return u64::MAX;
             }
+            let old_cap = self.tables[t].cap;
+            self.tables[t].base = base;
+            self.tables[t].cap = new_cap;
+            self.arena.release(old_base as *mut u8, old_cap * 8);
         }
         let obj = &mut self.tables[t];
         obj.len = new;
-        obj.elems_mut()[old as usize..].fill(init);
+        // Elements past the old size are zero unless a guest in the VM wrote them (it can write
+        // the whole arena): make them `init`, writing only what differs.
+        for e in &mut obj.elems_mut()[old as usize..] {
+            if *e != init {
+                *e = init;
+            }
+        }
         obj.sync_def();
+        self.table_elements = total;
         old
     }
 
@@ -188,22 +230,22 @@ impl Store {
         let s = self.table_index(instance, src_t).ok_or(Trap::TableAccessOutOfBounds)?;
         let d = self.table_index(instance, dst_t).ok_or(Trap::TableAccessOutOfBounds)?;
         let sr = checked_range(src, len, self.tables[s].len as usize).ok_or(Trap::TableAccessOutOfBounds)?;
-        let items: Vec<u64> = self.tables[s].elems()[sr].to_vec();
-        let dst_elems = self.tables[d].elems_mut();
-        let dr = checked_range(dst, len, dst_elems.len()).ok_or(Trap::TableAccessOutOfBounds)?;
-        dst_elems[dr].copy_from_slice(&items);
+        let dr = checked_range(dst, len, self.tables[d].len as usize).ok_or(Trap::TableAccessOutOfBounds)?;
+        // No temporary copy (it would cost the host up to a whole table per call).
+        // SAFETY: both ranges were checked against their tables' sizes; `copy` allows overlap
+        // (the same table).
+        unsafe { std::ptr::copy(self.tables[s].base.add(sr.start), self.tables[d].base.add(dr.start), sr.len()) };
         Ok(())
     }
 
     pub(crate) fn table_init(&mut self, instance: InstanceId, table: u32, elem: u32, dst: u64, src: u64, len: u64) -> Result<(), Trap> {
+        let t = self.table_index(instance, table).ok_or(Trap::TableAccessOutOfBounds)?;
         let inst = self.instances.get(instance.0 as usize).ok_or(Trap::TableAccessOutOfBounds)?;
         let items = inst.elems.get(elem as usize).ok_or(Trap::TableAccessOutOfBounds)?;
         let s = checked_range(src, len, items.len()).ok_or(Trap::TableAccessOutOfBounds)?;
-        let items: Vec<u64> = items[s].to_vec();
-        let t = self.table_index(instance, table).ok_or(Trap::TableAccessOutOfBounds)?;
         let elems = self.tables[t].elems_mut();
         let d = checked_range(dst, len, elems.len()).ok_or(Trap::TableAccessOutOfBounds)?;
-        elems[d].copy_from_slice(&items);
+        elems[d].copy_from_slice(&items[s]);
         Ok(())
     }
 

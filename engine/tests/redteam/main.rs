@@ -9,3 +9,4 @@
 mod common;
 mod artifact;
 mod files;
+mod store;
