@@ -13,6 +13,7 @@ mod call;
 pub(crate) use call::prime_thread_stack;
 mod instantiate;
 mod ops;
+mod redteam;
 
 use crate::arena::Arena;
 use crate::code::LoadedModule;
@@ -226,6 +227,8 @@ pub struct Store {
     depth: u32,
     /// The error a host function reported, surfaced when its `HostError` trap unwinds.
     pending_error: Option<Error>,
+    /// The deadline of the guest call in progress (`config.timeout`), for host functions.
+    deadline: Option<std::time::Instant>,
     /// Counters: guest exits (VM) and calls.
     pub(crate) stats: Stats,
 }
@@ -287,6 +290,7 @@ impl Store {
             fuel,
             depth: 0,
             pending_error: None,
+            deadline: None,
             stats: Stats::default(),
         };
         let (base, committed) = (store.arena.base(), store.arena.committed());
@@ -321,6 +325,14 @@ impl Store {
 
     pub fn isolation(&self) -> Isolation {
         self.config.isolation
+    }
+
+    /// The deadline of the guest call in progress, when the store has a `timeout` (else None).
+    /// A host function that can block or run long must not outlast it: it waits at most until
+    /// then, and once it has passed it returns `Error::interrupt()`, which ends the call with
+    /// the same trap as the timeout's kick (the kick alone cannot stop a host function).
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
     }
 
     pub fn stats(&self) -> Stats {

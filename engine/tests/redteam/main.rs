@@ -7,3 +7,5 @@
 //! (`ring` and `exit`) unless the finding is specific to one of them (the docs say which).
 
 mod common;
+mod deadline;
+mod ring;
