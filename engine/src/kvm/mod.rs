@@ -375,6 +375,8 @@ impl Vm {
             let run = self.vcpu.run();
             if let Some(ring) = &self.ring {
                 if !ring.reclaim() {
+                    // The exit (if an MMIO one) is not completed: let the next call flush it.
+                    self.io_pending = true;
                     return Err(GuestStop::Other("a host call served over the ring panicked; the call was ended".into()));
                 }
             }

@@ -109,7 +109,9 @@ impl WasiCtx {
         if n == 0 {
             return Err(errno::INVAL);
         }
-        let raw = mem.slice(subs, n.checked_mul(48).ok_or(errno::FAULT)?)?.to_vec();
+        // Each subscription is copied out once, as it is read (not the whole array up front: a
+        // guest-sized copy that no deadline could interrupt).
+        let raw = mem.slice(subs, n.checked_mul(48).ok_or(errno::FAULT)?)?;
         mem.slice(events, n.checked_mul(32).ok_or(errno::FAULT)?)?;
         let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
         let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
@@ -128,6 +130,8 @@ impl WasiCtx {
         for (i, s) in raw.chunks_exact(48).enumerate() {
             // Millions of subscriptions take a while: keep the call's deadline meanwhile.
             self.deadline.check_every(i)?;
+            let s: [u8; 48] = s.try_into().map_err(|_| errno::FAULT)?;
+            let s = &s;
             let userdata = u64_at(s, 0);
             match s[8] {
                 0 => {

@@ -15,9 +15,14 @@ const TIMEOUT: Duration = Duration::from_millis(300);
 /// The bound the issue states: the run ends within 1 s of start + timeout.
 const GRACE: Duration = Duration::from_secs(1);
 
-/// Run `wat` under `--timeout 300ms` with stdin a pipe whose write end stays open until the
-/// run ends; assert the timeout's trap within the bound.
+/// Run `wat` under `--timeout 300ms` with stdin a pipe whose write end stays open and stdout a
+/// pipe nobody reads, until the run ends; assert the timeout's trap within the bound.
 fn assert_timeout_holds(name: &str, wat: &str) {
+    assert_timeout_holds_with(name, wat, |_| Vec::new());
+}
+
+/// The same, with more `wasce exec` options (`setup` prepares the scratch directory).
+fn assert_timeout_holds_with(name: &str, wat: &str, setup: impl Fn(&Scratch) -> Vec<String>) {
     kvm_required();
     for transport in ["ring", "exit"] {
         let s = Scratch::new();
@@ -25,6 +30,7 @@ fn assert_timeout_holds(name: &str, wat: &str) {
         let mut child = s
             .wasce()
             .args(["exec", "--isolation", "kvm", "--hostcall", transport, "--timeout", "300ms"])
+            .args(setup(&s))
             .arg(&module)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -134,6 +140,69 @@ fn poll_oneoff_sleep_of_an_hour() {
     (loop $again
       (drop (call $poll (i32.const 64) (i32.const 128) (i32.const 1) (i32.const 160)))
       (br $again))))"#,
+    );
+}
+
+/// Finding 3 (issue 12): `sock_accept` on a `--tcplisten` socket nobody connects to.
+#[test]
+fn accept_with_no_client() {
+    assert_timeout_holds_with(
+        "accept",
+        r#"(module
+  (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+  (memory 1)
+  (func (export "_start")
+    (loop $again
+      (drop (call $accept (i32.const 3) (i32.const 0) (i32.const 0)))
+      (br $again))))"#,
+        |_| vec!["--tcplisten".into(), "127.0.0.1:0".into()],
+    );
+}
+
+/// Finding 3 (issue 12): 1 MiB writes to stdout, a pipe nobody reads: once it is full, a write
+/// larger than its free space blocks even after `poll` said there was room (the case the
+/// repeated kick exists for).
+#[test]
+fn writes_to_a_full_pipe() {
+    assert_timeout_holds(
+        "fullpipe",
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory 17)
+  ;; ciovec at 0: 1 MiB at 64 KiB
+  (data (i32.const 0) "\00\00\01\00\00\00\10\00")
+  (func (export "_start")
+    (loop $again
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (br $again))))"#,
+    );
+}
+
+/// Finding 3 (issue 12): `path_open` of a FIFO beneath a preopen: the host's open waits for a
+/// writer that never comes (no readiness to poll for: the repeated kick cuts it short).
+#[test]
+fn opening_a_fifo_with_no_writer() {
+    assert_timeout_holds_with(
+        "fifo",
+        r#"(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (memory 1)
+  (data (i32.const 16) "fifo")
+  (func (export "_start")
+    (loop $again
+      ;; fd 3 (the preopen), "fifo", rights fd_read
+      (drop (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 4) (i32.const 0)
+        (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 32)))
+      (br $again))))"#,
+        |s| {
+            let dir = s.path("d");
+            std::fs::create_dir_all(&dir).unwrap();
+            let fifo = std::ffi::CString::new(dir.join("fifo").into_os_string().into_encoded_bytes()).unwrap();
+            // SAFETY: mkfifo with a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+            vec!["--dir".into(), format!("{}::.", dir.display())]
+        },
     );
 }
 
