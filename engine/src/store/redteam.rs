@@ -20,7 +20,7 @@ impl Store {
         }
         let vmctx = self.instances.get(instance.0 as usize).ok_or_else(|| Error::Usage("no such instance".into()))?.vmctx as u64;
         let page = crate::os::map_anonymous(4096, libc::PROT_READ | libc::PROT_WRITE)
-            .map_err(|e| Error::Resource(format!("mmap of a code page failed: {e}")))? as *mut u8;
+            .map_err(|e| Error::Resource(format!("mmap of a code page failed: {e}")))?;
         // SAFETY: a fresh private page of 4096 bytes; `code` fits in it. It is never unmapped
         // (the VM maps it until the store is dropped).
         unsafe {

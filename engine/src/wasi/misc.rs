@@ -85,6 +85,9 @@ impl WasiCtx {
         let dst = mem.slice_mut(buf, len)?;
         let mut filled = 0;
         while filled < dst.len() {
+            // Gigabytes take seconds (the kernel fills at most 32 MiB per call): keep the
+            // call's deadline between calls.
+            self.deadline.check()?;
             // SAFETY: getrandom writes into the checked guest range.
             let n = unsafe { libc::getrandom(dst[filled..].as_mut_ptr() as *mut _, dst.len() - filled, 0) };
             if n < 0 {

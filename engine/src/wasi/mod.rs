@@ -3,7 +3,9 @@
 //! `HostCall` hypercall. The guest only ever names WASI fds; host fds live in the per-store
 //! handle table (`table.rs`). Every guest pointer, length and iovec array is checked against the
 //! calling instance's memory and read once (`mem.rs`). Paths are resolved beneath a preopen
-//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` (`path.rs`).
+//! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)` (`path.rs`). Every operation that
+//! can block or run long is bounded by the guest call's deadline (`deadline.rs`); past it, the
+//! WASI function ends the run with the timeout's trap.
 
 mod abi;
 mod deadline;
