@@ -49,6 +49,12 @@ impl std::fmt::Display for TrapError {
 }
 
 impl Error {
+    /// The timeout's trap (`Trap::Interrupt`), for a host function whose call passed its
+    /// deadline (`Store::deadline`); the backtrace is filled in where the guest called it.
+    pub fn interrupt() -> Error {
+        Error::Trap(TrapError { trap: Trap::Interrupt, backtrace: Vec::new() })
+    }
+
     /// The trap, if this error is one.
     pub fn trap(&self) -> Option<Trap> {
         match self {

@@ -3,6 +3,14 @@
 //! the hot path. A kick that lands outside KVM_RUN is not lost: the flag stays set and the next
 //! KVM_RUN returns at once.
 //!
+//! Host calls: the call's deadline is also handed to the host (`Watchdog::deadline`, then
+//! `Store::deadline`), and every host operation that can block or run long is bounded by it
+//! (the WASI host's `wasi::deadline`). A signal alone cannot do that: one that lands just before
+//! a blocking system call is spent, and the call then sleeps. As a backstop for system calls no
+//! deadline can bound (a blocking `open`, a write larger than a pipe's free space), the kick is
+//! repeated every `REKICK` until the call ends; the handler has no SA_RESTART, so each repeat
+//! makes such a call fail with EINTR, and the host, seeing its deadline passed, ends the run.
+//!
 //! The watchdog thread (`Kicker`) lives as long as its VM and is started with it, so no thread
 //! is created once the host has confined itself (`crate::sandbox`); each call arms and disarms
 //! it. It also runs jobs posted to it on its own thread (the sandbox uses this to confine it).
@@ -11,6 +19,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
+
+/// How often the kick is repeated after the deadline, until the call ends.
+const REKICK: Duration = Duration::from_millis(20);
 
 thread_local! {
     /// This thread's `kvm_run`'s `immediate_exit` byte while it runs a vCPU (null otherwise).
@@ -107,7 +118,10 @@ impl Shared {
                 // long as its VM.
                 unsafe { libc::pthread_kill(*t, signal()) };
             }
-            st.armed = None;
+            // Kick again until the call ends (the `Watchdog` is dropped): see the module doc.
+            if let Some(armed) = st.armed.as_mut() {
+                armed.deadline = now + REKICK;
+            }
         }
     }
 }
@@ -136,14 +150,17 @@ impl Kicker {
 
     /// Kick the current thread (and `also`, e.g. the ring server in a blocking host call)
     /// after `timeout`, unless the returned guard is dropped first.
+    /// The kick repeats every `REKICK` until the guard is dropped.
     pub fn arm(&self, timeout: Duration, also: Option<libc::pthread_t>) -> Watchdog {
         // SAFETY: pthread_self has no preconditions.
         let target = unsafe { libc::pthread_self() };
         let fired = Arc::new(AtomicBool::new(false));
-        let deadline = Instant::now() + timeout;
+        let now = Instant::now();
+        // A timeout too large for an Instant never fires.
+        let deadline = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
         self.shared.lock().armed = Some(Armed { deadline, targets: [Some(target), also], fired: fired.clone() });
         self.shared.cv.notify_all();
-        Watchdog { shared: self.shared.clone(), fired }
+        Watchdog { shared: self.shared.clone(), fired, deadline }
     }
 
     /// Run `job` on the watchdog thread (it runs before any further kick is considered).
@@ -173,11 +190,17 @@ impl Drop for Kicker {
 pub struct Watchdog {
     shared: Arc<Shared>,
     fired: Arc<AtomicBool>,
+    deadline: Instant,
 }
 
 impl Watchdog {
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// When the kick fires: the deadline every host call of this guest call must keep.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 

@@ -546,14 +546,24 @@ impl Vm {
     fn run_loop(&mut self, hypercall: &mut dyn FnMut(u64, &kvm_regs, &mut Vec<MapRequest>) -> u64) -> Result<(), GuestStop> {
         let mut maps = Vec::new();
         loop {
+            // The ring server may use the store only while the guest runs; whatever ends
+            // KVM_RUN, the store is taken back before anything else (see `ring`).
+            if let Some(ring) = &self.ring {
+                ring.lend();
+            }
+            let run = self.vcpu.run();
+            if let Some(ring) = &self.ring {
+                if !ring.reclaim() {
+                    // The exit (if an MMIO one) is not completed: let the next call flush it.
+                    self.io_pending = true;
+                    return Err(GuestStop::Other("a host call served over the ring panicked; the call was ended".into()));
+                }
+            }
             // `Err(None)`: a signal stopped KVM_RUN.
-            let exit = match self.vcpu.run() {
+            let exit = match run {
                 Ok(VcpuExit::MmioRead(addr, data)) => Ok((addr, data.len(), true)),
                 Ok(VcpuExit::MmioWrite(addr, data)) => Ok((addr, data.len(), false)),
                 Ok(VcpuExit::Shutdown) => {
-                    if let Some(ring) = &self.ring {
-                        ring.wait_idle();
-                    }
                     let s = self.vcpu.sync_regs();
                     let fault = GuestStop::Fault { rip: s.regs.rip, vector: s.events.exception.nr, cr2: s.sregs.cr2, rbp: s.regs.rbp };
                     if self.flavour.fault_delivery() == FaultDelivery::Idt {
@@ -586,10 +596,6 @@ impl Vm {
             };
             self.io_pending = true;
             let rip = self.vcpu.sync_regs().regs.rip;
-            // Never handle an exit while the ring server is using the store.
-            if let Some(ring) = &self.ring {
-                ring.wait_idle();
-            }
             match hcall_number(addr, len) {
                 Some(HCALL_DONE) if is_read => return Ok(()),
                 Some(HCALL_FAULT) if is_read && self.flavour.fault_delivery() == FaultDelivery::Idt => return Err(self.fault_report(rip, addr)),
@@ -644,9 +650,6 @@ impl Vm {
     }
 
     fn interrupted(&mut self) -> GuestStop {
-        if let Some(ring) = &self.ring {
-            ring.wait_idle();
-        }
         let r = self.vcpu.sync_regs().regs;
         GuestStop::Interrupted { rip: r.rip, rbp: r.rbp }
     }

@@ -5,10 +5,18 @@
 //! * The server polls only while a guest call is active, and goes to sleep after `IDLE` without
 //!   requests (it then clears `RING_AWAKE`, and the guest uses the synchronous exit, which also
 //!   wakes the server). No core is burned by an idle instance.
-//! * Exclusive access to the store: the server sets `busy` before claiming a request and clears
-//!   it after answering; the vCPU thread waits for `busy` to clear before it handles any exit or
-//!   ends the call (Dekker-style, both sides `SeqCst`). `busy` lives in host memory, so a guest
-//!   that scribbles over the ring page cannot make the host wait forever or skip the wait.
+//! * Exclusive access to the store: at any instant at most one host thread acts on it. The vCPU
+//!   thread lends the store to the server only while it is inside KVM_RUN (`lend` before,
+//!   `reclaim` after, whatever ended it: an exit, a fault, a signal). The server raises `busy`
+//!   before claiming a request, then claims it only if the store is lent; `reclaim` withdraws
+//!   the loan, then waits for `busy` to clear (Dekker-style, both sides `SeqCst`: either the
+//!   server sees the loan withdrawn, or the vCPU thread sees it busy and waits). So a guest that
+//!   posts a request and then makes an exit gets its exit handled and its request served one
+//!   after the other, never at once. `busy` and the loan live in host memory, so a guest that
+//!   scribbles over the ring page cannot make the host wait forever or skip the wait.
+//! * A panic in a ring-served call is caught on the server thread: the request is answered with
+//!   an error, `busy` is cleared, and `reclaim` reports it so that the run ends with an error;
+//!   the server and the store stay usable.
 //! * Every field of a request is read once and validated by the same dispatch as a hypercall.
 
 use std::ptr;
@@ -27,7 +35,12 @@ struct Shared {
     /// Host address of the ring page (in slot 0).
     ring: usize,
     busy: AtomicBool,
+    /// A guest call is in progress (the server polls while it is).
     active: AtomicBool,
+    /// The vCPU thread is inside KVM_RUN and lends the store to the server.
+    lent: AtomicBool,
+    /// A ring-served call panicked (taken by `reclaim`).
+    panicked: AtomicBool,
     ctx: AtomicUsize,
     handler: AtomicUsize,
     shutdown: AtomicBool,
@@ -71,7 +84,11 @@ impl Shared {
             return false;
         }
         self.busy.store(true, SeqCst);
-        if !self.active.load(SeqCst) || self.state().compare_exchange(RING_SUBMITTED, RING_TAKEN, SeqCst, SeqCst).is_err() {
+        // The loan is checked after raising `busy` (see the module doc).
+        if !self.active.load(SeqCst)
+            || !self.lent.load(SeqCst)
+            || self.state().compare_exchange(RING_SUBMITTED, RING_TAKEN, SeqCst, SeqCst).is_err()
+        {
             self.busy.store(false, SeqCst);
             return false;
         }
@@ -79,9 +96,14 @@ impl Shared {
         let ctx = self.ctx.load(SeqCst) as *mut ();
         // SAFETY: `handler` was stored as a RingHandler by `activate`.
         let handler: RingHandler = unsafe { std::mem::transmute::<usize, RingHandler>(self.handler.load(SeqCst)) };
-        // SAFETY: the call is active (checked after raising `busy`), so `ctx` is the store the
-        // vCPU thread lent us, and it does not touch the store until `busy` is clear.
-        let result = unsafe { handler(ctx, func, values, caller) };
+        // SAFETY: the call is active and the store lent (both checked after raising `busy`), so
+        // `ctx` is the store the vCPU thread lent us, and it does not touch the store until
+        // `busy` is clear. A panic is caught here so that `busy` is always cleared.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { handler(ctx, func, values, caller) }));
+        let result = result.unwrap_or_else(|_| {
+            self.panicked.store(true, SeqCst);
+            1
+        });
         self.write(RING_RESULT, result);
         self.state().store(RING_DONE, SeqCst);
         self.served.fetch_add(1, SeqCst);
@@ -144,6 +166,8 @@ impl RingServer {
             ring: ring as usize,
             busy: AtomicBool::new(false),
             active: AtomicBool::new(false),
+            lent: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
             ctx: AtomicUsize::new(0),
             handler: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
@@ -177,7 +201,23 @@ impl RingServer {
     /// End the call: after this returns the server no longer touches the store.
     pub fn deactivate(&self) {
         self.shared.active.store(false, SeqCst);
+        self.shared.lent.store(false, SeqCst);
         self.wait_idle();
+        self.shared.panicked.store(false, SeqCst);
+    }
+
+    /// The vCPU thread enters KVM_RUN: the server may serve requests with the store.
+    pub fn lend(&self) {
+        self.shared.lent.store(true, SeqCst);
+    }
+
+    /// The vCPU thread left KVM_RUN: take the store back. After this returns the server does
+    /// not touch the store until the next `lend`. Returns false if a ring-served call panicked
+    /// since the last `reclaim` (the run must end with an error).
+    pub fn reclaim(&self) -> bool {
+        self.shared.lent.store(false, SeqCst);
+        self.wait_idle();
+        !self.shared.panicked.swap(false, SeqCst)
     }
 
     /// Wake a sleeping server (cheap when it is awake).

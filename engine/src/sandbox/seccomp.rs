@@ -117,7 +117,7 @@ pub const WASI: Group = Group {
         any(SYS_close, "fd_close, fd_renumber; closing directory streams"),
         any(SYS_openat2, "path_open and every path lookup: RESOLVE_BENEATH a preopen, no magic links"),
         any(SYS_openat, "fd_readdir opens \".\" relative to the directory fd for a fresh stream"),
-        any(SYS_fstat, "fd_filestat_get, fd_fdstat_get"),
+        any(SYS_fstat, "fd_filestat_get, fd_fdstat_get; under a timeout, whether an fd can block (once per handle)"),
         any(SYS_newfstatat, "path_filestat_get; glibc's fstat"),
         any(SYS_getdents64, "fd_readdir"),
         when(SYS_fcntl, &[Cond::Eq(1, konst(F_GETFL as i64))], "fd_fdstat_get: the file status flags; glibc's fdopendir checks the access mode"),
@@ -136,8 +136,8 @@ pub const WASI: Group = Group {
         any(SYS_linkat, "path_link"),
         any(SYS_symlinkat, "path_symlink"),
         any(SYS_readlinkat, "path_readlink; the symlink checks of path resolution"),
-        any(SYS_poll, "poll_oneoff with fd subscriptions"),
-        any(SYS_clock_nanosleep, "poll_oneoff with only clock subscriptions (glibc's nanosleep)"),
+        any(SYS_poll, "poll_oneoff with fd subscriptions; under a timeout, waiting (until the deadline) for a pipe, socket or tty before reading, writing or accepting"),
+        any(SYS_clock_nanosleep, "poll_oneoff with only clock subscriptions (glibc's nanosleep), cut at the call's deadline"),
         any(SYS_getrandom, "random_get; std's hash seeds"),
         any(SYS_clock_getres, "clock_res_get"),
         any(SYS_accept4, "sock_accept on a --tcplisten socket"),
@@ -187,7 +187,7 @@ pub const STORE: Group = Group {
 pub const KICK: Group = Group {
     name: "kick",
     allow: &[
-        when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, Value::KickSignal)], "the kick: SIGRTMIN to a thread of this process"),
+        when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, Value::KickSignal)], "the kick: SIGRTMIN to a thread of this process (repeated every 20 ms until the call ends)"),
         any(SYS_getpid, "glibc's pthread_kill asks for the process id"),
     ],
 };

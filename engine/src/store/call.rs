@@ -75,9 +75,13 @@ impl Store {
             return Err(Error::Usage("a host function cannot call back into the guest in KVM mode".into()));
         };
         let watchdog = self.config.timeout.and_then(|t| vm.kicker().map(|k| k.arm(t, vm.ring().map(|r| r.thread_id()))));
+        // Host calls, on either thread, keep the same deadline as the kick.
+        self.deadline = watchdog.as_ref().map(|w| w.deadline());
+        self.pending_error = None;
         // The store is used by this thread (hypercalls) and by the ring server, never both at
-        // once: the VM waits for the server to be idle before handling any exit, and
-        // `deactivate` waits for it before the call ends.
+        // once: the server serves only while this thread is inside KVM_RUN and has lent it the
+        // store, and this thread takes it back (waiting for a request in flight) whenever
+        // KVM_RUN returns, before it handles anything; `deactivate` ends the loan for good.
         let store: *mut Store = self;
         if let Some(ring) = vm.ring() {
             ring.activate(store as *mut (), ring_handler);
@@ -96,6 +100,7 @@ impl Store {
         }
         let fired = watchdog.as_ref().is_some_and(|w| w.fired());
         drop(watchdog);
+        self.deadline = None;
         self.vm = Some(vm);
         match r {
             Ok(()) => Ok(()),
@@ -109,6 +114,8 @@ impl Store {
                 }
             }
             Err(GuestStop::Interrupted { rip, rbp }) if fired => {
+                // (A host call may have ended at the deadline first: its error is the same.)
+                self.pending_error = None;
                 let pcs = self.guest_backtrace(rip, rbp);
                 Err(self.trap_error(Trap::Interrupt, &pcs))
             }
@@ -141,13 +148,19 @@ impl Store {
     }
 
     pub(crate) fn trap_error(&mut self, trap: Trap, pcs: &[usize]) -> Error {
+        let backtrace = || pcs.iter().filter_map(|pc| code::lookup_func(*pc)).map(|(m, f)| m.compiled.info.func_name(f)).collect();
         if trap == Trap::HostError {
-            if let Some(e) = self.pending_error.take() {
-                return e;
+            match self.pending_error.take() {
+                // A host call that passed its deadline: the trap says where the guest called it.
+                Some(Error::Trap(mut t)) if t.backtrace.is_empty() => {
+                    t.backtrace = backtrace();
+                    return Error::Trap(t);
+                }
+                Some(e) => return e,
+                None => {}
             }
         }
-        let backtrace = pcs.iter().filter_map(|pc| code::lookup_func(*pc)).map(|(m, f)| m.compiled.info.func_name(f)).collect();
-        Error::Trap(TrapError { trap, backtrace })
+        Error::Trap(TrapError { trap, backtrace: backtrace() })
     }
 
     /// Set the lowest stack address compiled code may reach, from this thread's stack.

@@ -254,6 +254,8 @@ pub struct Store {
     depth: u32,
     /// The error a host function reported, surfaced when its `HostError` trap unwinds.
     pending_error: Option<Error>,
+    /// The deadline of the guest call in progress (`config.timeout`), for host functions.
+    deadline: Option<std::time::Instant>,
     /// Counters: guest exits (VM) and calls.
     pub(crate) stats: Stats,
 }
@@ -325,6 +327,7 @@ impl Store {
             fuel,
             depth: 0,
             pending_error: None,
+            deadline: None,
             stats: Stats::default(),
         };
         let (base, exposed) = (store.arena.base(), store.arena.exposed());
@@ -359,6 +362,14 @@ impl Store {
 
     pub fn isolation(&self) -> Isolation {
         self.config.isolation
+    }
+
+    /// The deadline of the guest call in progress, when the store has a `timeout` (else None).
+    /// A host function that can block or run long must not outlast it: it waits at most until
+    /// then, and once it has passed it returns `Error::interrupt()`, which ends the call with
+    /// the same trap as the timeout's kick (the kick alone cannot stop a host function).
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
     }
 
     pub fn stats(&self) -> Stats {

@@ -5,6 +5,7 @@
 
 use super::{checked_range, FuncData, InstanceId, Store};
 use crate::kvm::Perm;
+use crate::error::Error;
 use crate::values::Val;
 use wasce_compiler::builtins::Builtin;
 use wasce_compiler::Trap;
@@ -81,7 +82,17 @@ impl Store {
         let slots = unsafe { std::slice::from_raw_parts_mut(values as *mut u128, nslots) };
         let args: Vec<Val> = ty.params.iter().zip(slots.iter()).map(|(t, s)| Val::from_slot(*t, *s)).collect();
         let mut results: Vec<Val> = ty.results.iter().map(|t| Val::null(*t)).collect();
-        match f(&mut super::Caller { store: self, instance: Some(InstanceId(importer)) }, &args, &mut results) {
+        // A panicking host function is the run's error, not the host's end: on the ring server
+        // it would otherwise leave the server dead, and in process mode it would unwind
+        // through compiled code.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&mut super::Caller { store: &mut *self, instance: Some(InstanceId(importer)) }, &args, &mut results)
+        }));
+        let r = r.unwrap_or_else(|panic| {
+            let what = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("");
+            Err(Error::Host(format!("a host function panicked: {what}")))
+        });
+        match r {
             Ok(()) => {
                 for (slot, r) in slots.iter_mut().zip(&results) {
                     *slot = r.to_slot();

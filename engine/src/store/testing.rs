@@ -33,6 +33,16 @@ pub fn builtin_table(store: &Store) -> u64 {
 /// rcx = `values` copied to the top of the guest stack (and copied back on a normal return), and
 /// its `ret` ends the call. Errors are what a guest fault or a refused hypercall turns into.
 pub fn run_guest_code(store: &mut Store, code: &[u8], values: &mut [u128]) -> Result<(), Error> {
+    run_raw(store, 0, code, values)
+}
+
+/// `run_guest_code` as a function of `instance`: rsi = rdx = its vmctx.
+pub fn run_guest_code_in(store: &mut Store, instance: InstanceId, code: &[u8], values: &mut [u128]) -> Result<(), Error> {
+    let vmctx = store.instances.get(instance.0 as usize).ok_or_else(|| Error::Usage("no such instance".into()))?.vmctx as u64;
+    run_raw(store, vmctx, code, values)
+}
+
+fn run_raw(store: &mut Store, vmctx: u64, code: &[u8], values: &mut [u128]) -> Result<(), Error> {
     if store.vm.is_none() {
         return Err(Error::Usage("raw guest code runs only in KVM mode".into()));
     }
@@ -49,5 +59,5 @@ pub fn run_guest_code(store: &mut Store, code: &[u8], values: &mut [u128]) -> Re
     }
     store.request_map(page as u64, 4096, 4096, Perm::ReadExecute);
     store.flush_maps()?;
-    store.call_in_vm(page as u64, 0, 0, 0, values)
+    store.call_in_vm(page as u64, 0, vmctx, vmctx, values)
 }

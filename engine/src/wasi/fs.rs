@@ -156,8 +156,14 @@ impl WasiCtx {
             Object::Stdin(_) => return Err(errno::BADF),
             _ => {
                 let fd = io_fd(h)?;
+                // A pipe, socket or tty may not take the bytes: wait for room until the deadline.
+                let bounded = h.may_block_under(&self.deadline);
+                if bounded {
+                    self.deadline.wait_fd(fd, libc::POLLOUT)?;
+                }
                 // SAFETY: writing from a host buffer of data.len() bytes to an fd we own.
-                check_len(unsafe { libc::write(fd, data.as_ptr() as *const _, data.len()) })?
+                let write = || unsafe { libc::write(fd, data.as_ptr() as *const _, data.len()) };
+                if bounded { self.deadline.io(write)? } else { check_len(write())? }
             }
         };
         mem.write_u32(nwritten, written as u32)
@@ -182,8 +188,14 @@ impl WasiCtx {
             Object::Stdout(_) | Object::Stderr(_) => return Err(errno::BADF),
             _ => {
                 let fd = io_fd(h)?;
+                // A pipe, socket or tty may have nothing to read: wait until the deadline.
+                let bounded = h.may_block_under(&self.deadline);
+                if bounded {
+                    self.deadline.wait_fd(fd, libc::POLLIN)?;
+                }
                 // SAFETY: reading into a host buffer of `total` bytes from an fd we own.
-                check_len(unsafe { libc::read(fd, buf.as_mut_ptr() as *mut _, total) })?
+                let mut read = || unsafe { libc::read(fd, buf.as_mut_ptr() as *mut _, total) };
+                if bounded { self.deadline.io(read)? } else { check_len(read())? }
             }
         };
         let placed = mem.scatter(&iovs, &buf[..got])?;
@@ -405,7 +417,7 @@ impl WasiCtx {
         let h = self.table.get(fd)?;
         h.require(rights::FD_READDIR)?;
         let dir = h.dir_fd()?;
-        let entries = list_dir(dir)?;
+        let entries = list_dir(dir, &mut self.deadline)?;
         let mut out = Vec::new();
         for (i, (name, ino, kind)) in entries.iter().enumerate().skip(cookie.min(usize::MAX as u64) as usize) {
             let mut d = [0u8; 24];
@@ -653,7 +665,8 @@ impl WasiCtx {
 }
 
 /// Every entry of a directory (with `.` and `..`), in the order the host lists them.
-fn list_dir(dir: RawFd) -> Result<Vec<(Vec<u8>, u64, u8)>, Errno> {
+/// A huge directory is scanned under the call's deadline.
+fn list_dir(dir: RawFd, deadline: &mut super::deadline::Deadline) -> Result<Vec<(Vec<u8>, u64, u8)>, Errno> {
     // SAFETY: a fresh descriptor of the same directory, owned by the DIR stream below.
     let dup = unsafe { libc::openat(dir, c".".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
     if dup < 0 {
@@ -668,6 +681,11 @@ fn list_dir(dir: RawFd) -> Result<Vec<(Vec<u8>, u64, u8)>, Errno> {
     }
     let mut out = Vec::new();
     loop {
+        if deadline.check_every(out.len()).is_err() {
+            // SAFETY: closing the stream we opened (and its fd).
+            unsafe { libc::closedir(stream) };
+            return Err(errno::INTR);
+        }
         // SAFETY: readdir on a live stream; the entry is copied before the next call.
         let ent = unsafe { libc::readdir(stream) };
         if ent.is_null() {

@@ -85,6 +85,9 @@ impl WasiCtx {
         let dst = mem.slice_mut(buf, len)?;
         let mut filled = 0;
         while filled < dst.len() {
+            // Gigabytes take seconds (the kernel fills at most 32 MiB per call): keep the
+            // call's deadline between calls.
+            self.deadline.check()?;
             // SAFETY: getrandom writes into the checked guest range.
             let n = unsafe { libc::getrandom(dst[filled..].as_mut_ptr() as *mut _, dst.len() - filled, 0) };
             if n < 0 {
@@ -109,7 +112,9 @@ impl WasiCtx {
         if n == 0 {
             return Err(errno::INVAL);
         }
-        let raw = mem.slice(subs, n.checked_mul(48).ok_or(errno::FAULT)?)?.to_vec();
+        // Each subscription is copied out once, as it is read (not the whole array up front: a
+        // guest-sized copy that no deadline could interrupt).
+        let raw = mem.slice(subs, n.checked_mul(48).ok_or(errno::FAULT)?)?;
         mem.slice(events, n.checked_mul(32).ok_or(errno::FAULT)?)?;
         let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
         let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
@@ -125,7 +130,11 @@ impl WasiCtx {
         // (userdata, kind, host fd) of fd subscriptions to poll; clock deadlines in ns.
         let mut waits: Vec<(u64, u8, i32)> = Vec::new();
         let mut clocks: Vec<(u64, u64)> = Vec::new();
-        for s in raw.chunks_exact(48) {
+        for (i, s) in raw.chunks_exact(48).enumerate() {
+            // Millions of subscriptions take a while: keep the call's deadline meanwhile.
+            self.deadline.check_every(i)?;
+            let s: [u8; 48] = s.try_into().map_err(|_| errno::FAULT)?;
+            let s = &s;
             let userdata = u64_at(s, 0);
             match s[8] {
                 0 => {
@@ -159,29 +168,19 @@ impl WasiCtx {
                 _ => return Err(errno::INVAL),
             }
         }
+        // The deadline may have passed while the subscriptions were read.
+        self.deadline.check()?;
         if out.is_empty() {
             let timeout_ns = clocks.iter().map(|c| c.1).min();
-            let timeout_ms = match timeout_ns {
-                None => -1,
-                Some(ns) => ns.div_ceil(1_000_000).min(i32::MAX as u64) as i32,
-            };
             let mut pfds: Vec<libc::pollfd> = waits
                 .iter()
                 .map(|(_, kind, fd)| libc::pollfd { fd: *fd, events: if *kind == 1 { libc::POLLIN } else { libc::POLLOUT }, revents: 0 })
                 .collect();
-            if pfds.is_empty() && timeout_ms >= 0 {
-                // One nanosleep, not a loop: a timeout's kick (a signal) must cut it short.
-                let ns = timeout_ns.unwrap_or(0);
-                let t = libc::timespec { tv_sec: (ns / 1_000_000_000).min(i64::MAX as u64) as i64, tv_nsec: (ns % 1_000_000_000) as i64 };
-                // SAFETY: nanosleep with a valid timespec and no remainder pointer.
-                if unsafe { libc::nanosleep(&t, std::ptr::null_mut()) } != 0 {
-                    return Err(last_os_errno());
-                }
-            } else {
-                // SAFETY: poll over a host array of pollfds we built.
-                let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as _, timeout_ms) };
-                if r < 0 {
-                    return Err(last_os_errno());
+            // Every wait lasts at most until the call's deadline (then the call ends).
+            match (pfds.is_empty(), timeout_ns) {
+                (true, Some(ns)) => self.deadline.sleep(std::time::Duration::from_nanos(ns))?,
+                _ => {
+                    self.deadline.poll(&mut pfds, timeout_ns.map(std::time::Duration::from_nanos))?;
                 }
             }
             for ((userdata, kind, _), p) in waits.iter().zip(&pfds) {
@@ -217,11 +216,22 @@ impl WasiCtx {
         if flags & super::abi::fdflags::NONBLOCK != 0 {
             sflags |= libc::SOCK_NONBLOCK;
         }
-        // SAFETY: accept4 on a listening socket we own; no peer address requested.
-        let s = unsafe { libc::accept4(l.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), sflags) };
-        if s < 0 {
-            return Err(last_os_errno());
+        let lfd = l.as_raw_fd();
+        let bounded = h.may_block_under(&self.deadline);
+        if bounded {
+            self.deadline.wait_fd(lfd, libc::POLLIN)?;
         }
+        // SAFETY: accept4 on a listening socket we own; no peer address requested.
+        let accept = || unsafe { libc::accept4(lfd, std::ptr::null_mut(), std::ptr::null_mut(), sflags) } as isize;
+        let s = if bounded {
+            self.deadline.io(accept)? as i32
+        } else {
+            let s = accept();
+            if s < 0 {
+                return Err(last_os_errno());
+            }
+            s as i32
+        };
         // SAFETY: a new fd we now own.
         let sock = unsafe { OwnedFd::from_raw_fd(s) };
         let mut handle = Handle::new(Object::Socket(sock), rights::SOCKET & !rights::SOCK_ACCEPT, 0);
@@ -244,12 +254,23 @@ impl WasiCtx {
         if riflags & 2 != 0 {
             flags |= libc::MSG_WAITALL;
         }
-        // SAFETY: recv into a host buffer of `total` bytes.
-        let got = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr() as *mut _, total, flags) };
-        if got < 0 {
-            return Err(last_os_errno());
+        let sfd = s.as_raw_fd();
+        let bounded = h.may_block_under(&self.deadline);
+        if bounded {
+            self.deadline.wait_fd(sfd, libc::POLLIN)?;
         }
-        let placed = mem.scatter(&iovs, &buf[..got as usize])?;
+        // SAFETY: recv into a host buffer of `total` bytes.
+        let mut recv = || unsafe { libc::recv(sfd, buf.as_mut_ptr() as *mut _, total, flags) };
+        let got = if bounded {
+            self.deadline.io(recv)?
+        } else {
+            let got = recv();
+            if got < 0 {
+                return Err(last_os_errno());
+            }
+            got as usize
+        };
+        let placed = mem.scatter(&iovs, &buf[..got])?;
         mem.write_u32(datalen, placed as u32)?;
         mem.write(roflags, &0u16.to_le_bytes())
     }
@@ -260,11 +281,22 @@ impl WasiCtx {
         h.require(rights::FD_WRITE)?;
         let iovs = mem.iovecs(iovs, n)?;
         let data = mem.gather(&iovs)?;
-        // SAFETY: send from a host buffer.
-        let sent = unsafe { libc::send(s.as_raw_fd(), data.as_ptr() as *const _, data.len(), libc::MSG_NOSIGNAL) };
-        if sent < 0 {
-            return Err(last_os_errno());
+        let sfd = s.as_raw_fd();
+        let bounded = h.may_block_under(&self.deadline);
+        if bounded {
+            self.deadline.wait_fd(sfd, libc::POLLOUT)?;
         }
+        // SAFETY: send from a host buffer.
+        let send = || unsafe { libc::send(sfd, data.as_ptr() as *const _, data.len(), libc::MSG_NOSIGNAL) };
+        let sent = if bounded {
+            self.deadline.io(send)?
+        } else {
+            let sent = send();
+            if sent < 0 {
+                return Err(last_os_errno());
+            }
+            sent as usize
+        };
         mem.write_u32(datalen, sent as u32)
     }
 

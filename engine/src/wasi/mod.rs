@@ -5,9 +5,12 @@
 //! calling instance's memory and read once (`mem.rs`). Paths are resolved beneath a preopen
 //! with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, and what a guest
 //! can open there is only regular files, directories and a short list of harmless character
-//! devices, never a file the host protects (`path.rs`).
+//! devices, never a file the host protects (`path.rs`). Every operation that
+//! can block or run long is bounded by the guest call's deadline (`deadline.rs`); past it, the
+//! WASI function ends the run with the timeout's trap.
 
 mod abi;
+mod deadline;
 mod fs;
 mod guest;
 mod mem;
@@ -112,6 +115,8 @@ pub struct WasiCtx {
     max_file_size: Option<u64>,
     /// Host files no path operation may reach.
     guard: path::Protected,
+    /// The deadline of the call being served (`Store::deadline`).
+    deadline: deadline::Deadline,
 }
 
 impl WasiCtx {
@@ -134,7 +139,7 @@ impl WasiCtx {
             table.insert(h).map_err(|_| Error::Usage("too many listeners for the fd limit".into()))?;
         }
         let env = config.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-        Ok(WasiCtx { args: config.args, env, table, max_file_size: config.max_file_size, guard })
+        Ok(WasiCtx { args: config.args, env, table, max_file_size: config.max_file_size, guard, deadline: deadline::Deadline::default() })
     }
 }
 
@@ -239,6 +244,7 @@ pub fn add_to_linker(store: &mut Store, linker: &mut Linker, config: WasiConfig)
                         _ => 0,
                     })
                     .collect();
+                let deadline = caller.store.deadline();
                 let memory = caller.instance.and_then(|i| caller.store.instance_memory(i));
                 let bytes: &mut [u8] = match memory {
                     Some(m) => caller.store.memory_data_mut(m),
@@ -246,9 +252,15 @@ pub fn add_to_linker(store: &mut Store, linker: &mut Linker, config: WasiConfig)
                 };
                 let mut mem = Mem::new(bytes);
                 let mut ctx = ctx.lock().unwrap_or_else(|e| e.into_inner());
+                ctx.deadline.begin(deadline);
                 let result = handler(&mut ctx, &mut mem, &raw);
                 if trace {
                     eprintln!("wasi: {name}{raw:?} -> {result:?}");
+                }
+                // Past the deadline the run ends with the timeout's trap, not an errno the guest
+                // could ignore (an EINTR may be the timeout's kick cutting a system call short).
+                if ctx.deadline.passed() || (matches!(result, Ok(errno::INTR)) && ctx.deadline.expired()) {
+                    return Err(Error::interrupt());
                 }
                 let errno = result?;
                 if let Some(slot) = out.first_mut() {

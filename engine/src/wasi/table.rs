@@ -4,6 +4,7 @@
 use super::abi::{errno, filetype, rights};
 use super::mem::Errno;
 use super::Stdio;
+use std::cell::Cell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 pub enum Object {
@@ -23,11 +24,35 @@ pub struct Handle {
     pub fdflags: u16,
     /// Bytes of `Stdio::Bytes` stdin already read.
     pub stdin_pos: usize,
+    /// Whether I/O on the host fd can wait for another party (found on first use under a
+    /// deadline: one fstat per handle, none per call).
+    blocking: Cell<Option<bool>>,
 }
 
 impl Handle {
     pub fn new(object: Object, rights_base: u64, rights_inheriting: u64) -> Handle {
-        Handle { object, rights_base, rights_inheriting, fdflags: 0, stdin_pos: 0 }
+        Handle { object, rights_base, rights_inheriting, fdflags: 0, stdin_pos: 0, blocking: Cell::new(None) }
+    }
+
+    /// Whether reads and writes of this handle can wait for another party (a pipe, FIFO,
+    /// socket, tty or other character device), so that they must be bounded by the deadline.
+    pub fn may_block(&self) -> bool {
+        if let Some(b) = self.blocking.get() {
+            return b;
+        }
+        let b = match &self.object {
+            Object::Socket(_) | Object::Listener(_) => true,
+            Object::Dir { .. } => false,
+            _ => self.host_fd().is_some_and(super::deadline::may_block),
+        };
+        self.blocking.set(Some(b));
+        b
+    }
+
+    /// Whether I/O on this handle must be bounded by `deadline`: there is one, the handle may
+    /// block, and the guest did not ask for non-blocking I/O (which never waits).
+    pub fn may_block_under(&self, deadline: &super::deadline::Deadline) -> bool {
+        deadline.is_set() && self.fdflags & super::abi::fdflags::NONBLOCK == 0 && self.may_block()
     }
 
     /// Fail with ENOTCAPABLE unless the handle holds all of `needed`.

@@ -10,3 +10,5 @@ mod common;
 mod artifact;
 mod files;
 mod store;
+mod deadline;
+mod ring;
