@@ -24,7 +24,7 @@ use crate::store::Module;
 use crate::code::LoadedModule;
 use std::path::{Path, PathBuf};
 use wasce_compiler::artifact::{self, xxh64};
-use wasce_compiler::{BoundsChecks, Settings};
+use wasce_compiler::{BoundsChecks, CompiledModule, Settings};
 
 /// A cache directory that has been checked (see the module documentation).
 #[derive(Clone, Debug)]
@@ -126,10 +126,16 @@ impl Cache {
         Ok(self.dir.join(format!("{}.cwasm", Self::key(wasm, settings)?)))
     }
 
-    /// Load `wasm` (a WebAssembly binary) compiled with `settings` from the cache, or compile it
-    /// and store it. Failing to store an entry is not an error (see `Outcome`); failing to
-    /// compile is.
-    pub fn load_or_compile(&self, wasm: &[u8], settings: &Settings) -> Result<(Module, Outcome), Error> {
+    /// Load `wasm` (a module's bytes: WebAssembly binary, or text when `compile` parses it)
+    /// compiled with `settings` from the cache, or compile it with `compile` (e.g.
+    /// `crate::compile_confined` with its limits, or `wasce_compiler::compile`) and store it.
+    /// Failing to store an entry is not an error (see `Outcome`); failing to compile is.
+    pub fn load_or_compile(
+        &self,
+        wasm: &[u8],
+        settings: &Settings,
+        compile: impl FnOnce(&[u8], &Settings) -> Result<CompiledModule, Error>,
+    ) -> Result<(Module, Outcome), Error> {
         let path = self.entry_path(wasm, settings)?;
         let mut replaced = None;
         if path.exists() {
@@ -142,7 +148,7 @@ impl Cache {
                 }
             }
         }
-        let compiled = wasce_compiler::compile(wasm, settings)?;
+        let compiled = compile(wasm, settings)?;
         let store_error = match artifact::serialize(&compiled, settings) {
             Ok(bytes) => write_atomically(&path, &bytes).err(),
             Err(e) => Some(e.to_string()),

@@ -27,6 +27,10 @@ pub enum Error {
     /// The host could not confine itself (`crate::sandbox`).
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    /// A confined compile (`crate::confined`) ran out of its bounds, was stopped by its
+    /// sandbox, or its worker failed.
+    #[error(transparent)]
+    CompileWorker(#[from] crate::confined::CompileWorkerError),
     /// The caller misused the API (wrong argument count or type, unknown export).
     #[error("{0}")]
     Usage(String),

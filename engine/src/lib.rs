@@ -6,6 +6,8 @@
 //!   calling thread and turns faults into traps.
 //! * `linker` resolves imports by name.
 //! * `cache` is the compile cache of `wasce exec` (artifacts keyed by module and compiler).
+//! * `confined` compiles untrusted modules in a confined worker process, within a time and a
+//!   memory bound (`compile_confined`).
 //! * `sandbox` confines the host process after setup (no_new_privs, seccomp per thread,
 //!   Landlock to the preopens).
 //! * `wast` runs WebAssembly spec scripts (`wasce wast`, and the spec suite in spec-tests).
@@ -14,6 +16,7 @@ pub mod arena;
 pub mod builtins;
 pub mod cache;
 pub mod code;
+pub mod confined;
 pub mod error;
 pub mod kvm;
 pub mod linker;
@@ -28,13 +31,15 @@ pub mod wasi;
 pub mod wast;
 
 pub use code::LoadedModule;
+pub use confined::{compile_confined, load_confined, CompileLimits, CompileWorkerError};
 pub use error::{Error, TrapError};
 pub use linker::Linker;
 pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, HostcallTransport, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
 pub use values::Val;
 pub use wasce_compiler::{module::FuncType, BoundsChecks, Settings, Trap};
 
-/// Compile a WebAssembly binary and load it for execution.
+/// Compile a WebAssembly binary in this process and load it for execution. For modules you do
+/// not trust, use [`load_confined`] (a confined worker process, bounded in time and memory).
 pub fn load(wasm: &[u8], settings: &Settings) -> Result<Module, Error> {
     let compiled = wasce_compiler::compile(wasm, settings)?;
     LoadedModule::new(compiled)
@@ -44,8 +49,13 @@ pub fn load(wasm: &[u8], settings: &Settings) -> Result<Module, Error> {
 /// host, to be loaded later with `load_artifact`.
 pub fn compile_to_artifact(wasm: &[u8], settings: &Settings) -> Result<Vec<u8>, Error> {
     let compiled = wasce_compiler::compile(wasm, settings)?;
-    wasce_compiler::artifact::serialize(&compiled, settings)
-        .map_err(|e| Error::Compile(wasce_compiler::CompileError::Isa(e.to_string())))
+    artifact_of(&compiled, settings)
+}
+
+/// The AOT artifact (the bytes of a `.cwasm` file) of a module compiled with `settings`, e.g.
+/// by [`compile_confined`].
+pub fn artifact_of(compiled: &wasce_compiler::CompiledModule, settings: &Settings) -> Result<Vec<u8>, Error> {
+    wasce_compiler::artifact::serialize(compiled, settings).map_err(|e| Error::Compile(wasce_compiler::CompileError::Isa(e.to_string())))
 }
 
 /// Load an AOT artifact written by `compile_to_artifact` (`wasce compile`): it is verified and
