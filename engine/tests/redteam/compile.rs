@@ -234,11 +234,11 @@ fn malformed_module_errors_are_unchanged() {
         let o = s.wasce().args(cmd).arg(&mismatch).output().unwrap();
         assert_failed_with(&o, 1, &["mismatch.wat: invalid module: type mismatch", "offset"]);
         let o = s.wasce().args(cmd).arg(&text_err).output().unwrap();
-        assert_failed_with(&o, 1, &["bad.wat: not a WebAssembly binary, and not valid text: expected `)` (at line 1, column 45)"]);
+        assert_failed_with(&o, 1, &["bad.wat: not a WebAssembly binary, and not valid text: expected `)` (at line 1, column 44)"]);
         assert_eq!(text(&o.stderr).lines().count(), 1, "{}", describe(&o));
     }
     let o = s.wasce().args(["exec", "--verbose"]).arg(&text_err).output().unwrap();
-    assert_failed_with(&o, 1, &[&format!("--> {}:1:45", text_err.display())]);
+    assert_failed_with(&o, 1, &[&format!("--> {}:1:44", text_err.display())]);
 }
 
 /// Finding 5 (issue 12), through the library (`compile_confined`, what embedders and `wasce
