@@ -105,7 +105,8 @@ pub enum CompileWorkerError {
 /// confined worker process within `limits` (see the module documentation). The result has
 /// passed the artifact checks; load it with `LoadedModule::new` (or use [`load_confined`]).
 ///
-/// The caller must be able to start processes (call it before confining itself).
+/// The caller must be able to start processes (call it before confining itself), and should
+/// ignore SIGPIPE, as Rust programs do (a worker that ends early closes its stdin).
 pub fn compile_confined(input: &[u8], settings: &Settings, limits: &CompileLimits) -> Result<CompiledModule, Error> {
     let program = match &limits.worker {
         Some(p) => p.clone(),
@@ -448,19 +449,47 @@ fn exchange(mut child: Child, head: &[u8], body: &[u8], deadline: Instant, out_c
         kill(&mut child);
     }
     // Both pipes are closed: the worker is ending. Reap it, within the deadline all the same.
+    let pidfd = PidFd::open(child.id());
     let mut pause = Duration::from_micros(50);
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             timed_out = true;
             break kill(&mut child);
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
+        match &pidfd {
+            // Readable when the process has ended.
+            Some(fd) => fd.wait(deadline - now),
+            None => {
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+        }
     };
     Ok(Run { status, out, out_too_large, err, timed_out })
+}
+
+/// A pidfd of the (not yet reaped) child, to wait for its end with a timeout.
+struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    fn open(pid: u32) -> Option<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags; the child is not reaped yet, so `pid` is it.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        // SAFETY: a new file descriptor that nothing else owns.
+        (fd >= 0).then(|| PidFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let mut p = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().saturating_add(1).min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd; the result is rechecked with try_wait by the caller.
+        unsafe { libc::poll(&mut p, 1, ms) };
+    }
 }
 
 /// SIGKILL the child and reap it.
