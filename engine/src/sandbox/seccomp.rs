@@ -218,7 +218,6 @@ pub const COMPILER: Group = Group {
         ),
         any(SYS_set_robust_list, "glibc starts a new thread"),
         when(SYS_rt_sigaction, &[Cond::Eq(0, konst(SIGRTMIN_GLIBC + 1))], "glibc's first pthread_create installs its SIGSETXID handler (the set*id broadcast)"),
-        when(SYS_rt_sigaction, &[Cond::Eq(0, konst(SIGRTMIN_GLIBC))], "glibc's SIGCANCEL handler (pthread_cancel), installed with SIGSETXID by some versions"),
         any(SYS_rseq, "glibc registers a new thread's restartable sequences"),
         any(SYS_sched_getaffinity, "std's available_parallelism: how many compile threads; glibc's pthread_getattr_np when std starts a thread"),
         any(SYS_gettid, "std asks a new thread's id when it starts (its stack guard); glibc's raise"),
