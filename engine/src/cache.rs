@@ -133,9 +133,10 @@ impl Cache {
         Ok(self.dir.join(format!("{}.cwasm", self.entry_name(wasm, settings)?)))
     }
 
-    /// Load `wasm` (a WebAssembly binary) compiled with `settings` from the cache, or compile it
-    /// with `compile` and store it. Failing to store an entry is not an error (see `Outcome`);
-    /// failing to compile is.
+    /// Load `wasm` (a module's bytes: WebAssembly binary, or text when `compile` parses it)
+    /// compiled with `settings` from the cache, or compile it with `compile` (e.g.
+    /// `crate::compile_confined` with its limits, or `wasce_compiler::compile`) and store it.
+    /// Failing to store an entry is not an error (see `Outcome`); failing to compile is.
     pub fn load_or_compile(
         &self,
         wasm: &[u8],

@@ -30,6 +30,10 @@ pub enum Error {
     /// The artifact key (`crate::key`) could not be loaded or created.
     #[error(transparent)]
     Key(#[from] crate::key::KeyError),
+    /// A confined compile (`crate::confined`) ran out of its bounds, was stopped by its
+    /// sandbox, or its worker failed.
+    #[error(transparent)]
+    CompileWorker(#[from] crate::confined::CompileWorkerError),
     /// The caller misused the API (wrong argument count or type, unknown export).
     #[error("{0}")]
     Usage(String),

@@ -113,8 +113,7 @@ fn create(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
-    let mut key = [0u8; KEY_LEN];
-    getrandom(&mut key)?;
+    let key = random()?.0;
     let name = path.file_name().map_or("key".into(), |n| n.to_string_lossy().into_owned());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let written = std::fs::OpenOptions::new()
@@ -129,6 +128,13 @@ fn create(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         other => other,
     }
+}
+
+/// A fresh random key (`getrandom`).
+pub fn random() -> std::io::Result<Key> {
+    let mut key = [0u8; KEY_LEN];
+    getrandom(&mut key)?;
+    Ok(Key(key))
 }
 
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {

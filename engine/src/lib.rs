@@ -7,6 +7,8 @@
 //! * `linker` resolves imports by name.
 //! * `cache` is the compile cache of `wasce exec` (artifacts keyed by module and compiler).
 //! * `key` is the per-user secret that authenticates artifacts and cache entries.
+//! * `confined` compiles untrusted modules in a confined worker process, within a time and a
+//!   memory bound (`compile_confined`).
 //! * `sandbox` confines the host process after setup (no_new_privs, seccomp per thread,
 //!   Landlock to the preopens).
 //! * `wast` runs WebAssembly spec scripts (`wasce wast`, and the spec suite in spec-tests).
@@ -15,6 +17,7 @@ pub mod arena;
 pub mod builtins;
 pub mod cache;
 pub mod code;
+pub mod confined;
 pub mod error;
 pub mod key;
 pub mod kvm;
@@ -30,13 +33,15 @@ pub mod wasi;
 pub mod wast;
 
 pub use code::LoadedModule;
+pub use confined::{compile_confined, load_confined, CompileLimits, CompileWorkerError};
 pub use error::{Error, TrapError};
 pub use linker::Linker;
 pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, HostcallTransport, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
 pub use values::Val;
 pub use wasce_compiler::{module::FuncType, BoundsChecks, Settings, Trap};
 
-/// Compile a WebAssembly binary and load it for execution.
+/// Compile a WebAssembly binary in this process and load it for execution. For modules you do
+/// not trust, use [`load_confined`] (a confined worker process, bounded in time and memory).
 pub fn load(wasm: &[u8], settings: &Settings) -> Result<Module, Error> {
     let compiled = wasce_compiler::compile(wasm, settings)?;
     LoadedModule::new(compiled)
@@ -47,11 +52,12 @@ pub fn load(wasm: &[u8], settings: &Settings) -> Result<Module, Error> {
 /// `load_artifact`.
 pub fn compile_to_artifact(wasm: &[u8], settings: &Settings) -> Result<Vec<u8>, Error> {
     let compiled = wasce_compiler::compile(wasm, settings)?;
-    artifact_bytes(&compiled, settings)
+    artifact_of(&compiled, settings)
 }
 
-/// Serialize a compiled module as an artifact under this user's key.
-pub fn artifact_bytes(compiled: &wasce_compiler::CompiledModule, settings: &Settings) -> Result<Vec<u8>, Error> {
+/// The AOT artifact (the bytes of a `.cwasm` file) of a module compiled with `settings`, e.g.
+/// by [`compile_confined`], authenticated under this user's key (`key::user_key`).
+pub fn artifact_of(compiled: &wasce_compiler::CompiledModule, settings: &Settings) -> Result<Vec<u8>, Error> {
     wasce_compiler::artifact::serialize(compiled, settings, key::user_key()?)
         .map_err(|e| Error::Compile(wasce_compiler::CompileError::Isa(e.to_string())))
 }

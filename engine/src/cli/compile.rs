@@ -1,18 +1,18 @@
-//! `wasce compile` and `wasce wast`.
+//! `wasce compile` (in the confined compile worker, like `wasce exec`) and `wasce wast` (spec
+//! scripts, trusted test input: compiled in this process).
 
-use super::module::{display_name, to_binary};
+use super::module::{display_name, in_file};
 use super::progress::Progress;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wasce_engine::{Error, Settings};
 
 /// `wasce compile`: write the artifact next to the module, or to `output`.
-pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool) -> Result<ExitCode, Error> {
+pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool, limits: &wasce_engine::CompileLimits) -> Result<ExitCode, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
     if wasce_engine::is_artifact(&bytes) {
         return Err(Error::Usage(format!("{} is already compiled (a wasce artifact); run it with `wasce exec`", path.display())));
     }
-    let bytes = to_binary(path, bytes, false)?;
     let out = output.unwrap_or_else(|| path.with_extension("cwasm"));
     let same_file = |a: &Path, b: &Path| a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
     if same_file(&out, path) {
@@ -21,12 +21,8 @@ pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool) -> Result<ExitC
     let settings = Settings { consume_fuel: fuel, ..Settings::default() };
     let artifact = {
         let _progress = Progress::start(display_name(path));
-        wasce_engine::compile_to_artifact(&bytes, &settings).map_err(|e| match e {
-            Error::Compile(wasce_compiler::CompileError::Invalid(m)) => {
-                Error::Compile(wasce_compiler::CompileError::Invalid(format!("{}: invalid module: {m}", path.display())))
-            }
-            other => other,
-        })?
+        let compiled = wasce_engine::compile_confined(&bytes, &settings, limits).map_err(|e| in_file(path, e, false))?;
+        wasce_engine::artifact_of(&compiled, &settings)?
     };
     // Something that is not a regular file (`-o /dev/null`, a pipe) is written in place: renaming
     // over it would replace a device node with a file.

@@ -62,8 +62,10 @@ pub struct ExecArgs {
     /// Do not use the compile cache (neither read nor write it).
     #[arg(long)]
     no_cache: bool,
-    /// Debugging only: do not confine the host process after setup (no seccomp allow-lists,
-    /// no Landlock restriction to the `--dir`s, no no_new_privs).
+    #[command(flatten)]
+    compile_limits: super::CompileLimitArgs,
+    /// Debugging only: do not confine the host process after setup, nor the compile worker
+    /// (no seccomp allow-lists, no Landlock restriction to the `--dir`s, no no_new_privs).
     #[arg(long)]
     no_sandbox: bool,
     /// The module.
@@ -100,7 +102,9 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
     let policy = sandbox::Policy { dirs: wasi.preopens.iter().map(|p| p.host.clone()).collect(), exclusive: true };
 
     let settings = Settings { consume_fuel: a.fuel.is_some(), ..Settings::default() };
-    let loader = Loader::new(settings, !a.no_cache, verbose);
+    // --no-sandbox also leaves the compile worker unconfined (it stays a bounded process).
+    let compile_limits = wasce_engine::CompileLimits { confine: !a.no_sandbox, ..a.compile_limits.limits() };
+    let loader = Loader::new(settings, compile_limits, !a.no_cache, verbose);
     let mut timings = Timings::default();
     let mut preloads = Vec::new();
     for (name, path) in &a.preloads {
@@ -119,7 +123,7 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
     // Setup is done: confine the host before any guest code runs (a module's start function
     // runs during instantiation).
     if a.no_sandbox {
-        eprintln!("wasce: --no-sandbox: the host process is not confined (no seccomp allow-lists, no Landlock restriction to the --dir directories, no no_new_privs)");
+        eprintln!("wasce: --no-sandbox: the host process is not confined (no seccomp allow-lists, no Landlock restriction to the --dir directories, no no_new_privs), nor was the compile worker");
     } else {
         sandbox::confine(&store, &policy)?;
     }

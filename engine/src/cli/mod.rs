@@ -54,6 +54,10 @@ allow-list per thread, Landlock limiting the filesystem to the --dir directories
 outside the allow-list ends the run with `wasce: sandbox: blocked syscall NAME (NR) on the ...
 thread` and status 159; `--no-sandbox` turns all three off (for debugging).
 
+Modules (binary or text) are parsed and compiled in a separate, confined worker process (no
+files, no network, no new processes), bounded by --compile-timeout (default 5m) and
+--compile-memory (default 4GiB); past either bound the compile ends with an error that names it.
+
 Exit status: the program's (proc_exit), 134 after a trap, 159 after a blocked system call, 1 for
 other errors, 2 for a bad command line. Compiled modules are cached in $WASCE_CACHE_DIR, $XDG_CACHE_HOME/wasce or
 ~/.cache/wasce (`--no-cache` to skip).";
@@ -105,6 +109,8 @@ enum Command {
         /// Compile with fuel metering (for `wasce exec --fuel`).
         #[arg(long)]
         fuel: bool,
+        #[command(flatten)]
+        limits: CompileLimitArgs,
         /// The module (.wasm or .wat).
         module: PathBuf,
     },
@@ -117,12 +123,40 @@ enum Command {
     },
 }
 
+/// `wasce_engine::confined::DEFAULT_TIMEOUT` and `DEFAULT_MEMORY`, as the help shows them.
+const DEFAULT_COMPILE_TIMEOUT: &str = "5m";
+const DEFAULT_COMPILE_MEMORY: &str = "4GiB";
+
+/// The bounds of compiling a module (`wasce exec`, `wasce compile`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct CompileLimitArgs {
+    /// Stop compiling a module after this long (e.g. 30s, 5m): modules are compiled in a
+    /// confined worker process, which is killed at the limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration, default_value = DEFAULT_COMPILE_TIMEOUT)]
+    compile_timeout: std::time::Duration,
+    /// Most memory the compile worker may use (e.g. 512MiB, 4GiB); a compile needing more ends
+    /// with an error.
+    #[arg(long, value_name = "SIZE", value_parser = parse::size, default_value = DEFAULT_COMPILE_MEMORY)]
+    compile_memory: u64,
+}
+
+impl CompileLimitArgs {
+    pub fn limits(&self) -> wasce_engine::CompileLimits {
+        wasce_engine::CompileLimits { timeout: self.compile_timeout, memory: self.compile_memory, worker: None, confine: true }
+    }
+}
+
 pub fn main() -> ExitCode {
+    // The compile worker (`wasce_engine::confined`): this executable, run with a hidden first
+    // argument, before any command-line parsing.
+    if let Some(code) = wasce_engine::confined::worker_main_if_requested() {
+        return code;
+    }
     let cli = Cli::parse();
     let verbose = cli.verbose;
     let result = match cli.command {
         Command::Exec(args) => exec::exec(args, verbose),
-        Command::Compile { output, fuel, module } => compile::compile(&module, output, fuel),
+        Command::Compile { output, fuel, limits, module } => compile::compile(&module, output, fuel, &limits.limits()),
         Command::Wast { isolation, files } => compile::wast(&files, isolation.into()),
     };
     match result {
@@ -145,6 +179,11 @@ fn report(e: &Error, verbose: bool) -> ExitCode {
             ExitCode::from(134)
         }
         Error::Exit(code) => ExitCode::from(*code as u8),
+        // The compile worker's sandbox stopped it: the status of any blocked system call.
+        Error::CompileWorker(wasce_engine::CompileWorkerError::Blocked { .. }) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(wasce_engine::sandbox::EXIT_BLOCKED)
+        }
         other => {
             eprintln!("Error: {other}");
             if verbose {
@@ -156,5 +195,14 @@ fn report(e: &Error, verbose: bool) -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compile_limit_defaults_are_the_engine_defaults() {
+        assert_eq!(super::parse::duration(super::DEFAULT_COMPILE_TIMEOUT), Ok(wasce_engine::confined::DEFAULT_TIMEOUT));
+        assert_eq!(super::parse::size(super::DEFAULT_COMPILE_MEMORY), Ok(wasce_engine::confined::DEFAULT_MEMORY));
     }
 }

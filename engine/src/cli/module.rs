@@ -1,12 +1,14 @@
 //! Reading modules for the commands: WebAssembly binary or text, or an AOT artifact (recognised
-//! by its contents), through the compile cache, with progress on long compiles.
+//! by its contents), through the compile cache, with progress on long compiles. Binary and text
+//! are parsed and compiled in the confined compile worker (`wasce_engine::compile_confined`),
+//! whether or not the cache is used; the cache keys a text module by its text.
 
 use super::progress::Progress;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wasce_compiler::CompileError;
 use wasce_engine::cache::{Cache, Outcome};
-use wasce_engine::{Error, Module, Settings};
+use wasce_engine::{CompileLimits, CompileWorkerError, Error, LoadedModule, Module, Settings};
 
 /// How a module was obtained, for `--stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,12 +43,13 @@ pub struct Loaded {
 /// Loads the modules of one command with the same settings and cache.
 pub struct Loader {
     settings: Settings,
+    limits: CompileLimits,
     cache: Option<Cache>,
     verbose: bool,
 }
 
 impl Loader {
-    pub fn new(settings: Settings, use_cache: bool, verbose: bool) -> Loader {
+    pub fn new(settings: Settings, limits: CompileLimits, use_cache: bool, verbose: bool) -> Loader {
         let cache = if use_cache && Cache::default_dir().is_some() {
             match Cache::open_default() {
                 Ok(c) => Some(c),
@@ -58,7 +61,7 @@ impl Loader {
         } else {
             None
         };
-        Loader { settings, cache, verbose }
+        Loader { settings, limits, cache, verbose }
     }
 
     pub fn load(&self, path: &Path) -> Result<Loaded, Error> {
@@ -72,11 +75,11 @@ impl Loader {
             let module = wasce_engine::load_artifact(path)?;
             return Ok(Loaded { module, how: How::Artifact, time: start.elapsed() });
         }
-        let wasm = to_binary(path, bytes, self.verbose)?;
         let _progress = Progress::start(display_name(path));
+        let compile = |input: &[u8], settings: &Settings| wasce_engine::compile_confined(input, settings, &self.limits);
         let (module, how) = match &self.cache {
             Some(cache) => {
-                let (module, outcome) = cache.load_or_compile(&wasm, &self.settings, |wasm, settings| Ok(wasce_compiler::compile(wasm, settings)?)).map_err(|e| in_file(path, e))?;
+                let (module, outcome) = cache.load_or_compile(&bytes, &self.settings, compile).map_err(|e| in_file(path, e, self.verbose))?;
                 if self.verbose {
                     match &outcome {
                         Outcome::Replaced { reason, .. } => eprintln!("note: replaced a bad cache entry for {}: {reason}", path.display()),
@@ -88,28 +91,12 @@ impl Loader {
                 }
                 (module, if outcome.compiled() { How::CacheMiss } else { How::CacheHit })
             }
-            None => (wasce_engine::load(&wasm, &self.settings).map_err(|e| in_file(path, e))?, How::Compiled),
+            None => {
+                let compiled = compile(&bytes, &self.settings).map_err(|e| in_file(path, e, self.verbose))?;
+                (LoadedModule::new(compiled)?, How::Compiled)
+            }
         };
         Ok(Loaded { module, how, time: start.elapsed() })
-    }
-}
-
-/// The WebAssembly binary of a module file's contents (binary or text).
-pub fn to_binary(path: &Path, bytes: Vec<u8>, verbose: bool) -> Result<Vec<u8>, Error> {
-    if bytes.starts_with(b"\0asm") {
-        return Ok(bytes);
-    }
-    match wat::parse_bytes(&bytes) {
-        Ok(b) => Ok(b.into_owned()),
-        Err(mut e) => {
-            let text = if verbose {
-                e.set_path(path);
-                e.to_string()
-            } else {
-                one_line_wat_error(&e.to_string())
-            };
-            Err(Error::Usage(format!("{}: not a WebAssembly binary, and not valid text: {text}", path.display())))
-        }
     }
 }
 
@@ -129,11 +116,20 @@ fn one_line_wat_error(full: &str) -> String {
     }
 }
 
-/// Name the file in a compile error (its message carries the byte offset).
-fn in_file(path: &Path, e: Error) -> Error {
+/// Name the file in a compile error (its message carries the byte offset, or the line and
+/// column of a text error: on one line, or with the source excerpt when `verbose`).
+pub fn in_file(path: &Path, e: Error, verbose: bool) -> Error {
     match e {
         Error::Compile(CompileError::Invalid(m)) => {
             Error::Compile(CompileError::Invalid(format!("{}: invalid module: {m}", path.display())))
+        }
+        Error::CompileWorker(CompileWorkerError::Text { detail }) => {
+            let text = if verbose {
+                detail.replacen("--> <anon>:", &format!("--> {}:", path.display()), 1)
+            } else {
+                one_line_wat_error(&detail)
+            };
+            Error::Usage(format!("{}: not a WebAssembly binary, and not valid text: {text}", path.display()))
         }
         other => other,
     }

@@ -16,6 +16,10 @@
 //! well-defined point: it posts a job to the thread (ring server, watchdog) and waits for its
 //! result; the helper runs it before it serves any further request. No thread is created after
 //! confinement (the watchdog lives as long as the VM; the TSC calibration helper has ended).
+//!
+//! The compile worker (`crate::confined`, a child process that compiles an untrusted module)
+//! confines itself whole with `confine_compiler` (role `Compiler`, no filesystem at all) while it
+//! has one thread; the threads of its parallel compile start later and inherit it.
 //! With `Policy::exclusive` the process must have no other thread (checked in
 //! `/proc/self/task` before anything is confined); the CLI sets it.
 
@@ -26,6 +30,7 @@ pub mod syscalls;
 use crate::store::Store;
 use crate::Isolation;
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -45,10 +50,13 @@ pub enum Role {
     RingServer = 3,
     /// Sleeps until a call's deadline and kicks the vCPU (and ring server).
     Timeout = 4,
+    /// Every thread of the compile worker process (`crate::confined`): parses and compiles an
+    /// untrusted module read from stdin, writes the artifact to stdout.
+    Compiler = 5,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Vcpu, Role::Store, Role::RingServer, Role::Timeout];
+    pub const ALL: [Role; 5] = [Role::Vcpu, Role::Store, Role::RingServer, Role::Timeout, Role::Compiler];
 
     /// The name used in messages (`on the vCPU thread`).
     pub fn thread_name(self) -> &'static str {
@@ -57,6 +65,7 @@ impl Role {
             Role::Store => "store",
             Role::RingServer => "ring-server",
             Role::Timeout => "timeout",
+            Role::Compiler => "compiler",
         }
     }
 
@@ -106,6 +115,10 @@ thread_local! {
     static ROLE: Cell<u8> = const { Cell::new(0) };
 }
 
+/// The role of threads started after their process was confined (they inherit the filters
+/// and the Landlock domain of the thread that started them): the compile worker's threads.
+static INHERITED_ROLE: AtomicU8 = AtomicU8::new(0);
+
 /// Confine the calling thread (the one that will call into `store`) and the store's helper
 /// threads. Call after setup (store, WASI, instantiation as needed) and before running guest
 /// code you do not trust; after it returns, only the calls in the roles' allow-lists work and
@@ -147,6 +160,34 @@ pub fn confine(store: &Store, policy: &Policy) -> Result<Confined, SandboxError>
     let program = seccomp::program(own_role)?;
     confine_current(own_role, &program, ruleset)?;
     Ok(Confined { threads })
+}
+
+/// Confine the compile worker (`crate::confined`), a process whose only thread is the caller:
+/// no_new_privs, Landlock with no filesystem access (and no TCP, scoped signals), the
+/// `Role::Compiler` refusals and allow-list. Threads it starts afterwards (the parallel
+/// compile's) inherit all of it. Irreversible, for the rest of the process's life.
+pub fn confine_compiler() -> Result<(), SandboxError> {
+    probe_seccomp()?;
+    let role = Role::Compiler;
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    check_threads(&[(role, tid)])?;
+    let refusals = seccomp::refusal_programs(role)?;
+    let program = seccomp::program(role)?;
+    let ruleset = landlock::ruleset(&[])?;
+    install_sigsys_handler();
+    INHERITED_ROLE.store(role as u8, Ordering::Relaxed);
+    ROLE.with(|r| r.set(role as u8));
+    // SAFETY: PR_SET_NO_NEW_PRIVS with the documented arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(SandboxError::Install { thread: role.thread_name(), detail: format!("no_new_privs: {}", std::io::Error::last_os_error()) });
+    }
+    landlock::restrict_current(ruleset)?;
+    // The refusals first: the allow-list, installed last, does not allow installing filters.
+    for refusal in &refusals {
+        seccompiler::apply_filter(refusal).map_err(|e| SandboxError::Install { thread: role.thread_name(), detail: e.to_string() })?;
+    }
+    seccompiler::apply_filter(&program).map_err(|e| SandboxError::Install { thread: role.thread_name(), detail: e.to_string() })
 }
 
 /// Fail early (before any thread is confined) when the kernel has no seccomp filters.
@@ -287,7 +328,8 @@ extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; for a seccomp SIGSYS
     // it holds the `_sigsys` member, laid out as `SigsysInfo`.
     let nr = unsafe { (*(info as *const SigsysInfo)).syscall } as i64;
-    let role = Role::from_u8(ROLE.with(|r| r.get()));
+    let own = ROLE.with(|r| r.get());
+    let role = Role::from_u8(if own != 0 { own } else { INHERITED_ROLE.load(Ordering::Relaxed) });
     let m = report(nr, role);
     // SAFETY: write and _exit are async-signal-safe; the buffer is on this stack.
     unsafe {
@@ -317,14 +359,27 @@ mod tests {
             let program = seccomp::program(role).unwrap();
             assert!(!program.is_empty() && program.len() < 4096, "{role:?}: {} instructions", program.len());
             let calls = seccomp::syscalls(role);
-            for forbidden in [libc::SYS_socket, libc::SYS_connect, libc::SYS_bind, libc::SYS_execve, libc::SYS_clone, libc::SYS_clone3, libc::SYS_fork, libc::SYS_ptrace, libc::SYS_open, libc::SYS_seccomp, libc::SYS_prctl] {
+            for forbidden in [libc::SYS_socket, libc::SYS_connect, libc::SYS_bind, libc::SYS_execve, libc::SYS_clone3, libc::SYS_fork, libc::SYS_ptrace, libc::SYS_open, libc::SYS_seccomp, libc::SYS_prctl] {
                 assert!(!calls.contains(&forbidden), "{role:?} allows {:?}", syscalls::name(forbidden));
+            }
+            // clone: only the compile worker starts threads after confinement, and only threads.
+            for a in seccomp::allowed(role).filter(|a| a.nr == libc::SYS_clone) {
+                assert_eq!(role, Role::Compiler, "{role:?} allows clone");
+                assert!(a.when.iter().any(|c| matches!(c, seccomp::Cond::Set(0, m) if m & (libc::CLONE_THREAD as u64) != 0)));
             }
             // The report of a blocked call must itself be possible.
             assert!(calls.contains(&libc::SYS_write) && calls.contains(&libc::SYS_exit_group));
         }
         assert!(seccomp::syscalls(Role::RingServer).iter().all(|nr| *nr != libc::SYS_ioctl));
         assert!(seccomp::syscalls(Role::Store).iter().all(|nr| *nr != libc::SYS_ioctl));
+        // The compile worker: no files, no KVM, no sockets, no signals to others; the refused
+        // calls answer with an error.
+        let compiler = seccomp::syscalls(Role::Compiler);
+        for nr in [libc::SYS_ioctl, libc::SYS_openat, libc::SYS_openat2, libc::SYS_socket, libc::SYS_execveat, libc::SYS_kill, libc::SYS_ptrace] {
+            assert!(!compiler.contains(&nr), "the compiler allows {:?}", syscalls::name(nr));
+        }
+        assert_eq!(seccomp::refusal_programs(Role::Compiler).unwrap().len(), 2, "ENOSYS and EACCES");
+        assert!(seccomp::refusal_programs(Role::Vcpu).unwrap().is_empty());
         // mmap and mprotect are only allowed without PROT_EXEC.
         for role in Role::ALL {
             for a in seccomp::allowed(role).filter(|a| a.nr == libc::SYS_mmap || a.nr == libc::SYS_mprotect) {

@@ -29,6 +29,8 @@ pub enum Cond {
     Eq(u8, Value),
     /// Argument `n` has none of these bits set.
     Clear(u8, u64),
+    /// Argument `n` has all of these bits set.
+    Set(u8, u64),
 }
 
 /// One allowed system call (or one allowed form of it, when `when` is not empty).
@@ -37,6 +39,16 @@ pub struct Allow {
     pub nr: i64,
     /// All must hold (empty: any arguments).
     pub when: &'static [Cond],
+    pub why: &'static str,
+}
+
+/// A system call answered with an error instead of SIGSYS: code the confined thread runs (std,
+/// glibc) tries it and copes with the error, and allowing it would give more than is needed.
+#[derive(Debug)]
+pub struct Refuse {
+    pub nr: i64,
+    /// The error the call returns (an `errno` value).
+    pub errno: i32,
     pub why: &'static str,
 }
 
@@ -192,6 +204,81 @@ pub const KICK: Group = Group {
     ],
 };
 
+/// The first real-time signal, which glibc keeps for itself (SIGCANCEL; SIGSETXID is the next).
+const SIGRTMIN_GLIBC: i64 = 32;
+
+/// The compile worker (`crate::confined`): a child process that reads a module from its stdin,
+/// compiles it (on threads of its own: a parallel compile) and writes the artifact to its
+/// stdout. No files, no sockets, no processes, no executable memory.
+pub const COMPILER: Group = Group {
+    name: "compiler",
+    allow: &[
+        when(SYS_read, &[Cond::Eq(0, konst(0))], "the module and settings, from the parent (stdin)"),
+        when(SYS_write, &[Cond::Eq(0, konst(1))], "the artifact or the compile error, to the parent (stdout)"),
+        when(
+            SYS_clone,
+            &[
+                Cond::Set(0, (CLONE_VM | CLONE_THREAD | CLONE_SIGHAND) as u64),
+                Cond::Clear(
+                    0,
+                    (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_PTRACE | CLONE_UNTRACED | CLONE_VFORK | CLONE_PARENT) as u64,
+                ),
+            ],
+            "the threads of a parallel compile (glibc's pthread_create, after clone3 was refused): a thread of this process, which inherits its seccomp filters and Landlock domain; never a new process or namespace",
+        ),
+        any(SYS_set_robust_list, "glibc starts a new thread"),
+        when(SYS_rt_sigaction, &[Cond::Eq(0, konst(SIGRTMIN_GLIBC + 1))], "glibc's first pthread_create installs its SIGSETXID handler (the set*id broadcast)"),
+        any(SYS_rseq, "glibc registers a new thread's restartable sequences"),
+        any(SYS_sched_getaffinity, "std's available_parallelism: how many compile threads; glibc's pthread_getattr_np when std starts a thread"),
+        any(SYS_gettid, "std asks a new thread's id when it starts (its stack guard); glibc's raise"),
+        any(SYS_getrandom, "std's hash seeds"),
+        any(SYS_getpid, "glibc's raise (abort) asks for the process id"),
+        when(
+            SYS_tgkill,
+            &[Cond::Eq(0, Value::Pid), Cond::Eq(2, konst(SIGABRT as i64))],
+            "abort() after an allocation failed (the memory bound): SIGABRT to this process, which the parent reports",
+        ),
+    ],
+};
+
+/// What the compile worker is refused with an error rather than killed for.
+pub const COMPILER_REFUSED: &[Refuse] = &[
+    Refuse {
+        nr: SYS_clone3,
+        errno: ENOSYS,
+        why: "glibc's pthread_create tries clone3 first; its flags are in memory a filter cannot read, and ENOSYS makes glibc fall back to clone, whose flags are checked",
+    },
+    Refuse { nr: SYS_openat, errno: EACCES, why: "std's available_parallelism reads the cgroup CPU quota under /proc; without it, it counts the CPUs of the affinity mask" },
+    Refuse { nr: SYS_open, errno: EACCES, why: "as openat: no file is opened (Landlock denies every path as well)" },
+];
+
+/// The calls `role` is refused with an error (checked by a filter installed before the
+/// allow-list; the kernel applies the stricter answer, so these must also be in the allow-list
+/// to return their error rather than SIGSYS — `program` adds them).
+pub fn refused(role: Role) -> &'static [Refuse] {
+    match role {
+        Role::Compiler => COMPILER_REFUSED,
+        _ => &[],
+    }
+}
+
+/// The filters answering `role`'s refused calls with their errors (one per error value);
+/// everything else passes to the allow-list.
+pub fn refusal_programs(role: Role) -> Result<Vec<BpfProgram>, SandboxError> {
+    let err = |e: seccompiler::BackendError| SandboxError::Seccomp(format!("{role:?}: {e}"));
+    let mut by_errno: BTreeMap<i32, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
+    for r in refused(role) {
+        by_errno.entry(r.errno).or_default().insert(r.nr, Vec::new());
+    }
+    by_errno
+        .into_iter()
+        .map(|(errno, rules)| {
+            let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), TargetArch::x86_64).map_err(err)?;
+            filter.try_into().map_err(err)
+        })
+        .collect()
+}
+
 /// The groups a role's allow-list is made of.
 pub fn groups(role: Role) -> &'static [&'static Group] {
     match role {
@@ -199,6 +286,7 @@ pub fn groups(role: Role) -> &'static [&'static Group] {
         Role::Store => &[&BASE, &MEMORY, &WASI, &SIGNALED, &PROCESS, &STORE],
         Role::RingServer => &[&BASE, &MEMORY, &WASI, &SIGNALED],
         Role::Timeout => &[&BASE, &KICK],
+        Role::Compiler => &[&BASE, &MEMORY, &COMPILER],
     }
 }
 
@@ -229,6 +317,10 @@ pub fn program(role: Role) -> Result<BpfProgram, SandboxError> {
     let err = |e: seccompiler::BackendError| SandboxError::Seccomp(format!("{role:?}: {e}"));
     // None: the call is allowed with any arguments.
     let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+    // Refused calls pass this filter; the refusal filter installed before it answers them.
+    for r in refused(role) {
+        rules.insert(r.nr, None);
+    }
     for a in allowed(role) {
         let entry = rules.entry(a.nr).or_insert_with(|| Some(Vec::new()));
         if a.when.is_empty() {
@@ -242,6 +334,7 @@ pub fn program(role: Role) -> Result<BpfProgram, SandboxError> {
             .map(|c| match *c {
                 Cond::Eq(arg, v) => SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, resolve(v) & 0xffff_ffff),
                 Cond::Clear(arg, mask) => SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(mask), 0),
+                Cond::Set(arg, mask) => SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(mask), mask),
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;

@@ -12,3 +12,4 @@ mod files;
 mod store;
 mod deadline;
 mod ring;
+mod compile;
