@@ -28,11 +28,13 @@ done
 
 carry=()
 for t in lib traps wasi_exit_free hostile redteam; do carry+=(--carry "${bin[$t]}"); done
-# Each check prints its summary; a count that differs from the native run fails the command.
+# Each check prints its summary (and any failure in full); a count that differs from the native
+# run fails the command.
+summary="grep -E -A12 '^(test result|---- |failures:)'"
 scripts/svm-check.sh "${carry[@]}" --timeout 1500 -- \
     './target/debug/wasce wast ../shared/testsuite/*.wast | tail -n 1 | tee /tmp/spec; grep -qx "52222 passed, 0 failed" /tmp/spec' \
-    "${bin[lib]} hostile_tests --test-threads=1 2>&1 | tail -n 3; exit \${PIPESTATUS[0]}" \
-    "${bin[traps]} --test-threads=1 2>&1 | tail -n 3; exit \${PIPESTATUS[0]}" \
-    "${bin[wasi_exit_free]} --test-threads=1 2>&1 | tail -n 3; exit \${PIPESTATUS[0]}" \
-    "${bin[hostile]} --test-threads=1 2>&1 | tail -n 3; exit \${PIPESTATUS[0]}" \
-    "${bin[redteam]} --test-threads=1 2>&1 | tail -n 3; exit \${PIPESTATUS[0]}"
+    "set -o pipefail; ${bin[lib]} hostile_tests --test-threads=1 2>&1 | $summary" \
+    "set -o pipefail; ${bin[traps]} --test-threads=1 2>&1 | $summary" \
+    "set -o pipefail; ${bin[wasi_exit_free]} --test-threads=1 2>&1 | $summary" \
+    "set -o pipefail; ${bin[hostile]} --test-threads=1 2>&1 | $summary" \
+    "set -o pipefail; ${bin[redteam]} --test-threads=1 2>&1 | $summary"
