@@ -7,3 +7,4 @@
 //! (`ring` and `exit`) unless the finding is specific to one of them (the docs say which).
 
 mod common;
+mod misc;
