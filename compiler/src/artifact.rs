@@ -822,25 +822,57 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
     if info.global_inits.len() != nglobals - counts[3] as usize || info.table_inits.len() != ntables - counts[1] as usize {
         return bad("initialiser counts do not match".into());
     }
-    let expr_ok = |e: &ConstExpr| match *e {
-        ConstExpr::RefFunc(f) => (f as usize) < nfuncs,
-        ConstExpr::GlobalGet(g) => (g as usize) < nglobals,
-        _ => true,
-    };
-    let exprs = info.global_inits.iter().chain(&info.table_inits).chain(info.elems.iter().flat_map(|e| {
-        let offset = match &e.mode {
-            ElemMode::Active { offset, .. } => Some(offset),
-            _ => None,
-        };
-        e.items.iter().chain(offset)
-    }));
-    let exprs = exprs.chain(info.datas.iter().filter_map(|d| match &d.mode {
-        DataMode::Active { offset, .. } => Some(offset),
-        DataMode::Passive => None,
-    }));
-    for e in exprs {
-        if !expr_ok(e) {
-            return bad(format!("constant expression {e:?} out of range"));
+    // Limits the engine relies on (wasmparser checks them when compiling).
+    for (i, mem) in info.memories.iter().enumerate() {
+        if mem.min > MAX_MEMORY_PAGES || mem.max.is_some_and(|max| max < mem.min || max > MAX_MEMORY_PAGES) || (mem.shared && mem.max.is_none()) {
+            return bad(format!("memory {i} has bad limits {mem:?}"));
+        }
+    }
+    for (i, t) in info.tables.iter().enumerate() {
+        if t.min > u32::MAX as u64 || t.max.is_some_and(|max| max < t.min || max > u32::MAX as u64) {
+            return bad(format!("table {i} has bad limits {t:?}"));
+        }
+    }
+
+    // Constant expressions, with the type each must have, evaluated in this order by the
+    // engine: a global's initialiser sees only the imported and earlier globals (a later one
+    // does not exist yet), everything else sees all globals; `global.get` reads only immutable
+    // globals, `ref.func` names a function of the module.
+    let imported_globals = counts[3] as usize;
+    for (i, init) in info.global_inits.iter().enumerate() {
+        let index = imported_globals + i;
+        const_expr(info, init, index, info.globals[index].ty).map_err(|e| ArtifactError::Malformed(format!("initialiser of global {index}: {e}")))?;
+    }
+    for (i, init) in info.table_inits.iter().enumerate() {
+        let index = counts[1] as usize + i;
+        const_expr(info, init, nglobals, info.tables[index].elem).map_err(|e| ArtifactError::Malformed(format!("initialiser of table {index}: {e}")))?;
+    }
+    for (i, seg) in info.elems.iter().enumerate() {
+        let err = |e: String| ArtifactError::Malformed(format!("element segment {i}: {e}"));
+        if !seg.ty.is_ref() {
+            return Err(err(format!("element type {}", seg.ty)));
+        }
+        if let ElemMode::Active { table, offset } = &seg.mode {
+            let Some(t) = info.tables.get(*table as usize) else { return Err(err(format!("table {table} out of range"))) };
+            if t.elem != seg.ty {
+                return Err(err(format!("{} elements for a table of {}", seg.ty, t.elem)));
+            }
+            const_expr(info, offset, nglobals, WasmType::I32).map_err(err)?;
+        }
+        for item in &seg.items {
+            const_expr(info, item, nglobals, seg.ty).map_err(err)?;
+        }
+    }
+    for (i, d) in info.datas.iter().enumerate() {
+        let err = |e: String| ArtifactError::Malformed(format!("data segment {i}: {e}"));
+        if let DataMode::Active { memory, offset } = &d.mode {
+            if *memory as usize >= nmems {
+                return Err(err(format!("memory {memory} out of range")));
+            }
+            const_expr(info, offset, nglobals, WasmType::I32).map_err(err)?;
+        }
+        if d.range.start > d.range.end || d.range.end > info.data_bytes.len() {
+            return Err(err(format!("{:?} is outside the data section", d.range)));
         }
     }
     for e in &info.exports {
@@ -854,20 +886,13 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
             return bad(format!("export {} out of range", e.name));
         }
     }
-    if info.start.is_some_and(|s| s as usize >= nfuncs) {
-        return bad("start function out of range".into());
-    }
-    for e in &info.elems {
-        if matches!(e.mode, ElemMode::Active { table, .. } if table as usize >= ntables) {
-            return bad("element segment table out of range".into());
-        }
-    }
-    for d in &info.datas {
-        if matches!(d.mode, DataMode::Active { memory, .. } if memory as usize >= nmems) {
-            return bad("data segment memory out of range".into());
-        }
-        if d.range.start > d.range.end || d.range.end > info.data_bytes.len() {
-            return bad(format!("data segment {:?} outside the data section", d.range));
+    if let Some(s) = info.start {
+        match info.funcs.get(s as usize) {
+            None => return bad("start function out of range".into()),
+            Some(ty) if *ty as usize >= ntypes || !info.types[*ty as usize].params.is_empty() || !info.types[*ty as usize].results.is_empty() => {
+                return bad(format!("start function {s} does not have type [] -> []"));
+            }
+            Some(_) => {}
         }
     }
 
@@ -890,6 +915,34 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
     }
     if m.traps.windows(2).any(|w| w[0].0 > w[1].0) || m.traps.last().is_some_and(|t| t.0 as usize >= code_len) {
         return bad("trap table out of order or outside the code".into());
+    }
+    Ok(())
+}
+
+/// The largest 32-bit memory, in 64 KiB pages.
+const MAX_MEMORY_PAGES: u64 = 1 << 16;
+
+/// Check constant expression `e`: it must have type `want`, read only immutable globals below
+/// `visible_globals`, and name only functions of the module.
+fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: WasmType) -> Result<(), String> {
+    let ty = match *e {
+        ConstExpr::I32(_) => WasmType::I32,
+        ConstExpr::I64(_) => WasmType::I64,
+        ConstExpr::F32(_) => WasmType::F32,
+        ConstExpr::F64(_) => WasmType::F64,
+        ConstExpr::V128(_) => WasmType::V128,
+        ConstExpr::RefNull(t) if t.is_ref() => t,
+        ConstExpr::RefNull(t) => return Err(format!("ref.null of non-reference type {t}")),
+        ConstExpr::RefFunc(f) if (f as usize) < info.funcs.len() => WasmType::FuncRef,
+        ConstExpr::RefFunc(f) => return Err(format!("ref.func {f} out of range")),
+        ConstExpr::GlobalGet(g) => match info.globals.get(g as usize) {
+            Some(global) if (g as usize) < visible_globals && !global.mutable => global.ty,
+            Some(global) if global.mutable => return Err(format!("global.get {g} of a mutable global")),
+            _ => return Err(format!("global.get {g} of a global not initialised yet ({visible_globals} are)")),
+        },
+    };
+    if ty != want {
+        return Err(format!("constant of type {ty} where {want} is expected"));
     }
     Ok(())
 }

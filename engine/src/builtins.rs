@@ -31,6 +31,8 @@ fn dispatch(number: Builtin, vmctx: *mut u8, args: [u64; 5]) -> u64 {
     // SAFETY: compiled code only runs inside `Store::call`, which set STORE to a store that is
     // not otherwise used until the call returns.
     let store = unsafe { &mut *store };
+    // From here until the builtin returns, this thread runs host code: a fault is not a trap.
+    let _host = crate::process::HostSection::enter();
     crate::store::dispatch_builtin(store, number as u64, vmctx as u64, args)
 }
 

@@ -1,7 +1,34 @@
 //! Linear memory in process mode: an 8 GiB reservation (4 GiB addressable + 4 GiB guard) with
 //! the accessible prefix made read-write as the memory grows. The base never moves.
+//!
+//! Every reservation is recorded in a registry, which the process-mode fault handler consults:
+//! a memory fault of compiled code is a wasm trap only when its address lies in a linear
+//! memory's reservation (`is_reserved`); anywhere else it is a host crash.
 
 use crate::error::Error;
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+/// Reservation start → end, of every live linear memory.
+static RESERVATIONS: RwLock<BTreeMap<usize, usize>> = RwLock::new(BTreeMap::new());
+
+/// Whether `addr` lies in the reservation (accessible part or guard) of a live linear memory.
+/// Called from the fault handler: it never blocks on a lock but waits out a writer on another
+/// thread (registration is short); `false` if the registry cannot be read.
+pub(crate) fn is_reserved(addr: usize) -> bool {
+    for _ in 0..100_000_000u32 {
+        let reg = match RESERVATIONS.try_read() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::hint::spin_loop();
+                continue;
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        return matches!(reg.range(..=addr).next_back(), Some((_, end)) if addr < *end);
+    }
+    false
+}
 
 pub const WASM_PAGE: u64 = 65536;
 /// Address space reserved per 32-bit memory: any `u32 index + u32 offset + 16` stays inside.
@@ -31,6 +58,7 @@ impl LinearMemory {
         }
         let base = crate::os::map_anonymous(RESERVATION as usize, libc::PROT_NONE)
             .map_err(|e| Error::Resource(format!("cannot reserve linear memory: {e}")))?;
+        RESERVATIONS.write().unwrap_or_else(|p| p.into_inner()).insert(base as usize, base as usize + RESERVATION as usize);
         let mut mem = LinearMemory { base, size: 0, max_pages };
         mem.grow(min_pages).ok_or_else(|| Error::Resource("cannot commit initial linear memory".into()))?;
         Ok(mem)
@@ -115,6 +143,7 @@ impl LinearMemory {
 
 impl Drop for LinearMemory {
     fn drop(&mut self) {
+        RESERVATIONS.write().unwrap_or_else(|p| p.into_inner()).remove(&(self.base as usize));
         // SAFETY: unmapping exactly the reservation made in `new`.
         unsafe { libc::munmap(self.base as *mut _, RESERVATION as usize) };
     }

@@ -3,8 +3,9 @@
 //! regression tests of the divergences the fuzzers found.
 //!
 //! The smoke run draws `CASES` modules from wasm-smith, case `i` from the bytes of a splitmix64
-//! generator seeded with `BASE_SEED ^ i`, and runs each in wasmi and in wasce (KVM isolation when
-//! `/dev/kvm` works, process isolation, and process isolation with explicit bounds checks). It
+//! generator seeded with `BASE_SEED ^ i`, and runs each in wasmi and in wasce (KVM isolation,
+//! process isolation, and process isolation with explicit bounds checks). Without a usable
+//! `/dev/kvm` the tests fail (their KVM half never passes silently). It
 //! prints how many steps were compared, how many cases stopped early as inconclusive (and why)
 //! and every divergence, whose module is saved to `/tmp/wasce-diff-repro/case-<i>.wasm`.
 //! `DIFFERENTIAL_CASES=n` runs `n` cases instead; `DIFFERENTIAL_TRACE=1` prints each case before
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use arbitrary::Unstructured;
 use wasce_spec_tests::differential::observe::{Outcome, TrapKind, Value};
-use wasce_spec_tests::differential::{self, generate, kvm_available, Options};
+use wasce_spec_tests::differential::{self, generate, kvm_required, Options};
 
 const BASE_SEED: u64 = 0x5741_5343_455f_4446;
 /// Cases of the smoke run: about a minute in a debug test build on two cores.
@@ -81,10 +82,8 @@ fn run_case(tally: &mut Tally, index: u64, options: &Options) {
 }
 
 fn smoke() -> Tally {
-    let options = Options { fuel: FUEL, kvm: kvm_available() };
-    if !options.kvm {
-        println!("differential: KVM isolation unavailable; comparing process isolation only");
-    }
+    kvm_required();
+    let options = Options { fuel: FUEL, kvm: true };
     let cases = std::env::var("DIFFERENTIAL_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(CASES);
     let mut tally = Tally::default();
     for index in 0..cases {
@@ -119,7 +118,8 @@ fn smoke_run_agrees_with_wasmi() {
 /// the outcome of each step: instantiation, then each exported function in name order.
 fn agreed_steps(wat: &str) -> Vec<Outcome> {
     let wasm = wat::parse_str(wat).expect("valid WAT");
-    let options = Options { fuel: FUEL, kvm: kvm_available() };
+    kvm_required();
+    let options = Options { fuel: FUEL, kvm: true };
     let report = differential::check(&wasm, &options).unwrap_or_else(|d| panic!("{d}"));
     assert!(report.inconclusive.is_none(), "inconclusive: {:?}", report.inconclusive);
     let reference = differential::reference::Reference::new(&wasm).unwrap();

@@ -168,10 +168,13 @@ fn run(
 
 /// Test hook (documented in docs/SECURITY.md): `WASCE_SANDBOX_PROBE` makes the host do, right
 /// after confinement, something the sandbox forbids: `socket` (a call outside every
-/// allow-list) or `open=PATH` (open PATH for reading; the result is printed).
+/// allow-list) or `open=PATH` (open PATH for reading; the result is printed); or `panic`
+/// (a host bug: the panic must be reported as such, not as a blocked call).
 fn sandbox_probe() {
     let Ok(probe) = std::env::var("WASCE_SANDBOX_PROBE") else { return };
-    if probe == "socket" {
+    if probe == "panic" {
+        panic!("probe: a deliberate panic after confinement");
+    } else if probe == "socket" {
         // SAFETY: a plain socket(2) call; the fd is closed again.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
         eprintln!("probe: socket: {}", if fd >= 0 { "ok".to_string() } else { std::io::Error::last_os_error().to_string() });

@@ -33,6 +33,28 @@ pub(super) struct Activation {
 thread_local! {
     /// The innermost activation of this thread (null when not in wasm).
     pub(super) static CURRENT: Cell<*mut Activation> = const { Cell::new(std::ptr::null_mut()) };
+    /// Whether this thread is executing compiled code right now: set while `call_entry` runs
+    /// compiled code, cleared while compiled code has called out to the host (a builtin or a
+    /// host function, `HostSection`). Only a fault while it is set can be a wasm trap.
+    pub(super) static IN_WASM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Compiled code has called the host (a builtin, a host function): for as long as this lives,
+/// a fault on this thread is the host's, never a wasm trap, whatever its PC.
+pub struct HostSection {
+    was_in_wasm: bool,
+}
+
+impl HostSection {
+    pub fn enter() -> HostSection {
+        HostSection { was_in_wasm: IN_WASM.replace(false) }
+    }
+}
+
+impl Drop for HostSection {
+    fn drop(&mut self) {
+        IN_WASM.set(self.was_in_wasm);
+    }
 }
 
 std::arch::global_asm!(
@@ -91,8 +113,10 @@ pub unsafe fn call_entry(tramp: u64, code: u64, callee: u64, caller: u64, values
     signals::ensure_installed();
     let mut act = Activation { rsp: 0, rbp: 0, trap: None, prev: CURRENT.get() };
     CURRENT.set(&mut act);
+    let was_in_wasm = IN_WASM.replace(true);
     // SAFETY: upheld by the caller; `act` outlives the call and is unlinked right after.
     let r = unsafe { wasce_enter(&mut act as *mut Activation as *mut u8, tramp, code, callee, caller, values) };
+    IN_WASM.set(was_in_wasm);
     CURRENT.set(act.prev);
     if r == 0 {
         Ok(())

@@ -5,7 +5,7 @@
 mod enter;
 mod signals;
 
-pub use enter::call_entry;
+pub use enter::{call_entry, HostSection};
 
 /// Install the trap handlers and this thread's alternate signal stack now (rather than on the
 /// first call), so that calling compiled code later needs no `rt_sigaction`, `sigaltstack` or

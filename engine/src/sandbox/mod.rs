@@ -9,6 +9,13 @@
 //!   `wasce: sandbox: blocked syscall NAME (NR) on the ROLE thread; ...` to stderr and ends the
 //!   process with status [`EXIT_BLOCKED`] (159 = 128 + SIGSYS, what a shell reports for a
 //!   process killed by SIGSYS).
+//! * a panic hook (installed by the first `confine`, before any filter): a panic on a confined
+//!   thread is reported as `wasce: panic on the ROLE thread at FILE:LINE:COL: MESSAGE` with
+//!   nothing but `write(2)` (std's own report asks for the thread id and, with
+//!   `RUST_BACKTRACE`, opens files), then unwinds as usual: an embedder's `catch_unwind` still
+//!   catches it, a panic out of `main` ends the process with Rust's status 101, and one that
+//!   cannot unwind (out of an `extern "C"` function) aborts (SIGABRT, shell status 134); the
+//!   allow-lists hold the calls `abort()` makes. Unconfined threads keep the previous hook.
 //!
 //! Seccomp and Landlock apply per thread. `confine` confines the calling thread (the one that
 //! will call into the store: the vCPU thread in the VM, the store thread in process mode) and
@@ -147,6 +154,7 @@ pub fn confine(store: &Store, policy: &Policy) -> Result<Confined, SandboxError>
         check_threads(&threads)?;
     }
     install_sigsys_handler();
+    install_panic_hook();
 
     let clone = |r: &::landlock::RulesetCreated| r.try_clone().map_err(|e| SandboxError::Landlock(e.to_string()));
     if let Some(ring) = ring {
@@ -267,6 +275,53 @@ fn install_sigsys_handler() {
     }
 }
 
+/// Report panics of confined threads (see the module documentation); other threads keep the
+/// hook that was there. Installed once, by the first `confine`, before any thread is confined.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| match Role::from_u8(ROLE.with(|r| r.get())) {
+            Some(role) => {
+                let m = panic_report(role, info.location(), panic_message(info.payload()));
+                // SAFETY: writing our own stack buffer to stderr.
+                unsafe { libc::write(2, m.buf.as_ptr() as *const libc::c_void, m.len) };
+            }
+            None => previous(info),
+        }));
+    });
+}
+
+/// The message of a panic payload (`panic!` makes a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    match payload.downcast_ref::<&str>() {
+        Some(s) => s,
+        None => payload.downcast_ref::<String>().map_or("Box<dyn Any>", String::as_str),
+    }
+}
+
+/// The report of a panic on a confined thread, built without allocating.
+fn panic_report(role: Role, location: Option<&std::panic::Location<'_>>, message: &str) -> Msg<1024> {
+    let mut m = Msg { buf: [0; 1024], len: 0 };
+    m.push(b"wasce: panic on the ");
+    m.push(role.thread_name().as_bytes());
+    m.push(b" thread");
+    if let Some(l) = location {
+        m.push(b" at ");
+        m.push(l.file().as_bytes());
+        m.push(b":");
+        m.push_num(l.line() as u64);
+        m.push(b":");
+        m.push_num(l.column() as u64);
+    }
+    m.push(b": ");
+    m.push(message.as_bytes());
+    // A long message is cut, the newline kept.
+    m.len = m.len.min(m.buf.len() - 1);
+    m.push(b"\n");
+    m
+}
+
 /// The SIGSYS part of `siginfo_t` (`_sigsys` of the kernel's union, after the three ints and
 /// their padding).
 #[repr(C)]
@@ -280,13 +335,13 @@ struct SigsysInfo {
     arch: libc::c_uint,
 }
 
-/// A message built without allocating.
-struct Msg {
-    buf: [u8; 256],
+/// A message built without allocating (truncated to `N` bytes).
+struct Msg<const N: usize = 256> {
+    buf: [u8; N],
     len: usize,
 }
 
-impl Msg {
+impl<const N: usize> Msg<N> {
     fn push(&mut self, s: &[u8]) {
         let n = s.len().min(self.buf.len() - self.len);
         self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
@@ -388,13 +443,54 @@ mod tests {
         }
     }
 
-    /// `cargo test -p wasce-engine --lib sandbox -- --nocapture` prints the tables.
+    /// `cargo test -p wasce-engine --lib sandbox -- --nocapture` prints the tables. They are
+    /// reviewed data, so they are checked here: every entry names a known system call and
+    /// gives a reason, conditions name real arguments, every group is used, and the calls
+    /// that must stay with one role do.
     #[test]
     fn print_tables() {
+        let groups: Vec<&seccomp::Group> = Role::ALL.iter().flat_map(|r| seccomp::groups(*r).iter().copied()).collect();
+        for group in [&seccomp::BASE, &seccomp::MEMORY, &seccomp::WASI, &seccomp::SIGNALED, &seccomp::KVM, &seccomp::PROCESS, &seccomp::STORE, &seccomp::KICK, &seccomp::COMPILER] {
+            assert!(groups.iter().any(|g| g.name == group.name), "group {} is in no role", group.name);
+            assert!(!group.allow.is_empty(), "group {} is empty", group.name);
+            for a in group.allow {
+                let name = syscalls::name(a.nr).unwrap_or_else(|| panic!("group {}: unknown system call {}", group.name, a.nr));
+                assert!(a.why.trim().len() >= 4 && !a.why.to_lowercase().contains("todo"), "group {}: {name} has no reason", group.name);
+                for c in a.when {
+                    let (seccomp::Cond::Eq(arg, _) | seccomp::Cond::Clear(arg, _) | seccomp::Cond::Set(arg, _)) = *c;
+                    assert!(arg < 6, "group {}: {name} tests argument {arg}", group.name);
+                }
+            }
+        }
         for role in Role::ALL {
+            // Base is in every role, and every role can report a blocked call.
+            assert!(seccomp::groups(role).iter().any(|g| g.name == seccomp::BASE.name), "{role:?} lacks the base group");
             println!("{} thread: {} system calls, {} entries", role.thread_name(), seccomp::syscalls(role).len(), seccomp::allowed(role).count());
             for a in seccomp::allowed(role) {
                 println!("  {:<16} {:?} {}", syscalls::name(a.nr).unwrap_or("?"), a.when, a.why);
+            }
+        }
+        // Calls that belong to one role only: KVM to the vCPU thread, the trap handler's
+        // sigaction to the process-mode store thread, the watchdog's kick to the timeout thread,
+        // WASI to the threads that serve it (never the timeout thread).
+        let only = |nr: i64, role: Role, conds: fn(&seccomp::Allow) -> bool| {
+            for other in Role::ALL.into_iter().filter(|r| *r != role) {
+                assert!(!seccomp::allowed(other).any(|a| a.nr == nr && conds(a)), "{other:?} allows {} (only {role:?} may)", syscalls::name(nr).unwrap_or("?"));
+            }
+        };
+        only(libc::SYS_ioctl, Role::Vcpu, |_| true);
+        // (The compiler worker may install glibc's SIGSETXID handler, signal 33, and only that.)
+        only(libc::SYS_rt_sigaction, Role::Store, |a| !matches!(a.when, [seccomp::Cond::Eq(0, seccomp::Value::Const(n))] if *n == 33));
+        only(libc::SYS_tgkill, Role::Timeout, |a| a.when.iter().any(|c| matches!(c, seccomp::Cond::Eq(2, seccomp::Value::KickSignal))));
+        for nr in [libc::SYS_openat2, libc::SYS_read, libc::SYS_mmap, libc::SYS_unlinkat] {
+            assert!(!seccomp::syscalls(Role::Timeout).contains(&nr), "the timeout thread allows {}", syscalls::name(nr).unwrap_or("?"));
+        }
+        // The timeout thread writes to stderr only.
+        assert!(seccomp::allowed(Role::Timeout).filter(|a| a.nr == libc::SYS_write).all(|a| matches!(a.when, [seccomp::Cond::Eq(0, seccomp::Value::Const(2))])));
+        // Signals may only be sent to this process, never elsewhere.
+        for role in Role::ALL {
+            for a in seccomp::allowed(role).filter(|a| a.nr == libc::SYS_tgkill) {
+                assert!(a.when.iter().any(|c| matches!(c, seccomp::Cond::Eq(0, seccomp::Value::Pid))), "{role:?}: tgkill to any process");
             }
         }
     }

@@ -102,6 +102,9 @@ pub const BASE: Group = Group {
         when(SYS_madvise, &[Cond::Eq(2, konst(MADV_DONTNEED as i64))], "free() returns pages; glibc releases an exiting thread's stack; table.grow gives back the arena pages of a table it moved"),
         any(SYS_clock_gettime, "Instant::now when the vDSO falls back to the system call; thread CPU time"),
         any(SYS_sched_yield, "back-off while waiting for another thread (ring server busy flag)"),
+        any(SYS_gettid, "std's panic report names the thread's OS id (the default panic hook, where an embedder replaced the sandbox's)"),
+        any(SYS_getpid, "abort() after a panic that cannot unwind: glibc's raise asks for the process id"),
+        when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, konst(SIGABRT as i64))], "abort() after a panic that cannot unwind: SIGABRT ends this process"),
     ],
 };
 
@@ -186,7 +189,13 @@ pub const KVM: Group = Group {
 /// Process mode: compiled code runs on the store thread, its faults arrive as signals.
 pub const PROCESS: Group = Group {
     name: "process",
-    allow: &[any(SYS_rt_sigaction, "a fault outside compiled code restores the default action and is re-raised (a host crash stays a crash)")],
+    allow: &[
+        any(SYS_rt_sigaction, "a fault outside compiled code restores the default action and is re-raised (a host crash stays a crash)"),
+        when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, konst(SIGSEGV as i64))], "a SIGSEGV someone sent, not a trap, is raised again with its default action"),
+        when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, konst(SIGBUS as i64))], "a SIGBUS someone sent, not a trap, is raised again with its default action"),
+        when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, konst(SIGILL as i64))], "a SIGILL someone sent, not a trap, is raised again with its default action"),
+        when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, konst(SIGFPE as i64))], "a SIGFPE someone sent, not a trap, is raised again with its default action"),
+    ],
 };
 
 /// The thread that made the store (where the run is driven from).

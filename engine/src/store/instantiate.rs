@@ -14,18 +14,26 @@ use crate::error::Error;
 use crate::kvm::Perm;
 use crate::{builtins, types};
 use wasce_compiler::module::{ConstExpr, DataMode, ElemMode, ImportKind};
-use wasce_compiler::vmctx;
+use wasce_compiler::{vmctx, CompileError};
+
+/// A module whose metadata does not hold together (only a crafted artifact could be one).
+fn malformed(what: String) -> Error {
+    Error::Compile(CompileError::Invalid(format!("malformed module: {what}")))
+}
 
 impl Store {
     /// Check that `ext` can satisfy import `index` of `module`; the message names the import.
     pub fn check_import(&self, module: &Module, index: usize, ext: Extern) -> Result<(), Error> {
-        let import = &module.compiled.info.imports[index];
+        let info = &module.compiled.info;
+        let Some(import) = info.imports.get(index) else {
+            return Err(Error::Usage(format!("import {index} out of range ({} imports)", info.imports.len())));
+        };
         let bad = || Error::Link(format!("incompatible import type for `{}::{}`", import.module, import.name));
         let limits_ok = |min: u64, max: Option<u64>, want_min: u64, want_max: Option<u64>| {
             min >= want_min && match want_max { None => true, Some(wm) => max.is_some_and(|m| m <= wm) }
         };
         let ok = match (&import.kind, ext) {
-            (ImportKind::Func(ty), Extern::Func(f)) => self.func_type(f) == &module.compiled.info.types[*ty as usize],
+            (ImportKind::Func(ty), Extern::Func(f)) => info.types.get(*ty as usize).ok_or_else(|| malformed(format!("import type {ty} out of range")))? == self.func_type(f),
             (ImportKind::Memory(want), Extern::Memory(m)) => {
                 let have = self.memory_type(m);
                 have.shared == want.shared && limits_ok(have.min, have.max, want.min, want.max)
@@ -177,7 +185,8 @@ impl Store {
                             // address of this very VMFuncRef, the host's key for (this
                             // instance, this function); see `ops::host_call`.
                             let record = vm as u64 + off as u64;
-                            inst.write_u64(off + vmctx::FUNCREF_CODE, code_base + module.compiled.host_trampolines[*ty as usize].offset as u64);
+                            let tramp = module.compiled.host_trampolines.get(*ty as usize).ok_or_else(|| malformed(format!("no host trampoline for type {ty}")))?;
+                            inst.write_u64(off + vmctx::FUNCREF_CODE, code_base + tramp.offset as u64);
                             inst.write_u64(off + vmctx::FUNCREF_VMCTX, record);
                             inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, types::type_id(hty));
                             records.push((record, f));
@@ -242,7 +251,8 @@ impl Store {
             use wasce_hypercall::*;
             let ctx = self.arena_alloc(WCTX_SIZE, 16)?;
             let memory = inst.memories.first().map_or(0, |m| self.memories[m.0 as usize].def as u64);
-            let fallback = code_base + module.compiled.host_trampolines[ty as usize].offset as u64;
+            let tramp = module.compiled.host_trampolines.get(ty as usize).ok_or_else(|| malformed(format!("no host trampoline for type {ty}")))?;
+            let fallback = code_base + tramp.offset as u64;
             let record = vm as u64 + layout.funcref(index) as u64;
             for (field, value) in [(WCTX_MEMORY, memory), (WCTX_DATA, data), (WCTX_FALLBACK_CODE, fallback), (WCTX_FALLBACK_VMCTX, record)] {
                 // SAFETY: a fresh WCTX_SIZE arena block.
@@ -256,7 +266,7 @@ impl Store {
         // Defined globals, evaluated in order (they may read imported globals).
         for (i, init) in info.global_inits.iter().enumerate() {
             let index = info.num_imported_globals + i as u32;
-            let value = self.eval_const(&inst, init);
+            let value = self.eval_const(&inst, init)?;
             // SAFETY: the slot is inside the vmctx and 16-byte aligned.
             let ptr = unsafe { vm.add(layout.global(index) as usize) } as *mut u128;
             // SAFETY: as above.
@@ -265,13 +275,13 @@ impl Store {
             inst.globals.push(GlobalId(self.globals.len() as u32 - 1));
         }
         for (i, init) in info.table_inits.iter().enumerate() {
-            let value = self.eval_const(&inst, init) as u64;
+            let value = self.eval_const(&inst, init)? as u64;
             if value != 0 {
                 let t = inst.tables[info.num_imported_tables as usize + i];
                 self.tables[t.0 as usize].elems_mut().fill(value);
             }
         }
-        let elems = info.elems.iter().map(|seg| seg.items.iter().map(|e| self.eval_const(&inst, e) as u64).collect()).collect();
+        let elems = info.elems.iter().map(|seg| seg.items.iter().map(|e| self.eval_const(&inst, e).map(|v| v as u64)).collect()).collect::<Result<_, _>>()?;
         inst.elems = elems;
         debug_assert_eq!(id as usize, self.instances.len());
         Ok((inst, records))
@@ -286,7 +296,7 @@ impl Store {
         for (i, seg) in module.compiled.info.elems.iter().enumerate() {
             match &seg.mode {
                 ElemMode::Active { table, offset } => {
-                    let offset = self.eval_const(&self.instances[id as usize], offset) as u32 as u64;
+                    let offset = self.eval_const(&self.instances[id as usize], offset)? as u32 as u64;
                     let len = seg.items.len() as u64;
                     self.table_init(instance, *table, i as u32, offset, 0, len).map_err(|t| self.trap_error(t, &[]))?;
                     self.instances[id as usize].elems[i].clear();
@@ -312,31 +322,41 @@ impl Store {
                 continue;
             }
             if let DataMode::Active { memory, offset } = &seg.mode {
-                let offset = self.eval_const(&self.instances[id as usize], offset) as u32 as u64;
+                let offset = self.eval_const(&self.instances[id as usize], offset)? as u32 as u64;
                 let len = seg.range.len() as u64;
                 self.memory_init(instance, *memory, i as u32, offset, 0, len).map_err(|t| self.trap_error(t, &[]))?;
                 self.instances[id as usize].dropped_datas[i] = true;
             }
         }
         if let Some(start) = module.compiled.info.start {
-            let f = self.instances[id as usize].funcs[start as usize];
+            let f = *self.instances[id as usize].funcs.get(start as usize).ok_or_else(|| malformed(format!("start function {start} out of range")))?;
             self.call(f, &[])?;
         }
         Ok(())
     }
 
-    fn eval_const(&self, inst: &InstanceData, expr: &ConstExpr) -> u128 {
-        match *expr {
+    /// Evaluate a constant expression. Compiled modules and decoded artifacts are validated
+    /// (`wasce_compiler::artifact` checks every index and type); this checks again, so that an
+    /// expression naming a function or a global that does not exist (yet) is an error, never
+    /// an out-of-bounds index.
+    fn eval_const(&self, inst: &InstanceData, expr: &ConstExpr) -> Result<u128, Error> {
+        Ok(match *expr {
             ConstExpr::I32(v) => v as u32 as u128,
             ConstExpr::I64(v) => v as u64 as u128,
             ConstExpr::F32(v) => v as u128,
             ConstExpr::F64(v) => v as u128,
             ConstExpr::V128(v) => v,
             ConstExpr::RefNull(_) => 0,
-            ConstExpr::RefFunc(f) => inst.vmctx as u128 + inst.layout().funcref(f) as u128,
-            // SAFETY: global pointers point at live 16-byte arena slots.
-            ConstExpr::GlobalGet(g) => unsafe { *self.globals[inst.globals[g as usize].0 as usize].ptr },
-        }
+            ConstExpr::RefFunc(f) if (f as usize) < inst.funcs.len() => inst.vmctx as u128 + inst.layout().funcref(f) as u128,
+            ConstExpr::RefFunc(f) => return Err(malformed(format!("constant expression refers to function {f}, which does not exist"))),
+            ConstExpr::GlobalGet(g) => {
+                let Some(global) = inst.globals.get(g as usize).and_then(|id| self.globals.get(id.0 as usize)) else {
+                    return Err(malformed(format!("constant expression reads global {g}, which is not initialised yet")));
+                };
+                // SAFETY: global pointers point at live 16-byte arena slots.
+                unsafe { *global.ptr }
+            }
+        })
     }
 }
 

@@ -13,3 +13,4 @@ mod store;
 mod deadline;
 mod ring;
 mod compile;
+mod misc;

@@ -82,7 +82,19 @@ impl Options {
 
 /// Whether KVM isolation works on this machine.
 pub fn kvm_available() -> bool {
-    wasce_engine::Store::new(wasce_engine::StoreConfig { isolation: Isolation::Kvm, ..Default::default() }).is_ok()
+    kvm_unusable().is_none()
+}
+
+/// Why KVM isolation does not work on this machine, if it does not.
+pub fn kvm_unusable() -> Option<wasce_engine::Error> {
+    wasce_engine::Store::new(wasce_engine::StoreConfig { isolation: Isolation::Kvm, ..Default::default() }).err()
+}
+
+/// Fail loudly (a test's KVM half never passes silently) unless KVM isolation works.
+pub fn kvm_required() {
+    if let Some(e) = kvm_unusable() {
+        panic!("KVM isolation is unusable ({e}); this test compares it too and never passes without it");
+    }
 }
 
 /// What a conclusive (or partly conclusive) case showed.
