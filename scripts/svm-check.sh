@@ -112,7 +112,7 @@ for m in $(cat /modules/order); do
     [ "$m" = kvm-amd ] || insmod /modules/$m.ko
 done
 if insmod /modules/kvm-amd.ko && [ -c /dev/kvm ]; then
-    echo "svm-check: kvm_amd loaded, /dev/kvm ready ($(grep -c svm /proc/cpuinfo) cpu with svm)"
+    echo "svm-check: kvm_amd loaded, /dev/kvm ready ($(grep -c svm /proc/cpuinfo) cpus with svm)"
     sh /commands.sh
 else
     echo "svm-check: kvm_amd did not load"
@@ -127,7 +127,7 @@ echo "${order[*]}" > "$root/modules/order"
 
 log=$work/console.log
 set +e
-timeout "$timeout" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 4G -nographic -no-reboot -monitor none \
+timeout "$timeout" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 4G -nographic -no-reboot -monitor none \
     -kernel "$kernel" -initrd "$work/initrd.gz" -append "console=ttyS0 quiet panic=-1 mitigations=off" \
     < /dev/null 2>&1 | tr -d '\r' | tee "$log" | grep -v '^\[' 
 qemu=${PIPESTATUS[0]}

@@ -105,6 +105,20 @@ pub(crate) fn finish_helpers() {
 
 /// Default limit on open fds.
 pub const DEFAULT_MAX_FDS: usize = 1024;
+/// Descriptors a guest's table always leaves to the host process (stdio, the KVM fds, the
+/// preopens, files the host opens itself), below its `RLIMIT_NOFILE`.
+pub const HOST_FD_RESERVE: usize = 128;
+
+/// The most fds a guest's table may hold: what was asked for, and never so many that the host
+/// process would run out of descriptors (with a soft `RLIMIT_NOFILE` of 1024, common, the
+/// default would otherwise let a guest take every one).
+fn fd_limit(asked: usize) -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 };
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+    asked.min(soft.saturating_sub(HOST_FD_RESERVE))
+}
 
 /// The state behind one guest's WASI calls.
 pub struct WasiCtx {
@@ -121,7 +135,7 @@ pub struct WasiCtx {
 
 impl WasiCtx {
     pub fn new(config: WasiConfig) -> Result<WasiCtx, Error> {
-        let mut table = Table::new(config.max_fds.unwrap_or(DEFAULT_MAX_FDS));
+        let mut table = Table::new(fd_limit(config.max_fds.unwrap_or(DEFAULT_MAX_FDS)));
         let stdio_err = |_| Error::Usage("fd limit too small for the standard streams".into());
         table.insert(Handle::new(Object::Stdin(config.stdin), table::stdio_rights() & !rights::FD_WRITE, 0)).map_err(stdio_err)?;
         table.insert(Handle::new(Object::Stdout(config.stdout), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;

@@ -14,3 +14,4 @@ mod deadline;
 mod ring;
 mod compile;
 mod misc;
+mod descriptors;
