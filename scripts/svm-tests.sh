@@ -3,9 +3,11 @@
 # kvm_amd (scripts/svm-check.sh), the WebAssembly 2.0 spec suite in KVM mode, and the engine's
 # trap, WASI clock (exit-free), hostile-guest and red-team tests. A few minutes.
 #
-# What does not run there, and why: the WASI suite, the sandbox tests and the workloads need
-# Python or the wasi-testsuite runner, or take too long at TCG's ~10x slowdown; process-mode
-# halves of the tests run too but say nothing about KVM.
+# What does not run there, and why: the WASI suite, the sandbox tests and the workloads take
+# too long at TCG's ~10x slowdown (they run natively in the same CI); the red-team test of a
+# host function panicking on the ring server needs a second CPU for the ring (the nested guest
+# has one: the guest's calls all fall back to exits, so the ring is never exercised); the
+# process-mode halves of the tests run too but say nothing about KVM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +39,4 @@ scripts/svm-check.sh "${carry[@]}" --timeout 1500 -- \
     "set -o pipefail; ${bin[traps]} --test-threads=1 2>&1 | $summary" \
     "set -o pipefail; ${bin[wasi_exit_free]} --test-threads=1 2>&1 | $summary" \
     "set -o pipefail; ${bin[hostile]} --test-threads=1 2>&1 | $summary" \
-    "set -o pipefail; ${bin[redteam]} --test-threads=1 2>&1 | $summary"
+    "set -o pipefail; ${bin[redteam]} --test-threads=1 --skip ring::a_host_function_panicking_on_the_ring_is_an_error 2>&1 | $summary"
