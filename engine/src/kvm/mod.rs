@@ -107,6 +107,8 @@ pub struct Vm {
     /// XCR0 for the guest, where the host sets it (`Flavour::sets_xcr0`).
     xcr0: Option<u64>,
     reset: Reset,
+    /// `KVM_GET_TSC_KHZ` of the vCPU.
+    tsc_khz: Option<u32>,
     /// Host address of slot 0.
     system: *mut u8,
     pt: PageTables,
@@ -261,6 +263,7 @@ impl Vm {
             user_sregs: kvm_sregs::default(),
             xcr0: None,
             reset: Reset::Nothing,
+            tsc_khz: None,
             system,
             pt,
             mappings: HashMap::new(),
@@ -316,6 +319,7 @@ impl Vm {
         let base = this.vcpu.get_sregs().map_err(|e| kvm_err("KVM_GET_SREGS", e))?;
         this.user_sregs = segments::user_sregs(&base, this.pt.pml4, flavour);
         this.establish()?;
+        this.tsc_khz = this.vcpu.get_tsc_khz().ok().filter(|k| *k > 0);
         this.vcpu.set_sync_valid_reg(SyncReg::Register);
         this.vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
         this.vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
@@ -372,6 +376,12 @@ impl Vm {
             Ok(_) => Err(Error::Resource("KVM refused to set the guest TSC".into())),
             Err(e) => Err(kvm_err("KVM_SET_MSRS (TSC)", e)),
         }
+    }
+
+    /// The guest TSC's frequency as KVM keeps it (the host kernel's calibration), if known
+    /// (read once, at creation).
+    pub fn tsc_khz(&self) -> Option<u32> {
+        self.tsc_khz
     }
 
     /// The flavour of KVM this VM runs on.

@@ -282,6 +282,11 @@ enum Quarantined {
 unsafe impl Send for Store {}
 
 impl Store {
+    /// The guest TSC's frequency in this store's VM, if KVM reports it (KVM mode).
+    pub(crate) fn vm_tsc_khz(&self) -> Option<u32> {
+        self.vm.as_ref().and_then(|vm| vm.tsc_khz())
+    }
+
     pub fn new(config: StoreConfig) -> Result<Store, Error> {
         let arena = Arena::new()?;
         let (vm, guest_stack, stack_limit) = match config.isolation {

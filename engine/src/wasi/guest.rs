@@ -1,7 +1,9 @@
 //! Exit-free WASI in the VM: the data the guest routines read (`wasce_hypercall::WD_*`):
 //! arguments and environment as NUL-terminated strings with their offsets, and the clock
-//! calibration that turns the TSC (the host's, unchanged inside this hypervisor) into
-//! realtime and monotonic nanoseconds.
+//! calibration that turns the TSC (the host's: unchanged on kvm_pvm, offset 0 on standard KVM,
+//! `kvm::flavour`) into realtime and monotonic nanoseconds. The rate is the kernel's own TSC
+//! frequency as KVM reports it for the vCPU (`KVM_GET_TSC_KHZ`) where it can, else measured
+//! over 2 ms (which alone drifts by the measurement's error: ~0.1 % on a busy host).
 
 use super::misc::now;
 use std::sync::OnceLock;
@@ -68,8 +70,9 @@ pub fn calibration() -> Calibration {
     *CALIBRATION.get_or_init(measure)
 }
 
-/// The `WD_*` block for these arguments and environment variables, laid out for address `at`.
-pub fn data_block(args: &[String], env: &[String], at: u64) -> Vec<u8> {
+/// The `WD_*` block for these arguments and environment variables, laid out for address `at`;
+/// `tsc_khz` is the guest TSC's frequency if KVM reported it.
+pub fn data_block(args: &[String], env: &[String], at: u64, tsc_khz: Option<u32>) -> Vec<u8> {
     let strings = |list: &[String]| {
         let mut blob = Vec::new();
         let mut offsets = Vec::new();
@@ -82,7 +85,10 @@ pub fn data_block(args: &[String], env: &[String], at: u64) -> Vec<u8> {
     };
     let (args_blob, args_offsets) = strings(args);
     let (env_blob, env_offsets) = strings(env);
-    let cal = calibration();
+    let mut cal = calibration();
+    if let Some(khz) = tsc_khz.filter(|k| *k > 0) {
+        cal.mult = ((1_000_000u128 << 32) / khz as u128) as u64;
+    }
     let mut b = vec![0u8; WD_SIZE as usize];
     let put32 = |b: &mut Vec<u8>, at: u64, v: u32| b[at as usize..at as usize + 4].copy_from_slice(&v.to_le_bytes());
     put32(&mut b, WD_ARGC, args.len() as u32);

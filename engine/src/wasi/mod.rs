@@ -233,9 +233,10 @@ pub fn add_to_linker(store: &mut Store, linker: &mut Linker, config: WasiConfig)
     // In the VM, the calls that need nothing from the host are served by the guest runtime.
     let guest_data = match store.isolation() {
         crate::Isolation::Kvm => {
-            let size = guest::data_block(&ctx.args, &ctx.env, 0).len();
+            let tsc_khz = store.vm_tsc_khz();
+            let size = guest::data_block(&ctx.args, &ctx.env, 0, tsc_khz).len();
             let at = store.alloc_guest_bytes(&vec![0u8; size])?;
-            let block = guest::data_block(&ctx.args, &ctx.env, at);
+            let block = guest::data_block(&ctx.args, &ctx.env, at, tsc_khz);
             // SAFETY: `at` is the arena block of `size` bytes just allocated for it.
             unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), at as *mut u8, size) };
             Some(at)
