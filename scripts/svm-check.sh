@@ -48,7 +48,10 @@ for f in "${carry[@]}"; do [ -e "$f" ] || { echo "svm-check: $f does not exist (
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,w,shared,modules}
+mkdir -p "$root"/{bin,dev,etc,proc,sys,tmp,w,shared,modules}
+# A root file system like a normal one, as far as the tests look at it.
+echo 'root:x:0:0:root:/tmp:/bin/sh' > "$root/etc/passwd"
+echo 'root:x:0:' > "$root/etc/group"
 cp "$(command -v busybox)" "$root/bin/busybox"
 
 # kvm-amd and what it depends on (modinfo), decompressed (busybox insmod reads plain .ko),
