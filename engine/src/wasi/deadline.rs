@@ -178,6 +178,18 @@ impl Deadline {
             return Err(errno::from_os(e));
         }
     }
+
+    /// A system call on `fd` that may wait for another party (`f` as for `io`). When `bounded`
+    /// (`Handle::may_block_under`: a deadline is set and the fd can block), first wait for
+    /// `events` until the deadline, then run it with `io`; otherwise run it once.
+    pub fn blocking(&mut self, bounded: bool, fd: RawFd, events: libc::c_short, mut f: impl FnMut() -> isize) -> Result<usize, Errno> {
+        if !bounded {
+            let r = f();
+            return if r < 0 { Err(errno::from_os(last_errno())) } else { Ok(r as usize) };
+        }
+        self.wait_fd(fd, events)?;
+        self.io(f)
+    }
 }
 
 /// Whether I/O on `fd` can wait for another party (pipe, FIFO, socket, tty or other character

@@ -158,12 +158,8 @@ impl WasiCtx {
                 let fd = io_fd(h)?;
                 // A pipe, socket or tty may not take the bytes: wait for room until the deadline.
                 let bounded = h.may_block_under(&self.deadline);
-                if bounded {
-                    self.deadline.wait_fd(fd, libc::POLLOUT)?;
-                }
                 // SAFETY: writing from a host buffer of data.len() bytes to an fd we own.
-                let write = || unsafe { libc::write(fd, data.as_ptr() as *const _, data.len()) };
-                if bounded { self.deadline.io(write)? } else { check_len(write())? }
+                self.deadline.blocking(bounded, fd, libc::POLLOUT, || unsafe { libc::write(fd, data.as_ptr() as *const _, data.len()) })?
             }
         };
         mem.write_u32(nwritten, written as u32)
@@ -190,12 +186,8 @@ impl WasiCtx {
                 let fd = io_fd(h)?;
                 // A pipe, socket or tty may have nothing to read: wait until the deadline.
                 let bounded = h.may_block_under(&self.deadline);
-                if bounded {
-                    self.deadline.wait_fd(fd, libc::POLLIN)?;
-                }
                 // SAFETY: reading into a host buffer of `total` bytes from an fd we own.
-                let mut read = || unsafe { libc::read(fd, buf.as_mut_ptr() as *mut _, total) };
-                if bounded { self.deadline.io(read)? } else { check_len(read())? }
+                self.deadline.blocking(bounded, fd, libc::POLLIN, || unsafe { libc::read(fd, buf.as_mut_ptr() as *mut _, total) })?
             }
         };
         let placed = mem.scatter(&iovs, &buf[..got])?;

@@ -218,20 +218,8 @@ impl WasiCtx {
         }
         let lfd = l.as_raw_fd();
         let bounded = h.may_block_under(&self.deadline);
-        if bounded {
-            self.deadline.wait_fd(lfd, libc::POLLIN)?;
-        }
         // SAFETY: accept4 on a listening socket we own; no peer address requested.
-        let accept = || unsafe { libc::accept4(lfd, std::ptr::null_mut(), std::ptr::null_mut(), sflags) } as isize;
-        let s = if bounded {
-            self.deadline.io(accept)? as i32
-        } else {
-            let s = accept();
-            if s < 0 {
-                return Err(last_os_errno());
-            }
-            s as i32
-        };
+        let s = self.deadline.blocking(bounded, lfd, libc::POLLIN, || unsafe { libc::accept4(lfd, std::ptr::null_mut(), std::ptr::null_mut(), sflags) } as isize)? as i32;
         // SAFETY: a new fd we now own.
         let sock = unsafe { OwnedFd::from_raw_fd(s) };
         let mut handle = Handle::new(Object::Socket(sock), rights::SOCKET & !rights::SOCK_ACCEPT, 0);
@@ -256,20 +244,8 @@ impl WasiCtx {
         }
         let sfd = s.as_raw_fd();
         let bounded = h.may_block_under(&self.deadline);
-        if bounded {
-            self.deadline.wait_fd(sfd, libc::POLLIN)?;
-        }
         // SAFETY: recv into a host buffer of `total` bytes.
-        let mut recv = || unsafe { libc::recv(sfd, buf.as_mut_ptr() as *mut _, total, flags) };
-        let got = if bounded {
-            self.deadline.io(recv)?
-        } else {
-            let got = recv();
-            if got < 0 {
-                return Err(last_os_errno());
-            }
-            got as usize
-        };
+        let got = self.deadline.blocking(bounded, sfd, libc::POLLIN, || unsafe { libc::recv(sfd, buf.as_mut_ptr() as *mut _, total, flags) })?;
         let placed = mem.scatter(&iovs, &buf[..got])?;
         mem.write_u32(datalen, placed as u32)?;
         mem.write(roflags, &0u16.to_le_bytes())
@@ -283,20 +259,8 @@ impl WasiCtx {
         let data = mem.gather(&iovs)?;
         let sfd = s.as_raw_fd();
         let bounded = h.may_block_under(&self.deadline);
-        if bounded {
-            self.deadline.wait_fd(sfd, libc::POLLOUT)?;
-        }
         // SAFETY: send from a host buffer.
-        let send = || unsafe { libc::send(sfd, data.as_ptr() as *const _, data.len(), libc::MSG_NOSIGNAL) };
-        let sent = if bounded {
-            self.deadline.io(send)?
-        } else {
-            let sent = send();
-            if sent < 0 {
-                return Err(last_os_errno());
-            }
-            sent as usize
-        };
+        let sent = self.deadline.blocking(bounded, sfd, libc::POLLOUT, || unsafe { libc::send(sfd, data.as_ptr() as *const _, data.len(), libc::MSG_NOSIGNAL) })?;
         mem.write_u32(datalen, sent as u32)
     }
 
