@@ -14,7 +14,8 @@
 //! 104     16    u64 offset, u64 length of the code section (4096-aligned, ends the file)
 //! 120           str compiler version (CARGO_PKG_VERSION), str ISA description
 //!               (`isa_description()`: target triple, then the enabled ISA flags),
-//!               u8 bounds checks (0 guard pages, 1 explicit)
+//!               u8 settings (bit 0 explicit bounds checks, bit 1 fuel metering),
+//!               u32 features the module was validated with (`Features` bits)
 //! meta          ModuleInfo (types, imports, functions, tables, memories, globals and their
 //!               initialisers, exports, start, element and data segments, names), the
 //!               location of every function and trampoline in the code, the trap table
@@ -47,14 +48,14 @@ use crate::image::ImagePlan;
 use crate::module::*;
 use crate::trap::Trap;
 use crate::vmctx::{self, VmctxLayout};
-use crate::{BoundsChecks, Settings};
+use crate::{BoundsChecks, Features, Settings};
 use std::collections::HashMap;
 use std::ops::Range;
 
 /// The first bytes of every artifact.
 pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The version of the compiler that writes and reads artifacts.
 pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Sections that may be mapped from the file start at multiples of this.
@@ -114,6 +115,8 @@ pub struct Header {
     pub isa: String,
     pub bounds_checks: BoundsChecks,
     pub consume_fuel: bool,
+    /// The features the module was validated with.
+    pub features: Features,
     pub meta: Range<usize>,
     pub data: Range<usize>,
     pub image: Range<usize>,
@@ -161,7 +164,7 @@ pub fn host_isa() -> Result<&'static str, ArtifactError> {
 /// authenticated under `key`.
 pub fn serialize(module: &CompiledModule, settings: &Settings, key: &Key) -> Result<Vec<u8>, ArtifactError> {
     let isa = host_isa()?;
-    serialize_for(module, settings.bounds_checks, COMPILER_VERSION, isa, key)
+    serialize_for(module, settings.bounds_checks, settings.features, COMPILER_VERSION, isa, key)
         .map(|mut bytes| {
             if settings.consume_fuel || module.consume_fuel {
                 set_fuel_flag(&mut bytes, key);
@@ -182,7 +185,7 @@ fn set_fuel_flag(bytes: &mut [u8], key: &Key) {
     update_mac(bytes, key);
 }
 
-fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, isa: &str, key: &Key) -> Result<Vec<u8>, ArtifactError> {
+fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, features: Features, version: &str, isa: &str, key: &Key) -> Result<Vec<u8>, ArtifactError> {
     let mut w = Writer::default();
     w.buf.extend_from_slice(MAGIC);
     w.buf.extend_from_slice(&[0; 3]);
@@ -194,6 +197,7 @@ fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, version: &str, i
         BoundsChecks::GuardPages => 0,
         BoundsChecks::Explicit => 1,
     });
+    w.u32(features.bits());
 
     let meta_start = w.buf.len();
     write_meta(&mut w, module);
@@ -295,11 +299,13 @@ impl Writer {
         self.ty(t.elem);
         self.u64(t.min);
         self.opt_u64(t.max);
+        self.bool(t.table64);
     }
     fn memory(&mut self, m: &MemoryType) {
         self.u64(m.min);
         self.opt_u64(m.max);
         self.bool(m.shared);
+        self.bool(m.memory64);
     }
     fn global(&mut self, g: &GlobalType) {
         self.ty(g.ty);
@@ -524,6 +530,8 @@ pub fn header(bytes: &[u8], key: &Key) -> Result<Header, ArtifactError> {
         b => return Err(r.bad(&format!("bounds-check mode {b}"))),
     };
     let consume_fuel = flags & SETTINGS_FUEL != 0;
+    let bits = r.u32()?;
+    let features = Features::from_bits(bits).ok_or_else(|| r.bad(&format!("feature bits {bits:#x}")))?;
     let ordered = r.pos == meta.start
         && meta.end <= data.start
         && data.end <= image.start
@@ -539,7 +547,7 @@ pub fn header(bytes: &[u8], key: &Key) -> Result<Header, ArtifactError> {
             bytes.len()
         )));
     }
-    Ok(Header { format_version: version, compiler_version, isa, bounds_checks, consume_fuel, meta, data, image, code })
+    Ok(Header { format_version: version, compiler_version, isa, bounds_checks, consume_fuel, features, meta, data, image, code })
 }
 
 /// Decode an artifact written by this compiler for this host under `key`.
@@ -669,10 +677,10 @@ impl<'a> Reader<'a> {
         if t.is_ref() { Ok(t) } else { Err(self.bad("bad reference type")) }
     }
     fn table(&mut self) -> Result<TableType, ArtifactError> {
-        Ok(TableType { elem: self.ref_ty()?, min: self.u64()?, max: self.opt_u64()? })
+        Ok(TableType { elem: self.ref_ty()?, min: self.u64()?, max: self.opt_u64()?, table64: self.bool()? })
     }
     fn memory(&mut self) -> Result<MemoryType, ArtifactError> {
-        Ok(MemoryType { min: self.u64()?, max: self.opt_u64()?, shared: self.bool()? })
+        Ok(MemoryType { min: self.u64()?, max: self.opt_u64()?, shared: self.bool()?, memory64: self.bool()? })
     }
     fn global(&mut self) -> Result<GlobalType, ArtifactError> {
         Ok(GlobalType { ty: self.ty()?, mutable: self.bool()? })
@@ -1012,16 +1020,16 @@ mod tests {
     fn incompatible_builds_are_named() {
         let module = crate::compile(b"\0asm\x01\0\0\0", &Settings::default()).unwrap();
         let host = host_isa().unwrap();
-        let other = serialize_for(&module, BoundsChecks::GuardPages, "0.0.1", host, &KEY).unwrap();
+        let other = serialize_for(&module, BoundsChecks::GuardPages, Features::all(), "0.0.1", host, &KEY).unwrap();
         let e = deserialize(&other, &KEY).unwrap_err().to_string();
         assert!(e.contains("compiled by wasce 0.0.1 for") && e.contains(&format!("this is wasce {COMPILER_VERSION} for")), "{e}");
         let isa = format!("{host} has_teleport");
-        let other = serialize_for(&module, BoundsChecks::GuardPages, COMPILER_VERSION, &isa, &KEY).unwrap();
+        let other = serialize_for(&module, BoundsChecks::GuardPages, Features::all(), COMPILER_VERSION, &isa, &KEY).unwrap();
         let e = deserialize(&other, &KEY).unwrap_err().to_string();
         assert!(e.contains("this host lacks has_teleport") && e.contains("recompile"), "{e}");
         // Fewer ISA extensions than the host has: runs.
         let (target, _) = host.split_once(' ').unwrap_or((host, ""));
-        let other = serialize_for(&module, BoundsChecks::Explicit, COMPILER_VERSION, target, &KEY).unwrap();
+        let other = serialize_for(&module, BoundsChecks::Explicit, Features::all(), COMPILER_VERSION, target, &KEY).unwrap();
         assert_eq!(deserialize(&other, &KEY).unwrap().header.bounds_checks, BoundsChecks::Explicit);
     }
 }

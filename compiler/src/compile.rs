@@ -133,7 +133,7 @@ fn codegen(isa: &OwnedTargetIsa, func: ir::Function, index: u32) -> Result<Compi
 
 /// Compile a WebAssembly binary.
 pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, CompileError> {
-    let ParsedModule { info, bodies } = parse(wasm)?;
+    let ParsedModule { info, bodies } = parse(wasm, settings.features)?;
     let isa = build_isa()?;
     let call_conv = CallConv::SystemV;
     let layout = VmctxLayout::new(&info);

@@ -87,7 +87,7 @@ mod tests {
     use crate::module::{DataSegment, MemoryType};
 
     fn info(min: u64, segs: &[(i32, &[u8])]) -> ModuleInfo {
-        let mut info = ModuleInfo { memories: vec![MemoryType { min, max: None, shared: false }], ..Default::default() };
+        let mut info = ModuleInfo { memories: vec![MemoryType { min, max: None, shared: false, memory64: false }], ..Default::default() };
         for (at, bytes) in segs {
             let start = info.data_bytes.len();
             info.data_bytes.extend_from_slice(bytes);

@@ -10,6 +10,7 @@
 pub mod artifact;
 pub mod builtins;
 mod compile;
+pub mod features;
 pub mod image;
 pub mod module;
 mod parse;
@@ -18,6 +19,7 @@ mod translate;
 pub mod trap;
 pub mod vmctx;
 
+pub use features::Features;
 pub use compile::{compile, func_at, isa_description, trap_at, CompiledModule, FuncLoc};
 pub use module::ModuleInfo;
 pub use trap::Trap;
@@ -40,11 +42,13 @@ pub struct Settings {
     /// Meter execution: every operator costs one unit of the store's fuel, checked at function
     /// entry and loop headers; running out traps with `OutOfFuel`.
     pub consume_fuel: bool,
+    /// The proposals past WebAssembly 2.0 that modules may use (all implemented ones by default).
+    pub features: Features,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { bounds_checks: BoundsChecks::GuardPages, parallel: true, consume_fuel: false }
+        Settings { bounds_checks: BoundsChecks::GuardPages, parallel: true, consume_fuel: false, features: Features::all() }
     }
 }
 

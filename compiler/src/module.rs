@@ -75,6 +75,8 @@ pub struct TableType {
     pub elem: WasmType,
     pub min: u64,
     pub max: Option<u64>,
+    /// Indexed by i64 (memory64's table64), else by i32.
+    pub table64: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +85,16 @@ pub struct MemoryType {
     pub min: u64,
     pub max: Option<u64>,
     pub shared: bool,
+    /// Indexed by i64 (memory64), else by i32.
+    pub memory64: bool,
+}
+
+impl MemoryType {
+    /// The largest size the index type allows, in pages (2^16 for 32-bit memories, 2^48 for
+    /// 64-bit ones).
+    pub fn max_pages_by_index(&self) -> u64 {
+        if self.memory64 { 1 << 48 } else { 1 << 16 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -255,17 +267,14 @@ pub(crate) fn const_expr(expr: &wp::ConstExpr<'_>) -> Result<ConstExpr, String> 
 }
 
 pub(crate) fn table_type(t: &wp::TableType) -> Result<TableType, String> {
-    Ok(TableType { elem: WasmType::from_ref(t.element_type)?, min: t.initial, max: t.maximum })
+    Ok(TableType { elem: WasmType::from_ref(t.element_type)?, min: t.initial, max: t.maximum, table64: t.table64 })
 }
 
 pub(crate) fn memory_type(m: &wp::MemoryType) -> Result<MemoryType, String> {
-    if m.memory64 {
-        return Err("memory64 is not supported".into());
-    }
     if m.page_size_log2.is_some() {
         return Err("custom page sizes are not supported".into());
     }
-    Ok(MemoryType { min: m.initial, max: m.maximum, shared: m.shared })
+    Ok(MemoryType { min: m.initial, max: m.maximum, shared: m.shared, memory64: m.memory64 })
 }
 
 pub(crate) fn global_type(g: &wp::GlobalType) -> Result<GlobalType, String> {

@@ -3,7 +3,7 @@
 
 use crate::module::{self, *};
 use crate::CompileError;
-use wasmparser::{self as wp, FuncToValidate, FunctionBody, Parser, Payload, ValidPayload, Validator, ValidatorResources, WasmFeatures};
+use wasmparser::{self as wp, FuncToValidate, FunctionBody, Parser, Payload, ValidPayload, Validator, ValidatorResources};
 
 pub(crate) struct ParsedModule<'a> {
     pub info: ModuleInfo,
@@ -18,8 +18,8 @@ fn unsupported(e: String) -> CompileError {
     CompileError::Unsupported(e)
 }
 
-pub(crate) fn parse(wasm: &[u8]) -> Result<ParsedModule<'_>, CompileError> {
-    let mut validator = Validator::new_with_features(WasmFeatures::WASM2);
+pub(crate) fn parse(wasm: &[u8], features: crate::Features) -> Result<ParsedModule<'_>, CompileError> {
+    let mut validator = Validator::new_with_features(features.wasmparser());
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {

@@ -111,7 +111,7 @@ impl Cache {
     pub fn entry_name(&self, wasm: &[u8], settings: &Settings) -> Result<String, Error> {
         let isa = artifact::host_isa().map_err(|e| Error::Compile(wasce_compiler::CompileError::Isa(e.to_string())))?;
         let context = format!(
-            "wasce-cache-1\0{}\0{}\0{isa}\0{}\0{}",
+            "wasce-cache-1\0{}\0{}\0{isa}\0{}\0{}\0features {:#x}",
             artifact::COMPILER_VERSION,
             artifact::FORMAT_VERSION,
             match settings.bounds_checks {
@@ -119,6 +119,7 @@ impl Cache {
                 BoundsChecks::Explicit => "explicit",
             },
             if settings.consume_fuel { "fuel" } else { "no-fuel" },
+            settings.features.bits(),
         );
         // The context's length first, so that no context/module split is ambiguous.
         let mut h = blake3::Hasher::new_keyed(&self.key.0);
@@ -173,7 +174,7 @@ impl Cache {
     fn load_entry(&self, path: &Path, settings: &Settings) -> Result<Module, String> {
         let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
         let header = artifact::header(&bytes, &self.key).map_err(|e| e.to_string())?;
-        if header.consume_fuel != settings.consume_fuel || header.bounds_checks != settings.bounds_checks {
+        if header.consume_fuel != settings.consume_fuel || header.bounds_checks != settings.bounds_checks || header.features != settings.features {
             return Err("compiled with other settings".into());
         }
         LoadedModule::from_artifact_bytes(&bytes, &self.key).map_err(|e| e.to_string())

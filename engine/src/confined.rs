@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use wasce_compiler::artifact::{self, Artifact, ArtifactError};
-use wasce_compiler::{BoundsChecks, CompileError, CompiledModule, Settings};
+use wasce_compiler::{BoundsChecks, CompileError, CompiledModule, Features, Settings};
 
 /// The hidden first argument that makes a wasce executable a compile worker.
 pub const WORKER_ARG: &str = "__compile-worker";
@@ -183,6 +183,10 @@ const EXIT_PANIC: u8 = 101;
 /// Exit status of a worker that could not read its request or confine itself.
 const EXIT_SETUP: u8 = 102;
 
+/// Where the feature bits sit in a request's settings word.
+const FEATURES_SHIFT: u32 = 8;
+const _: () = assert!(wasce_compiler::Features::TABLE.len() <= 32 - FEATURES_SHIFT as usize);
+
 struct Request {
     settings: Settings,
     memory: u64,
@@ -197,7 +201,7 @@ impl Request {
         v.extend_from_slice(REQUEST_MAGIC);
         v.extend_from_slice(&self.memory.to_le_bytes());
         let s = &self.settings;
-        let flags = u32::from(s.consume_fuel) | u32::from(s.bounds_checks == BoundsChecks::Explicit) << 1 | u32::from(s.parallel) << 2 | u32::from(!self.confine) << 3;
+        let flags = u32::from(s.consume_fuel) | u32::from(s.bounds_checks == BoundsChecks::Explicit) << 1 | u32::from(s.parallel) << 2 | u32::from(!self.confine) << 3 | s.features.bits() << FEATURES_SHIFT;
         v.extend_from_slice(&flags.to_le_bytes());
         v.extend_from_slice(&self.key);
         v.extend_from_slice(&self.len.to_le_bytes());
@@ -210,13 +214,15 @@ impl Request {
         }
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         let flags = u32::from_le_bytes(b[16..20].try_into().expect("4 bytes"));
-        if flags & !0b1111 != 0 {
+        let features = Features::from_bits(flags >> FEATURES_SHIFT);
+        let (Some(features), 0) = (features, flags & !0b1111 & ((1 << FEATURES_SHIFT) - 1)) else {
             return Err(format!("unknown settings {flags:#x}"));
-        }
+        };
         let settings = Settings {
             consume_fuel: flags & 1 != 0,
             bounds_checks: if flags & 2 != 0 { BoundsChecks::Explicit } else { BoundsChecks::GuardPages },
             parallel: flags & 4 != 0,
+            features,
         };
         Ok(Request { settings, memory: u64_at(8), confine: flags & 8 == 0, key: b[20..52].try_into().expect("32 bytes"), len: u64_at(52) })
     }
@@ -247,7 +253,7 @@ fn answer(out: &[u8], settings: &Settings, key: &Key) -> Result<CompiledModule, 
     match tag {
         ARTIFACT => {
             let artifact = open(payload, key).map_err(|e| bad(format!("its artifact fails the checks: {e}")))?;
-            if artifact.header.consume_fuel != settings.consume_fuel || artifact.header.bounds_checks != settings.bounds_checks {
+            if artifact.header.consume_fuel != settings.consume_fuel || artifact.header.bounds_checks != settings.bounds_checks || artifact.header.features != settings.features {
                 return Err(bad("its artifact was compiled with other settings than requested".into()));
             }
             Ok(artifact.into_compiled())
@@ -655,7 +661,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let settings = Settings { consume_fuel: true, bounds_checks: BoundsChecks::Explicit, parallel: false };
+        let settings = Settings { consume_fuel: true, bounds_checks: BoundsChecks::Explicit, parallel: false, ..Settings::default() };
         let r = Request { settings, memory: 123 << 20, confine: true, key: [7; 32], len: 99 };
         let bytes: [u8; REQUEST_LEN] = r.encode().try_into().unwrap();
         let back = Request::decode(&bytes).unwrap();

@@ -38,7 +38,7 @@ pub use error::{Error, TrapError};
 pub use linker::Linker;
 pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, HostcallTransport, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
 pub use values::Val;
-pub use wasce_compiler::{module::FuncType, BoundsChecks, Settings, Trap};
+pub use wasce_compiler::{module::FuncType, BoundsChecks, Features, Settings, Trap};
 
 /// Compile a WebAssembly binary in this process and load it for execution. For modules you do
 /// not trust, use [`load_confined`] (a confined worker process, bounded in time and memory).

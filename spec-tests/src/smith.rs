@@ -1,6 +1,7 @@
-//! wasm-smith restricted to exactly the features wasce implements: WebAssembly 2.0, nothing
-//! later (wasce rejects those at validation). Generators start from `wasm2()` and set their own
-//! sizes and policies on top.
+//! wasm-smith restricted to exactly the features wasce implements: WebAssembly 2.0 and the
+//! later proposals in `wasce_engine::Features` (wasce rejects the others at validation).
+//! Generators start from `implemented()` and set their own sizes and policies on top (several
+//! memories come from their `max_memories`).
 
 /// wasm-smith's defaults with the WebAssembly 2.0 proposals on and every later one off.
 pub fn wasm2() -> wasm_smith::Config {
@@ -29,4 +30,9 @@ pub fn wasm2() -> wasm_smith::Config {
         multibyte_array_access_enabled: false,
         ..wasm_smith::Config::default()
     }
+}
+
+/// `wasm2()` plus every later proposal wasce implements.
+pub fn implemented() -> wasm_smith::Config {
+    wasm_smith::Config { memory64_enabled: true, ..wasm2() }
 }

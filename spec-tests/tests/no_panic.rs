@@ -101,12 +101,12 @@ impl Rng {
 
 // ---- Generating cases ------------------------------------------------------------------------
 
-/// wasm-smith restricted to the WebAssembly 2.0 features wasce implements, and to small modules.
+/// wasm-smith restricted to the features wasce implements, and to small modules.
 /// Half the modules avoid traps (so calls run further), half do not (so traps get exercised).
 fn smith_config(rng: &mut Rng) -> wasm_smith::Config {
     wasm_smith::Config {
         disallow_traps: rng.below(2) == 0,
-        max_memories: 1,
+        max_memories: 3,
         max_tables: 4,
         // Small modules, so that ten thousand of them compile quickly.
         min_funcs: 1,
@@ -121,9 +121,10 @@ fn smith_config(rng: &mut Rng) -> wasm_smith::Config {
         max_elements: 16,
         max_table_elements: 1_000,
         max_memory32_bytes: 16 << 16,
+        max_memory64_bytes: 16 << 16,
         // Export everything, so that every function gets called.
         export_everything: true,
-        ..wasce_spec_tests::smith::wasm2()
+        ..wasce_spec_tests::smith::implemented()
     }
 }
 

@@ -60,15 +60,40 @@ impl Translator<'_, '_> {
         self.b.ins().load(I64, trusted(), def, off + vmctx::DEF_LENGTH as i32)
     }
 
+    /// Whether `mem` is indexed by i64 (memory64).
+    pub(super) fn is_memory64(&self, mem: u32) -> bool {
+        self.module().memories[mem as usize].memory64
+    }
+
     /// Pop an index and compute the native address of an access of `size` bytes.
+    ///
+    /// A 32-bit memory relies on its guard region unless explicit checks are asked for: the
+    /// reservation covers any `u32 index + u32 offset + size`. A 64-bit memory is always checked
+    /// explicitly (no reservation covers a 64-bit index): `index + offset + size` is computed
+    /// with an overflow trap and compared with the current length.
     pub(super) fn heap_addr(&mut self, memarg: &MemArg, size: u32) -> (Value, i32) {
         let index = self.pop();
         let mem = memory_index(memarg);
         let base = self.memory_base(mem);
-        let index = self.b.ins().uextend(I64, index);
-        if self.env.settings.bounds_checks == BoundsChecks::Explicit {
+        let memory64 = self.is_memory64(mem);
+        let index = if memory64 { index } else { self.b.ins().uextend(I64, index) };
+        if memory64 || self.env.settings.bounds_checks == BoundsChecks::Explicit {
             let len = self.memory_length(mem);
-            let end = self.b.ins().iadd_imm_s(index, (memarg.offset + size as u64) as i64);
+            let end = match memarg.offset.checked_add(size as u64) {
+                Some(reach) if reach <= i64::MAX as u64 && !memory64 => self.b.ins().iadd_imm_s(index, reach as i64),
+                Some(reach) => {
+                    let reach = self.b.ins().iconst(I64, reach as i64);
+                    self.b.ins().uadd_overflow_trap(index, reach, Trap::MemoryOutOfBounds.to_clif())
+                }
+                None => {
+                    // offset + size overflows u64: no index can make the access fit.
+                    self.trap(Trap::MemoryOutOfBounds);
+                    let after = self.b.create_block();
+                    self.b.switch_to_block(after);
+                    self.b.seal_block(after);
+                    self.b.ins().iconst(I64, 0)
+                }
+            };
             let oob = self.b.ins().icmp(IntCC::UnsignedGreaterThan, end, len);
             self.trapnz(oob, Trap::MemoryOutOfBounds);
         }
@@ -128,14 +153,14 @@ impl Translator<'_, '_> {
             O::MemorySize { mem } => {
                 let len = self.memory_length(mem);
                 let pages = self.b.ins().ushr_imm_u(len, 16);
-                let v = self.b.ins().ireduce(I32, pages);
+                let v = if self.is_memory64(mem) { pages } else { self.b.ins().ireduce(I32, pages) };
                 self.push(v);
             }
             O::MemoryGrow { mem } => {
                 let delta = self.pop();
                 let m = self.b.ins().iconst(I64, mem as i64);
                 let r = self.call_builtin(Builtin::MemoryGrow, &[m, delta]);
-                let v = self.b.ins().ireduce(I32, r);
+                let v = if self.is_memory64(mem) { r } else { self.b.ins().ireduce(I32, r) };
                 self.push(v);
             }
             O::MemoryFill { mem } => {

@@ -22,11 +22,21 @@ impl Translator<'_, '_> {
         }
     }
 
-    /// Bounds-check `index` (i32) against the table and return the element's address.
+    fn is_table64(&self, table: u32) -> bool {
+        self.module().tables[table as usize].table64
+    }
+
+    /// A table's size as its index type (i64 for table64, else i32).
+    fn table_index_value(&mut self, table: u32, v: Value) -> Value {
+        if self.is_table64(table) { v } else { self.b.ins().ireduce(I32, v) }
+    }
+
+    /// Bounds-check `index` (i32, or i64 for table64) against the table and return the
+    /// element's address.
     fn table_elem_addr(&mut self, table: u32, index: Value, trap: Trap) -> Value {
         let (def, off) = self.table_def(table);
         let len = self.b.ins().load(I64, trusted(), def, off + vmctx::DEF_LENGTH as i32);
-        let index = self.b.ins().uextend(I64, index);
+        let index = if self.b.func.dfg.value_type(index) == I64 { index } else { self.b.ins().uextend(I64, index) };
         let oob = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, index, len);
         self.trapnz(oob, trap);
         let base = self.b.ins().load(I64, trusted(), def, off + vmctx::DEF_BASE as i32);
@@ -89,14 +99,14 @@ impl Translator<'_, '_> {
             O::TableSize { table } => {
                 let (def, off) = self.table_def(table);
                 let len = self.b.ins().load(I64, trusted(), def, off + vmctx::DEF_LENGTH as i32);
-                let v = self.b.ins().ireduce(I32, len);
+                let v = self.table_index_value(table, len);
                 self.push(v);
             }
             O::TableGrow { table } => {
                 let (init, delta) = self.pop2();
                 let t = self.b.ins().iconst(I64, table as i64);
                 let r = self.call_builtin(Builtin::TableGrow, &[t, delta, init]);
-                let v = self.b.ins().ireduce(I32, r);
+                let v = self.table_index_value(table, r);
                 self.push(v);
             }
             O::TableFill { table } => {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use wasce_engine::{Error, Settings};
 
 /// `wasce compile`: write the artifact next to the module, or to `output`.
-pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool, limits: &wasce_engine::CompileLimits) -> Result<ExitCode, Error> {
+pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool, features: wasce_engine::Features, limits: &wasce_engine::CompileLimits) -> Result<ExitCode, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
     if wasce_engine::is_artifact(&bytes) {
         return Err(Error::Usage(format!("{} is already compiled (a wasce artifact); run it with `wasce exec`", path.display())));
@@ -18,7 +18,7 @@ pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool, limits: &wasce_
     if same_file(&out, path) {
         return Err(Error::Usage(format!("refusing to overwrite the module {} with its artifact; name another with -o", path.display())));
     }
-    let settings = Settings { consume_fuel: fuel, ..Settings::default() };
+    let settings = Settings { consume_fuel: fuel, features, ..Settings::default() };
     let artifact = {
         let _progress = Progress::start(display_name(path));
         let compiled = wasce_engine::compile_confined(&bytes, &settings, limits).map_err(|e| in_file(path, e, false))?;
@@ -43,10 +43,10 @@ pub fn compile(path: &Path, output: Option<PathBuf>, fuel: bool, limits: &wasce_
 }
 
 /// `wasce wast`: run spec scripts, print failures and a summary.
-pub fn wast(files: &[PathBuf], isolation: wasce_engine::Isolation) -> Result<ExitCode, Error> {
+pub fn wast(files: &[PathBuf], isolation: wasce_engine::Isolation, settings: &Settings) -> Result<ExitCode, Error> {
     let (mut passed, mut failed) = (0u32, 0u32);
     for path in files {
-        match wasce_engine::wast::run_file(path, isolation) {
+        match wasce_engine::wast::run_file_with(path, isolation, settings.clone()) {
             Ok(o) => {
                 for (line, msg) in &o.failures {
                     println!("{}:{line}: {msg}", path.display());

@@ -64,6 +64,8 @@ pub struct ExecArgs {
     no_cache: bool,
     #[command(flatten)]
     compile_limits: super::CompileLimitArgs,
+    #[command(flatten)]
+    wasm: super::WasmArgs,
     /// Debugging only: do not confine the host process after setup, nor the compile worker
     /// (no seccomp allow-lists, no Landlock restriction to the `--dir`s, no no_new_privs).
     #[arg(long)]
@@ -101,7 +103,7 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
     let wasi = wasi_config(&a)?;
     let policy = sandbox::Policy { dirs: wasi.preopens.iter().map(|p| p.host.clone()).collect(), exclusive: true };
 
-    let settings = Settings { consume_fuel: a.fuel.is_some(), ..Settings::default() };
+    let settings = Settings { consume_fuel: a.fuel.is_some(), features: a.wasm.features(), ..Settings::default() };
     // --no-sandbox also leaves the compile worker unconfined (it stays a bounded process).
     let compile_limits = wasce_engine::CompileLimits { confine: !a.no_sandbox, ..a.compile_limits.limits() };
     let loader = Loader::new(settings, compile_limits, !a.no_cache, verbose);

@@ -111,6 +111,8 @@ enum Command {
         fuel: bool,
         #[command(flatten)]
         limits: CompileLimitArgs,
+        #[command(flatten)]
+        wasm: WasmArgs,
         /// The module (.wasm or .wat).
         module: PathBuf,
     },
@@ -118,9 +120,29 @@ enum Command {
     Wast {
         #[arg(long, value_enum, default_value = "kvm")]
         isolation: Isolation,
+        #[command(flatten)]
+        wasm: WasmArgs,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// `-W NAME=y|n`: WebAssembly features (named as wasmtime names them), every implemented one
+/// on by default.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WasmArgs {
+    /// Turn a WebAssembly feature on or off (repeatable): memory64, multi-memory (all on by
+    /// default).
+    #[arg(short = 'W', long = "wasm", value_name = "NAME=y|n", value_parser = parse::wasm_option)]
+    wasm: Vec<parse::WasmOption>,
+}
+
+impl WasmArgs {
+    pub fn features(&self) -> wasce_engine::Features {
+        self.wasm.iter().fold(wasce_engine::Features::all(), |acc, o| match o {
+            parse::WasmOption::Feature(f, on) => acc.with(*f, *on),
+        })
+    }
 }
 
 /// `wasce_engine::confined::DEFAULT_TIMEOUT` and `DEFAULT_MEMORY`, as the help shows them.
@@ -156,8 +178,10 @@ pub fn main() -> ExitCode {
     let verbose = cli.verbose;
     let result = match cli.command {
         Command::Exec(args) => exec::exec(args, verbose),
-        Command::Compile { output, fuel, limits, module } => compile::compile(&module, output, fuel, &limits.limits()),
-        Command::Wast { isolation, files } => compile::wast(&files, isolation.into()),
+        Command::Compile { output, fuel, limits, wasm, module } => compile::compile(&module, output, fuel, wasm.features(), &limits.limits()),
+        Command::Wast { isolation, wasm, files } => {
+            compile::wast(&files, isolation.into(), &wasce_engine::Settings { features: wasm.features(), ..Default::default() })
+        }
     };
     match result {
         Ok(code) => code,

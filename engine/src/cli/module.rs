@@ -68,9 +68,7 @@ impl Loader {
         let start = Instant::now();
         let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
         if wasce_engine::is_artifact(&bytes) {
-            if self.settings.consume_fuel {
-                check_fuel_artifact(path, &bytes)?;
-            }
+            check_artifact_settings(path, &bytes, &self.settings)?;
             drop(bytes);
             let module = wasce_engine::load_artifact(path)?;
             return Ok(Loaded { module, how: How::Artifact, time: start.elapsed() });
@@ -135,10 +133,20 @@ pub fn in_file(path: &Path, e: Error, verbose: bool) -> Error {
     }
 }
 
-fn check_fuel_artifact(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+/// An artifact runs only under the settings it was compiled for: fuel metering if `--fuel`
+/// asks for it, and no feature that this run turned off (`-W NAME=n`).
+fn check_artifact_settings(path: &Path, bytes: &[u8], settings: &Settings) -> Result<(), Error> {
     let header = wasce_compiler::artifact::header(bytes, wasce_engine::key::user_key()?)
         .map_err(|e| Error::Compile(CompileError::Invalid(format!("{}: {e}", path.display()))))?;
-    if !header.consume_fuel {
+    if !settings.features.contains(header.features) {
+        let off: Vec<_> = header.features.names().into_iter().filter(|n| !settings.features.names().contains(n)).collect();
+        return Err(Error::Usage(format!(
+            "{} was compiled with {} enabled, which this run turns off; recompile it with the same -W flags",
+            path.display(),
+            off.join(", ")
+        )));
+    }
+    if settings.consume_fuel && !header.consume_fuel {
         return Err(Error::Usage(format!(
             "--fuel: {} was compiled without fuel metering; recompile it with `wasce compile --fuel`",
             path.display()

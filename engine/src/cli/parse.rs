@@ -100,3 +100,27 @@ mod tests {
         assert!(preload("x=").is_err());
     }
 }
+
+/// One `-W` option.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WasmOption {
+    /// A WebAssembly feature on or off.
+    Feature(wasce_engine::Features, bool),
+}
+
+/// Parse `NAME=y|n` (also `yes`/`no`, `true`/`false`, `1`/`0`; `NAME` alone means on).
+pub fn wasm_option(text: &str) -> Result<WasmOption, String> {
+    let (name, value) = text.split_once('=').unwrap_or((text, "y"));
+    let on = match value {
+        "y" | "yes" | "true" | "1" => true,
+        "n" | "no" | "false" | "0" => false,
+        _ => return Err(format!("`{value}` in `{text}` is not y or n")),
+    };
+    match wasce_engine::Features::by_name(name) {
+        Some(f) => Ok(WasmOption::Feature(f, on)),
+        None => {
+            let known: Vec<_> = wasce_engine::Features::TABLE.iter().map(|(n, _, _)| *n).collect();
+            Err(format!("unknown WebAssembly option `{name}` (known: {})", known.join(", ")))
+        }
+    }
+}

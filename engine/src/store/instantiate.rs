@@ -36,11 +36,11 @@ impl Store {
             (ImportKind::Func(ty), Extern::Func(f)) => info.types.get(*ty as usize).ok_or_else(|| malformed(format!("import type {ty} out of range")))? == self.func_type(f),
             (ImportKind::Memory(want), Extern::Memory(m)) => {
                 let have = self.memory_type(m);
-                have.shared == want.shared && limits_ok(have.min, have.max, want.min, want.max)
+                have.shared == want.shared && have.memory64 == want.memory64 && limits_ok(have.min, have.max, want.min, want.max)
             }
             (ImportKind::Table(want), Extern::Table(t)) => {
                 let have = self.table_type(t);
-                have.elem == want.elem && limits_ok(have.min, have.max, want.min, want.max)
+                have.elem == want.elem && have.table64 == want.table64 && limits_ok(have.min, have.max, want.min, want.max)
             }
             (ImportKind::Global(want), Extern::Global(g)) => self.global_type(g) == *want,
             _ => false,

@@ -18,26 +18,28 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
     let i = InstanceId(id);
     let Some(&builtin) = Builtin::ALL.get(number as usize) else { return FAIL };
     let status = |r: Result<(), Trap>| r.is_err() as u64;
+    // Indices and lengths are full 64-bit values (memory64 and table64); compiled code
+    // zero-extends 32-bit ones, and every range is checked against the host's record anyway.
     let (u32a, u32b) = (a[0] as u32, a[1] as u32);
     match builtin {
-        Builtin::MemoryGrow => store.memory_grow(i, u32a, a[1] as u32 as u64),
+        Builtin::MemoryGrow => store.memory_grow(i, u32a, a[1]),
         Builtin::MemoryFill => match store.memory_by_def(i, a[0]) {
-            Some(m) => status(store.memory_fill(i, m, a[1] as u32 as u64, a[2], a[3] as u32 as u64)),
+            Some(m) => status(store.memory_fill(i, m, a[1], a[2], a[3])),
             None => 1,
         },
         Builtin::MemoryCopy => match (store.memory_by_def(i, a[0]), store.memory_by_def(i, a[1])) {
-            (Some(d), Some(s)) => status(store.memory_copy(i, d, s, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+            (Some(d), Some(s)) => status(store.memory_copy(i, d, s, a[2], a[3], a[4])),
             _ => 1,
         },
-        Builtin::MemoryInit => status(store.memory_init(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+        Builtin::MemoryInit => status(store.memory_init(i, u32a, u32b, a[2], a[3], a[4])),
         Builtin::DataDrop => {
             store.data_drop(i, u32a);
             0
         }
-        Builtin::TableGrow => store.table_grow(i, u32a, a[1] as u32 as u64, a[2]),
-        Builtin::TableFill => status(store.table_fill(i, u32a, a[1] as u32 as u64, a[2], a[3] as u32 as u64)),
-        Builtin::TableCopy => status(store.table_copy(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
-        Builtin::TableInit => status(store.table_init(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64, a[4] as u32 as u64)),
+        Builtin::TableGrow => store.table_grow(i, u32a, a[1], a[2]),
+        Builtin::TableFill => status(store.table_fill(i, u32a, a[1], a[2], a[3])),
+        Builtin::TableCopy => status(store.table_copy(i, u32a, u32b, a[2], a[3], a[4])),
+        Builtin::TableInit => status(store.table_init(i, u32a, u32b, a[2], a[3], a[4])),
         Builtin::ElemDrop => {
             store.elem_drop(i, u32a);
             0

@@ -206,13 +206,23 @@ fn trap_matches(actual: &str, expected: &str) -> bool {
     actual.contains(expected) || expected.starts_with(actual)
 }
 
-/// Run one `.wast` file in a fresh runner, on a thread with a large stack.
+/// Run one `.wast` file in a fresh runner, on a thread with a large stack, with every
+/// implemented feature.
 pub fn run_file(path: &Path, isolation: Isolation) -> Result<Outcome, String> {
+    run_file_with(path, isolation, Settings::default())
+}
+
+/// Run one `.wast` file with these compile settings (the features a proposal's suite expects).
+pub fn run_file_with(path: &Path, isolation: Isolation, settings: Settings) -> Result<Outcome, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.display().to_string();
     std::thread::Builder::new()
         .stack_size(32 << 20)
-        .spawn(move || WastRunner::new(isolation).map_err(|e| e.to_string())?.run_script(&name, &text))
+        .spawn(move || {
+            let mut runner = WastRunner::new(isolation).map_err(|e| e.to_string())?;
+            runner.settings = settings;
+            runner.run_script(&name, &text)
+        })
         .map_err(|e| e.to_string())?
         .join()
         .map_err(|_| format!("{}: the runner panicked", path.display()))?

@@ -29,9 +29,11 @@ pub fn define(store: &mut Store, linker: &mut Linker) -> Result<(), Error> {
         let g = store.new_global(GlobalType { ty, mutable: false }, v)?;
         linker.define("spectest", name, Extern::Global(g));
     }
-    let table = store.new_table(TableType { elem: WasmType::FuncRef, min: 10, max: Some(20) }, Val::FuncRef(0))?;
+    let table = store.new_table(TableType { elem: WasmType::FuncRef, min: 10, max: Some(20), table64: false }, Val::FuncRef(0))?;
     linker.define("spectest", "table", Extern::Table(table));
-    let memory = store.new_memory(MemoryType { min: 1, max: Some(2), shared: false })?;
+    let table64 = store.new_table(TableType { elem: WasmType::FuncRef, min: 10, max: Some(20), table64: true }, Val::FuncRef(0))?;
+    linker.define("spectest", "table64", Extern::Table(table64));
+    let memory = store.new_memory(MemoryType { min: 1, max: Some(2), shared: false, memory64: false })?;
     linker.define("spectest", "memory", Extern::Memory(memory));
     Ok(())
 }

@@ -22,7 +22,7 @@ pub fn smith_config(u: &mut Unstructured<'_>) -> arbitrary::Result<wasm_smith::C
         allow_floats: true,
         // Nothing to import: the module is all there is to compare.
         max_imports: 0,
-        max_memories: 1,
+        max_memories: 3,
         max_tables: 4,
         // A function needs a type: without `min_types`, wasm-smith may generate neither.
         min_types: 1,
@@ -37,8 +37,9 @@ pub fn smith_config(u: &mut Unstructured<'_>) -> arbitrary::Result<wasm_smith::C
         max_elements: 16,
         max_table_elements: limits::MAX_DECLARED_TABLE_ELEMENTS,
         max_memory32_bytes: limits::MAX_DECLARED_MEMORY_PAGES * limits::WASM_PAGE,
+        max_memory64_bytes: (limits::MAX_DECLARED_MEMORY_PAGES * limits::WASM_PAGE) as u128,
         export_everything: true,
-        ..crate::smith::wasm2()
+        ..crate::smith::implemented()
     })
 }
 

@@ -164,7 +164,7 @@ pub fn check(wasm: &[u8], options: &Options) -> Result<Report, Divergence> {
     let steps = expected.iter().take_while(|(_, r)| r.is_ok()).count();
     let mut report = Report { compared_steps: steps, inconclusive: expected.iter().find_map(|(_, r)| r.as_ref().err().copied()) };
     for subject in options.subjects() {
-        let settings = Settings { bounds_checks: subject.bounds_checks, parallel: false, consume_fuel: false };
+        let settings = Settings { bounds_checks: subject.bounds_checks, parallel: false, consume_fuel: false, features: wasce_engine::Features::all() };
         let module = wasce_engine::load(wasm, &settings)
             .map_err(|e| Divergence::SubjectRejected { subject, message: e.to_string() })?;
         let actual = subject::run(&module, subject.isolation, &reference.plan, steps)

@@ -39,10 +39,10 @@ fn engine() -> Engine {
         .wasm_reference_types(true)
         .wasm_simd(true)
         .wasm_relaxed_simd(false)
-        .wasm_multi_memory(false)
+        .wasm_multi_memory(true)
         .wasm_tail_call(false)
         .wasm_extended_const(false)
-        .wasm_memory64(false)
+        .wasm_memory64(true)
         .wasm_wide_arithmetic(false)
         .wasm_custom_page_sizes(false);
     Engine::new(&config)
