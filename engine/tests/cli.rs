@@ -825,3 +825,76 @@ fn compile_output_to_a_fifo_is_written_in_place() {
     assert!(wasce_engine::is_artifact(&bytes), "the artifact went through the FIFO");
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is still a FIFO");
 }
+
+// ---- Modules that are not plain commands, and WebAssembly features ---------------------------
+
+/// A reactor: `_initialize` sets a global that the default export `""` prints and `bump`
+/// returns; `calls_hook` calls an import nothing defines.
+const REACTOR: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "env" "host_hook" (func $hook (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $n (mut i32) (i32.const 0))
+  (func (export "_initialize") (global.set $n (i32.const 41)))
+  (func (export "bump") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1))) (global.get $n))
+  (func (export "calls_hook") (result i32) (call $hook (i32.const 1)))
+  (func (export "")
+    (i32.store8 (i32.const 16) (i32.add (i32.const 7) (global.get $n)))
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 1))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+#[test]
+fn reactors_initialize_then_run_the_default_export_or_the_invoked_function() {
+    let s = Scratch::new();
+    let m = s.write("reactor.wat", REACTOR);
+    // An import nothing defines is a link error unless asked otherwise.
+    assert_error(&s.run([Path::new("exec"), &m]), "unknown import: `env::host_hook` has not been defined");
+    // `_initialize` (41) runs before the default export, which prints 7 + 41 = '0'.
+    let o = s.run([Path::new("exec"), Path::new("-W"), Path::new("unknown-imports-trap=y"), &m]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "0");
+    let o = s.run([Path::new("exec"), Path::new("-W"), Path::new("unknown-imports-trap=y"), Path::new("--invoke"), Path::new("bump"), &m]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "42");
+    // Calling the unlinked import fails and names it.
+    let o = s.run([Path::new("exec"), Path::new("-W"), Path::new("unknown-imports-trap=y"), Path::new("--invoke"), Path::new("calls_hook"), &m]);
+    assert_error(&o, "unknown import `env::host_hook` was called");
+    // Only `exec` links imports.
+    let o = s.run([Path::new("compile"), Path::new("-W"), Path::new("unknown-imports-trap=y"), &m]);
+    assert_error(&o, "-W unknown-imports-trap is for `wasce exec`");
+}
+
+#[test]
+fn a_reactor_without_a_default_export_is_done_once_initialised() {
+    let s = Scratch::new();
+    let m = s.write("r.wat", r#"(module (func (export "_initialize") (drop (i32.div_u (i32.const 1) (i32.const 1)))))"#);
+    assert_code(&s.run([Path::new("exec"), &m]), 0);
+    let trapping = s.write("t.wat", r#"(module (func (export "_initialize") unreachable))"#);
+    assert_code(&s.run([Path::new("exec"), &trapping]), 134);
+    let nothing = s.write("n.wat", r#"(module (func (export "f")))"#);
+    assert_error(&s.run([Path::new("exec"), &nothing]), "exports no `_start` function");
+}
+
+#[test]
+fn features_are_on_by_default_and_flags_turn_them_off() {
+    let s = Scratch::new();
+    let m = s.write(
+        "m64.wat",
+        r#"(module (memory i64 1) (func (export "f") (result i64) (i64.store (i64.const 8) (i64.const 7)) (i64.load (i64.const 8))))"#,
+    );
+    for isolation in ["kvm", "process"] {
+        let o = s.run([Path::new("exec"), Path::new("--isolation"), Path::new(isolation), Path::new("--invoke"), Path::new("f"), &m]);
+        assert_code(&o, 0);
+        assert_eq!(stdout(&o).trim(), "7");
+    }
+    let o = s.run([Path::new("exec"), Path::new("-W"), Path::new("memory64=n"), Path::new("--invoke"), Path::new("f"), &m]);
+    assert_error(&o, "memory64 must be enabled");
+    // An artifact compiled with a feature does not run where it is turned off.
+    let cwasm = s.path("m64.cwasm");
+    assert_code(&s.run([Path::new("compile"), &m]), 0);
+    let o = s.run([Path::new("exec"), Path::new("-W"), Path::new("memory64=n"), Path::new("--invoke"), Path::new("f"), &cwasm]);
+    assert_error(&o, "was compiled with memory64 enabled");
+    // Unknown names and values are command-line errors.
+    assert_code(&s.run([Path::new("exec"), Path::new("-W"), Path::new("bogus=y"), &m]), 2);
+    assert_code(&s.run([Path::new("exec"), Path::new("-W"), Path::new("memory64=maybe"), &m]), 2);
+}

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasce_engine::wasi::{self, Preopen, WasiConfig};
-use wasce_engine::{sandbox, Error, Extern, Linker, Settings, Store, StoreConfig};
+use wasce_engine::{sandbox, Error, Extern, Linker, Settings, Store, StoreConfig, Val};
 
 #[derive(clap::Args)]
 pub struct ExecArgs {
@@ -131,6 +131,12 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
     }
     sandbox_probe();
 
+    if a.wasm.unknown_imports_trap() {
+        for (_, m) in &preloads {
+            linker.define_unknown_imports_as_traps(&mut store, m);
+        }
+        linker.define_unknown_imports_as_traps(&mut store, &main.module);
+    }
     let result = run(&mut store, &mut linker, &preloads, &main.module, a.invoke.as_deref(), &a.args, &mut timings);
     if a.stats {
         print_stats(&store, &timings, started.elapsed());
@@ -199,15 +205,40 @@ fn in_preload(name: &str, e: Error) -> Error {
     }
 }
 
+/// What runs after instantiation, as in wasmtime: a reactor's `_initialize` first; then the
+/// `--invoke`d function, or else the default export `""`, or else `_start`. A reactor with
+/// neither is done once initialised.
 fn call(store: &mut Store, instance: wasce_engine::InstanceId, invoke: Option<&str>, args: &[String]) -> Result<ExitCode, Error> {
+    let exit_status = |r: Result<Vec<Val>, Error>| match r {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(Error::Exit(code)) => Ok(ExitCode::from(code as u8)),
+        Err(e) => Err(e),
+    };
+    let initialize = match store.export(instance, "_initialize") {
+        Some(Extern::Func(f)) => Some(f),
+        Some(_) => return Err(Error::Usage("the module's `_initialize` export is not a function".into())),
+        None => None,
+    };
+    if let Some(init) = initialize {
+        let ty = store.func_type(init);
+        if !ty.params.is_empty() || !ty.results.is_empty() {
+            return Err(Error::Usage(format!("the module's `_initialize` has type {ty}; a reactor's takes and returns nothing")));
+        }
+        if let Err(e) = store.call(init, &[]) {
+            return exit_status(Err(e));
+        }
+    }
     let Some(name) = invoke else {
-        let Some(Extern::Func(start)) = store.export(instance, "_start") else {
-            return Err(Error::Usage("the module exports no `_start` function (not a WASI command); name a function with --invoke".into()));
-        };
-        return match store.call(start, &[]) {
-            Ok(_) => Ok(ExitCode::SUCCESS),
-            Err(Error::Exit(code)) => Ok(ExitCode::from(code as u8)),
-            Err(e) => Err(e),
+        let main = ["", "_start"].into_iter().find_map(|n| match store.export(instance, n) {
+            Some(Extern::Func(f)) => Some(f),
+            _ => None,
+        });
+        return match (main, initialize) {
+            (Some(main), _) => exit_status(store.call(main, &[])),
+            (None, Some(_)) => Ok(ExitCode::SUCCESS),
+            (None, None) => Err(Error::Usage(
+                "the module exports no `_start` function (not a WASI command), no default export `\"\"` and no `_initialize`; name a function with --invoke".into(),
+            )),
         };
     };
     let Some(Extern::Func(func)) = store.export(instance, name) else {

@@ -132,7 +132,8 @@ enum Command {
 #[derive(clap::Args, Clone, Debug)]
 pub struct WasmArgs {
     /// Turn a WebAssembly feature on or off (repeatable): memory64, multi-memory (all on by
-    /// default).
+    /// default). `wasce exec` also takes unknown-imports-trap=y: function imports nothing
+    /// defines are linked as functions that fail when called.
     #[arg(short = 'W', long = "wasm", value_name = "NAME=y|n", value_parser = parse::wasm_option)]
     wasm: Vec<parse::WasmOption>,
 }
@@ -141,7 +142,24 @@ impl WasmArgs {
     pub fn features(&self) -> wasce_engine::Features {
         self.wasm.iter().fold(wasce_engine::Features::all(), |acc, o| match o {
             parse::WasmOption::Feature(f, on) => acc.with(*f, *on),
+            parse::WasmOption::UnknownImportsTrap(_) => acc,
         })
+    }
+
+    /// `-W unknown-imports-trap`: the last one given.
+    pub fn unknown_imports_trap(&self) -> bool {
+        self.wasm.iter().rev().find_map(|o| match o {
+            parse::WasmOption::UnknownImportsTrap(on) => Some(*on),
+            _ => None,
+        }) == Some(true)
+    }
+
+    /// The features, for a command that links nothing (`compile`, `wast`).
+    pub fn features_only(&self, command: &str) -> Result<wasce_engine::Features, Error> {
+        if self.unknown_imports_trap() {
+            return Err(Error::Usage(format!("-W unknown-imports-trap is for `wasce exec`; `wasce {command}` links no imports")));
+        }
+        Ok(self.features())
     }
 }
 
@@ -178,10 +196,12 @@ pub fn main() -> ExitCode {
     let verbose = cli.verbose;
     let result = match cli.command {
         Command::Exec(args) => exec::exec(args, verbose),
-        Command::Compile { output, fuel, limits, wasm, module } => compile::compile(&module, output, fuel, wasm.features(), &limits.limits()),
-        Command::Wast { isolation, wasm, files } => {
-            compile::wast(&files, isolation.into(), &wasce_engine::Settings { features: wasm.features(), ..Default::default() })
+        Command::Compile { output, fuel, limits, wasm, module } => {
+            wasm.features_only("compile").and_then(|features| compile::compile(&module, output, fuel, features, &limits.limits()))
         }
+        Command::Wast { isolation, wasm, files } => wasm
+            .features_only("wast")
+            .and_then(|features| compile::wast(&files, isolation.into(), &wasce_engine::Settings { features, ..Default::default() })),
     };
     match result {
         Ok(code) => code,

@@ -106,6 +106,9 @@ mod tests {
 pub enum WasmOption {
     /// A WebAssembly feature on or off.
     Feature(wasce_engine::Features, bool),
+    /// `unknown-imports-trap`: link function imports nothing defines as functions that fail
+    /// when called (`wasce exec` only).
+    UnknownImportsTrap(bool),
 }
 
 /// Parse `NAME=y|n` (also `yes`/`no`, `true`/`false`, `1`/`0`; `NAME` alone means on).
@@ -116,10 +119,14 @@ pub fn wasm_option(text: &str) -> Result<WasmOption, String> {
         "n" | "no" | "false" | "0" => false,
         _ => return Err(format!("`{value}` in `{text}` is not y or n")),
     };
+    if name == "unknown-imports-trap" {
+        return Ok(WasmOption::UnknownImportsTrap(on));
+    }
     match wasce_engine::Features::by_name(name) {
         Some(f) => Ok(WasmOption::Feature(f, on)),
         None => {
-            let known: Vec<_> = wasce_engine::Features::TABLE.iter().map(|(n, _, _)| *n).collect();
+            let mut known: Vec<_> = wasce_engine::Features::TABLE.iter().map(|(n, _, _)| *n).collect();
+            known.push("unknown-imports-trap");
             Err(format!("unknown WebAssembly option `{name}` (known: {})", known.join(", ")))
         }
     }
