@@ -54,7 +54,7 @@ use std::ops::Range;
 /// The first bytes of every artifact.
 pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The version of the compiler that writes and reads artifacts.
 pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Sections that may be mapped from the file start at multiples of this.
@@ -307,6 +307,32 @@ impl Writer {
     }
     fn expr(&mut self, e: &ConstExpr) {
         match *e {
+            ConstExpr::Extended(ref ops) => {
+                self.u8(8);
+                self.len(ops.len());
+                for op in ops.iter() {
+                    match *op {
+                        ConstOp::I32(v) => {
+                            self.u8(0);
+                            self.u32(v as u32);
+                        }
+                        ConstOp::I64(v) => {
+                            self.u8(1);
+                            self.u64(v as u64);
+                        }
+                        ConstOp::GlobalGet(g) => {
+                            self.u8(2);
+                            self.u32(g);
+                        }
+                        ConstOp::I32Add => self.u8(3),
+                        ConstOp::I32Sub => self.u8(4),
+                        ConstOp::I32Mul => self.u8(5),
+                        ConstOp::I64Add => self.u8(6),
+                        ConstOp::I64Sub => self.u8(7),
+                        ConstOp::I64Mul => self.u8(8),
+                    }
+                }
+            }
             ConstExpr::I32(v) => {
                 self.u8(0);
                 self.u32(v as u32);
@@ -687,6 +713,23 @@ impl<'a> Reader<'a> {
             5 => ConstExpr::RefNull(self.ref_ty()?),
             6 => ConstExpr::RefFunc(self.u32()?),
             7 => ConstExpr::GlobalGet(self.u32()?),
+            8 => {
+                let ops = self.vec(|r| {
+                    Ok(match r.u8()? {
+                        0 => ConstOp::I32(r.u32()? as i32),
+                        1 => ConstOp::I64(r.u64()? as i64),
+                        2 => ConstOp::GlobalGet(r.u32()?),
+                        3 => ConstOp::I32Add,
+                        4 => ConstOp::I32Sub,
+                        5 => ConstOp::I32Mul,
+                        6 => ConstOp::I64Add,
+                        7 => ConstOp::I64Sub,
+                        8 => ConstOp::I64Mul,
+                        _ => return Err(r.bad("bad constant instruction")),
+                    })
+                })?;
+                ConstExpr::Extended(ops.into())
+            }
             _ => return Err(self.bad("bad constant expression")),
         })
     }
@@ -925,7 +968,14 @@ const MAX_MEMORY_PAGES: u64 = 1 << 16;
 /// Check constant expression `e`: it must have type `want`, read only immutable globals below
 /// `visible_globals`, and name only functions of the module.
 fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: WasmType) -> Result<(), String> {
+    let global = |g: u32| match info.globals.get(g as usize) {
+        Some(global) if (g as usize) < visible_globals && !global.mutable => Ok(global.ty),
+        Some(global) if global.mutable => Err(format!("global.get {g} of a mutable global")),
+        _ => Err(format!("global.get {g} of a global not initialised yet ({visible_globals} are)")),
+    };
     let ty = match *e {
+        // Type-checked by running it over types (values are irrelevant here).
+        ConstExpr::Extended(ref ops) => eval_extended(ops, |g| global(g).map(|t| (t, 0)))?.0,
         ConstExpr::I32(_) => WasmType::I32,
         ConstExpr::I64(_) => WasmType::I64,
         ConstExpr::F32(_) => WasmType::F32,
@@ -935,11 +985,7 @@ fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: Wa
         ConstExpr::RefNull(t) => return Err(format!("ref.null of non-reference type {t}")),
         ConstExpr::RefFunc(f) if (f as usize) < info.funcs.len() => WasmType::FuncRef,
         ConstExpr::RefFunc(f) => return Err(format!("ref.func {f} out of range")),
-        ConstExpr::GlobalGet(g) => match info.globals.get(g as usize) {
-            Some(global) if (g as usize) < visible_globals && !global.mutable => global.ty,
-            Some(global) if global.mutable => return Err(format!("global.get {g} of a mutable global")),
-            _ => return Err(format!("global.get {g} of a global not initialised yet ({visible_globals} are)")),
-        },
+        ConstExpr::GlobalGet(g) => global(g)?,
     };
     if ty != want {
         return Err(format!("constant of type {ty} where {want} is expected"));

@@ -19,7 +19,10 @@ fn unsupported(e: String) -> CompileError {
 }
 
 pub(crate) fn parse(wasm: &[u8]) -> Result<ParsedModule<'_>, CompileError> {
-    let mut validator = Validator::new_with_features(WasmFeatures::WASM2);
+    // WebAssembly 2.0, plus: threads (atomics and shared memories, `translate/atomic.rs`),
+    // extended constant expressions (`module::const_expr`), relaxed SIMD (`translate/simd.rs`).
+    let features = WasmFeatures::WASM2 | WasmFeatures::THREADS | WasmFeatures::EXTENDED_CONST | WasmFeatures::RELAXED_SIMD;
+    let mut validator = Validator::new_with_features(features);
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
