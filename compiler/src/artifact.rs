@@ -1054,6 +1054,74 @@ mod tests {
         assert!(header(&edited, &KEY).is_ok());
     }
 
+    /// A module with an extended constant expression (it reads an imported global).
+    fn extended_sample() -> (CompiledModule, Vec<u8>) {
+        // (module (global $g (import "m" "g") i32) (memory 1)
+        //   (global i32 (i32.mul (i32.add (global.get $g) (i32.const 1)) (i32.const 2)))
+        //   (data (i32.add (global.get $g) (i32.const 4)) "x"))
+        let wasm = [
+            0, 97, 115, 109, 1, 0, 0, 0, 2, 8, 1, 1, 109, 1, 103, 3, 127, 0, 5, 3, 1, 0, 1, 6, 12, 1, 127, 0, 35, 0,
+            65, 1, 106, 65, 2, 108, 11, 11, 10, 1, 0, 35, 0, 65, 4, 106, 11, 1, 120,
+        ];
+        let module = crate::compile(&wasm, &Settings::default()).unwrap();
+        let bytes = serialize(&module, &Settings::default(), &KEY).unwrap();
+        (module, bytes)
+    }
+
+    #[test]
+    fn extended_constant_expressions_round_trip() {
+        let (module, bytes) = extended_sample();
+        use ConstOp::*;
+        let want = ConstExpr::Extended(vec![GlobalGet(0), I32(1), I32Add, I32(2), I32Mul].into());
+        assert_eq!(module.info.global_inits, vec![want]);
+        let a = deserialize(&bytes, &KEY).unwrap();
+        assert_eq!(a.module.info.global_inits, module.info.global_inits);
+        assert!(matches!(&a.module.info.datas[0].mode, DataMode::Active { offset: ConstExpr::Extended(_), .. }));
+        // Without a global, it is folded to the constant it is.
+        let folded = crate::compile(
+            &[0, 97, 115, 109, 1, 0, 0, 0, 6, 12, 1, 127, 0, 65, 127, 65, 3, 108, 65, 1, 107, 11],
+            &Settings::default(),
+        )
+        .unwrap();
+        assert_eq!(folded.info.global_inits, vec![ConstExpr::I32(-4)]);
+    }
+
+    #[test]
+    fn crafted_extended_expressions_are_refused() {
+        let (module, _) = extended_sample();
+        use ConstOp::*;
+        let bad: [&[ConstOp]; 6] = [
+            &[],
+            &[I32Add],
+            &[I32(1), I64(2), I32Add],
+            &[I32(1), I32(2)],
+            &[I64(1)],
+            &[GlobalGet(1)],
+        ];
+        for ops in bad {
+            let mut m = module.clone();
+            m.info.global_inits[0] = ConstExpr::Extended(ops.into());
+            let bytes = serialize(&m, &Settings::default(), &KEY).unwrap();
+            assert!(matches!(deserialize(&bytes, &KEY), Err(ArtifactError::Malformed(_))), "{ops:?}");
+        }
+    }
+
+    #[test]
+    fn every_changed_metadata_byte_under_a_valid_mac_is_an_error_or_decodes() {
+        // A crafted file with a valid MAC: decoding must never panic.
+        let (_, bytes) = extended_sample();
+        let meta = header(&bytes, &KEY).unwrap().meta;
+        let mut copy = bytes.clone();
+        for i in meta {
+            for new in [0x00, 0x08, 0xff, bytes[i] ^ 0x01] {
+                copy[i] = new;
+                update_mac(&mut copy, &KEY);
+                let _ = deserialize(&copy, &KEY);
+            }
+            copy[i] = bytes[i];
+        }
+    }
+
     #[test]
     fn incompatible_builds_are_named() {
         let module = crate::compile(b"\0asm\x01\0\0\0", &Settings::default()).unwrap();
