@@ -125,3 +125,45 @@ fn extended_constants_read_imported_globals() {
         assert_eq!(get(&store, "y"), Val::I32(-2));
     }
 }
+
+/// `threads.wast` (beside this file): bounds and alignment of every atomic family, wait and
+/// notify on shared and unshared memories, shared-memory import matching, extended constants.
+#[test]
+fn edge_script_passes_in_both_modes() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/threads.wast");
+    for isolation in [Isolation::Kvm, Isolation::Process] {
+        let o = wasce_engine::wast::run_file(&path, isolation).unwrap();
+        assert!(o.failed == 0 && o.passed > 40, "{isolation:?}: {:?}", o.failures);
+    }
+}
+
+/// The proposals' own scripts: threads, extended-const and relaxed-simd, and the relaxed-SIMD
+/// and extended-const scripts of the 3.0 suite that need nothing else. The only failures are
+/// threads/imports.wast's three `multiple tables` assertions, from before WebAssembly 2.0
+/// allowed several tables.
+#[test]
+fn proposal_scripts_pass() {
+    let suite = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testsuite/proposals");
+    let mut files = Vec::new();
+    for dir in ["threads", "extended-const", "relaxed-simd"] {
+        for e in std::fs::read_dir(suite.join(dir)).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    for e in std::fs::read_dir(suite.join("wasm-3.0")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.contains("relaxed") {
+            files.push(p);
+        }
+    }
+    assert!(files.len() >= 21, "{files:?}");
+    for isolation in [Isolation::Kvm, Isolation::Process] {
+        for f in &files {
+            let o = wasce_engine::wast::run_file(f, isolation).unwrap();
+            let lines: Vec<u32> = o.failures.iter().map(|(l, _)| *l).collect();
+            let expected: &[u32] = if f.ends_with("threads/imports.wast") { &[309, 313, 317] } else { &[] };
+            assert_eq!(lines, expected, "{isolation:?} {}: {:?}", f.display(), o.failures);
+        }
+    }
+}

@@ -33,5 +33,8 @@ pub fn define(store: &mut Store, linker: &mut Linker) -> Result<(), Error> {
     linker.define("spectest", "table", Extern::Table(table));
     let memory = store.new_memory(MemoryType { min: 1, max: Some(2), shared: false })?;
     linker.define("spectest", "memory", Extern::Memory(memory));
+    // The threads proposal's scripts import a shared memory.
+    let shared = store.new_memory(MemoryType { min: 1, max: Some(2), shared: true })?;
+    linker.define("spectest", "shared_memory", Extern::Memory(shared));
     Ok(())
 }
