@@ -313,6 +313,32 @@ impl Writer {
     }
     fn expr(&mut self, e: &ConstExpr) {
         match *e {
+            ConstExpr::Extended(ref ops) => {
+                self.u8(8);
+                self.len(ops.len());
+                for op in ops.iter() {
+                    match *op {
+                        ConstOp::I32(v) => {
+                            self.u8(0);
+                            self.u32(v as u32);
+                        }
+                        ConstOp::I64(v) => {
+                            self.u8(1);
+                            self.u64(v as u64);
+                        }
+                        ConstOp::GlobalGet(g) => {
+                            self.u8(2);
+                            self.u32(g);
+                        }
+                        ConstOp::I32Add => self.u8(3),
+                        ConstOp::I32Sub => self.u8(4),
+                        ConstOp::I32Mul => self.u8(5),
+                        ConstOp::I64Add => self.u8(6),
+                        ConstOp::I64Sub => self.u8(7),
+                        ConstOp::I64Mul => self.u8(8),
+                    }
+                }
+            }
             ConstExpr::I32(v) => {
                 self.u8(0);
                 self.u32(v as u32);
@@ -695,6 +721,23 @@ impl<'a> Reader<'a> {
             5 => ConstExpr::RefNull(self.ref_ty()?),
             6 => ConstExpr::RefFunc(self.u32()?),
             7 => ConstExpr::GlobalGet(self.u32()?),
+            8 => {
+                let ops = self.vec(|r| {
+                    Ok(match r.u8()? {
+                        0 => ConstOp::I32(r.u32()? as i32),
+                        1 => ConstOp::I64(r.u64()? as i64),
+                        2 => ConstOp::GlobalGet(r.u32()?),
+                        3 => ConstOp::I32Add,
+                        4 => ConstOp::I32Sub,
+                        5 => ConstOp::I32Mul,
+                        6 => ConstOp::I64Add,
+                        7 => ConstOp::I64Sub,
+                        8 => ConstOp::I64Mul,
+                        _ => return Err(r.bad("bad constant instruction")),
+                    })
+                })?;
+                ConstExpr::Extended(ops.into())
+            }
             _ => return Err(self.bad("bad constant expression")),
         })
     }
@@ -933,7 +976,14 @@ const MAX_MEMORY_PAGES: u64 = 1 << 16;
 /// Check constant expression `e`: it must have type `want`, read only immutable globals below
 /// `visible_globals`, and name only functions of the module.
 fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: WasmType) -> Result<(), String> {
+    let global = |g: u32| match info.globals.get(g as usize) {
+        Some(global) if (g as usize) < visible_globals && !global.mutable => Ok(global.ty),
+        Some(global) if global.mutable => Err(format!("global.get {g} of a mutable global")),
+        _ => Err(format!("global.get {g} of a global not initialised yet ({visible_globals} are)")),
+    };
     let ty = match *e {
+        // Type-checked by running it over types (values are irrelevant here).
+        ConstExpr::Extended(ref ops) => eval_extended(ops, |g| global(g).map(|t| (t, 0)))?.0,
         ConstExpr::I32(_) => WasmType::I32,
         ConstExpr::I64(_) => WasmType::I64,
         ConstExpr::F32(_) => WasmType::F32,
@@ -943,11 +993,7 @@ fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: Wa
         ConstExpr::RefNull(t) => return Err(format!("ref.null of non-reference type {t}")),
         ConstExpr::RefFunc(f) if (f as usize) < info.funcs.len() => WasmType::FuncRef,
         ConstExpr::RefFunc(f) => return Err(format!("ref.func {f} out of range")),
-        ConstExpr::GlobalGet(g) => match info.globals.get(g as usize) {
-            Some(global) if (g as usize) < visible_globals && !global.mutable => global.ty,
-            Some(global) if global.mutable => return Err(format!("global.get {g} of a mutable global")),
-            _ => return Err(format!("global.get {g} of a global not initialised yet ({visible_globals} are)")),
-        },
+        ConstExpr::GlobalGet(g) => global(g)?,
     };
     if ty != want {
         return Err(format!("constant of type {ty} where {want} is expected"));
@@ -1014,6 +1060,74 @@ mod tests {
         // Under the right key the edit is authentic (the key is the whole defence).
         update_mac(&mut edited, &KEY);
         assert!(header(&edited, &KEY).is_ok());
+    }
+
+    /// A module with an extended constant expression (it reads an imported global).
+    fn extended_sample() -> (CompiledModule, Vec<u8>) {
+        // (module (global $g (import "m" "g") i32) (memory 1)
+        //   (global i32 (i32.mul (i32.add (global.get $g) (i32.const 1)) (i32.const 2)))
+        //   (data (i32.add (global.get $g) (i32.const 4)) "x"))
+        let wasm = [
+            0, 97, 115, 109, 1, 0, 0, 0, 2, 8, 1, 1, 109, 1, 103, 3, 127, 0, 5, 3, 1, 0, 1, 6, 12, 1, 127, 0, 35, 0,
+            65, 1, 106, 65, 2, 108, 11, 11, 10, 1, 0, 35, 0, 65, 4, 106, 11, 1, 120,
+        ];
+        let module = crate::compile(&wasm, &Settings::default()).unwrap();
+        let bytes = serialize(&module, &Settings::default(), &KEY).unwrap();
+        (module, bytes)
+    }
+
+    #[test]
+    fn extended_constant_expressions_round_trip() {
+        let (module, bytes) = extended_sample();
+        use ConstOp::*;
+        let want = ConstExpr::Extended(vec![GlobalGet(0), I32(1), I32Add, I32(2), I32Mul].into());
+        assert_eq!(module.info.global_inits, vec![want]);
+        let a = deserialize(&bytes, &KEY).unwrap();
+        assert_eq!(a.module.info.global_inits, module.info.global_inits);
+        assert!(matches!(&a.module.info.datas[0].mode, DataMode::Active { offset: ConstExpr::Extended(_), .. }));
+        // Without a global, it is folded to the constant it is.
+        let folded = crate::compile(
+            &[0, 97, 115, 109, 1, 0, 0, 0, 6, 12, 1, 127, 0, 65, 127, 65, 3, 108, 65, 1, 107, 11],
+            &Settings::default(),
+        )
+        .unwrap();
+        assert_eq!(folded.info.global_inits, vec![ConstExpr::I32(-4)]);
+    }
+
+    #[test]
+    fn crafted_extended_expressions_are_refused() {
+        let (module, _) = extended_sample();
+        use ConstOp::*;
+        let bad: [&[ConstOp]; 6] = [
+            &[],
+            &[I32Add],
+            &[I32(1), I64(2), I32Add],
+            &[I32(1), I32(2)],
+            &[I64(1)],
+            &[GlobalGet(1)],
+        ];
+        for ops in bad {
+            let mut m = module.clone();
+            m.info.global_inits[0] = ConstExpr::Extended(ops.into());
+            let bytes = serialize(&m, &Settings::default(), &KEY).unwrap();
+            assert!(matches!(deserialize(&bytes, &KEY), Err(ArtifactError::Malformed(_))), "{ops:?}");
+        }
+    }
+
+    #[test]
+    fn every_changed_metadata_byte_under_a_valid_mac_is_an_error_or_decodes() {
+        // A crafted file with a valid MAC: decoding must never panic.
+        let (_, bytes) = extended_sample();
+        let meta = header(&bytes, &KEY).unwrap().meta;
+        let mut copy = bytes.clone();
+        for i in meta {
+            for new in [0x00, 0x08, 0xff, bytes[i] ^ 0x01] {
+                copy[i] = new;
+                update_mac(&mut copy, &KEY);
+                let _ = deserialize(&copy, &KEY);
+            }
+            copy[i] = bytes[i];
+        }
     }
 
     #[test]

@@ -56,6 +56,10 @@ builtins! {
     ElemDrop(1);
     // (host function id, address of the value array) -> status
     HostCall(2) traps HostError;
+    // (timeout in ns, negative: none) -> 0 once it has passed; non-zero: the call's deadline
+    // passed first (the store holds the interrupt). `memory.atomic.wait` on a shared memory
+    // whose value matched: in a one-thread store nothing can notify it.
+    MemoryAtomicWait(1) traps HostError;
 }
 
 impl Builtin {

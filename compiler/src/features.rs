@@ -29,6 +29,12 @@ features! {
     MEMORY64 = 0, "memory64", WasmFeatures::MEMORY64;
     /// More than one memory per module.
     MULTI_MEMORY = 1, "multi-memory", WasmFeatures::MULTI_MEMORY;
+    /// Atomics and shared memories (one thread of execution: `translate/atomic.rs`).
+    THREADS = 2, "threads", WasmFeatures::THREADS;
+    /// Arithmetic and `global.get` in constant expressions.
+    EXTENDED_CONST = 3, "extended-const", WasmFeatures::EXTENDED_CONST;
+    /// Relaxed SIMD, with deterministic choices (`translate/simd.rs`).
+    RELAXED_SIMD = 4, "relaxed-simd", WasmFeatures::RELAXED_SIMD;
 }
 
 impl Features {

@@ -116,6 +116,9 @@ mod tests {
         let mut g = info(1, &[(0, b"a")]);
         g.datas[0].mode = DataMode::Active { memory: 0, offset: ConstExpr::GlobalGet(0) };
         assert_eq!(ImagePlan::of(&g), None, "offset from an import");
+        let ext = [crate::module::ConstOp::GlobalGet(0), crate::module::ConstOp::I32(4), crate::module::ConstOp::I32Add];
+        g.datas[0].mode = DataMode::Active { memory: 0, offset: ConstExpr::Extended(ext.into()) };
+        assert_eq!(ImagePlan::of(&g), None, "extended offset reading an import");
         let mut imported = info(1, &[(0, b"a")]);
         imported.num_imported_memories = 1;
         assert_eq!(ImagePlan::of(&imported), None, "someone else's memory");

@@ -103,8 +103,10 @@ pub struct GlobalType {
     pub mutable: bool,
 }
 
-/// A constant expression (WebAssembly 2.0 allows exactly one instruction).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A constant expression. WebAssembly 2.0 allows exactly one instruction, and so do most
+/// expressions; extended constant expressions (`i32/i64.add/sub/mul`) are folded to one
+/// constant when they read no global, and are kept as `Extended` otherwise.
+#[derive(Clone, Debug, PartialEq)]
 pub enum ConstExpr {
     I32(i32),
     I64(i64),
@@ -114,6 +116,71 @@ pub enum ConstExpr {
     RefNull(WasmType),
     RefFunc(u32),
     GlobalGet(u32),
+    /// An extended constant expression that reads a global: its instructions in order (a
+    /// stack machine over i32/i64 values), evaluated at instantiation.
+    Extended(Box<[ConstOp]>),
+}
+
+/// One instruction of an extended constant expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstOp {
+    I32(i32),
+    I64(i64),
+    GlobalGet(u32),
+    I32Add,
+    I32Sub,
+    I32Mul,
+    I64Add,
+    I64Sub,
+    I64Mul,
+}
+
+impl ConstOp {
+    /// The arithmetic operators: (operand type, wrapping operation on 64-bit values).
+    pub fn binary(self) -> Option<(WasmType, fn(u64, u64) -> u64)> {
+        Some(match self {
+            ConstOp::I32Add => (WasmType::I32, |a, b| (a as u32).wrapping_add(b as u32) as u64),
+            ConstOp::I32Sub => (WasmType::I32, |a, b| (a as u32).wrapping_sub(b as u32) as u64),
+            ConstOp::I32Mul => (WasmType::I32, |a, b| (a as u32).wrapping_mul(b as u32) as u64),
+            ConstOp::I64Add => (WasmType::I64, u64::wrapping_add),
+            ConstOp::I64Sub => (WasmType::I64, u64::wrapping_sub),
+            ConstOp::I64Mul => (WasmType::I64, u64::wrapping_mul),
+            ConstOp::I32(_) | ConstOp::I64(_) | ConstOp::GlobalGet(_) => return None,
+        })
+    }
+}
+
+/// Evaluate an extended constant expression: `global` reads a global's value (i32 values are
+/// zero-extended). Errors (never panics) on a malformed expression: a stack that underflows,
+/// operands of the wrong type, or not exactly one value left. Returns the value and its type.
+pub fn eval_extended(
+    ops: &[ConstOp],
+    mut global: impl FnMut(u32) -> Result<(WasmType, u64), String>,
+) -> Result<(WasmType, u64), String> {
+    let mut stack: Vec<(WasmType, u64)> = Vec::new();
+    for op in ops {
+        let v = match *op {
+            ConstOp::I32(v) => (WasmType::I32, v as u32 as u64),
+            ConstOp::I64(v) => (WasmType::I64, v as u64),
+            ConstOp::GlobalGet(g) => global(g)?,
+            op => {
+                let (ty, f) = op.binary().ok_or("bad constant instruction")?;
+                let (b, a) = (stack.pop(), stack.pop());
+                match (a, b) {
+                    (Some((ta, a)), Some((tb, b))) if ta == ty && tb == ty => (ty, f(a, b)),
+                    _ => return Err(format!("{op:?} without two {ty} operands")),
+                }
+            }
+        };
+        if !matches!(v.0, WasmType::I32 | WasmType::I64) {
+            return Err(format!("a {} value in an extended constant expression", v.0));
+        }
+        stack.push(v);
+    }
+    match stack[..] {
+        [v] => Ok(v),
+        _ => Err(format!("extended constant expression leaves {} values", stack.len())),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -245,24 +312,52 @@ impl ModuleInfo {
 }
 
 pub(crate) fn const_expr(expr: &wp::ConstExpr<'_>) -> Result<ConstExpr, String> {
-    let mut ops = expr.get_operators_reader();
-    let op = ops.read().map_err(|e| e.to_string())?;
-    let value = match op {
-        wp::Operator::I32Const { value } => ConstExpr::I32(value),
-        wp::Operator::I64Const { value } => ConstExpr::I64(value),
-        wp::Operator::F32Const { value } => ConstExpr::F32(value.bits()),
-        wp::Operator::F64Const { value } => ConstExpr::F64(value.bits()),
-        wp::Operator::V128Const { value } => ConstExpr::V128(value.i128() as u128),
-        wp::Operator::RefNull { hty } => ConstExpr::RefNull(WasmType::from_ref(
-            wp::RefType::new(true, hty).ok_or("bad heap type")?,
-        )?),
-        wp::Operator::RefFunc { function_index } => ConstExpr::RefFunc(function_index),
-        wp::Operator::GlobalGet { global_index } => ConstExpr::GlobalGet(global_index),
-        other => return Err(format!("unsupported constant expression {other:?}")),
-    };
-    match ops.read().map_err(|e| e.to_string())? {
-        wp::Operator::End => Ok(value),
-        other => Err(format!("unsupported constant expression (extended-const) {other:?}")),
+    let mut reader = expr.get_operators_reader();
+    let mut ops = Vec::new();
+    loop {
+        match reader.read().map_err(|e| e.to_string())? {
+            wp::Operator::End => break,
+            op => ops.push(op),
+        }
+    }
+    if let [op] = &ops[..] {
+        return Ok(match *op {
+            wp::Operator::I32Const { value } => ConstExpr::I32(value),
+            wp::Operator::I64Const { value } => ConstExpr::I64(value),
+            wp::Operator::F32Const { value } => ConstExpr::F32(value.bits()),
+            wp::Operator::F64Const { value } => ConstExpr::F64(value.bits()),
+            wp::Operator::V128Const { value } => ConstExpr::V128(value.i128() as u128),
+            wp::Operator::RefNull { hty } => ConstExpr::RefNull(WasmType::from_ref(
+                wp::RefType::new(true, hty).ok_or("bad heap type")?,
+            )?),
+            wp::Operator::RefFunc { function_index } => ConstExpr::RefFunc(function_index),
+            wp::Operator::GlobalGet { global_index } => ConstExpr::GlobalGet(global_index),
+            ref other => return Err(format!("unsupported constant expression {other:?}")),
+        });
+    }
+    // Extended constant expressions (validated: integer constants, global.get and arithmetic).
+    let mut program = Vec::with_capacity(ops.len());
+    for op in &ops {
+        program.push(match *op {
+            wp::Operator::I32Const { value } => ConstOp::I32(value),
+            wp::Operator::I64Const { value } => ConstOp::I64(value),
+            wp::Operator::GlobalGet { global_index } => ConstOp::GlobalGet(global_index),
+            wp::Operator::I32Add => ConstOp::I32Add,
+            wp::Operator::I32Sub => ConstOp::I32Sub,
+            wp::Operator::I32Mul => ConstOp::I32Mul,
+            wp::Operator::I64Add => ConstOp::I64Add,
+            wp::Operator::I64Sub => ConstOp::I64Sub,
+            wp::Operator::I64Mul => ConstOp::I64Mul,
+            ref other => return Err(format!("unsupported instruction in a constant expression: {other:?}")),
+        });
+    }
+    if program.iter().any(|op| matches!(op, ConstOp::GlobalGet(_))) {
+        return Ok(ConstExpr::Extended(program.into()));
+    }
+    // No global: fold it to the constant it is.
+    match eval_extended(&program, |g| Err(format!("global {g}")))? {
+        (WasmType::I32, v) => Ok(ConstExpr::I32(v as u32 as i32)),
+        (_, v) => Ok(ConstExpr::I64(v as i64)),
     }
 }
 

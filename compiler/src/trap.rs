@@ -47,6 +47,8 @@ traps! {
     // TableAccessOutOfBounds: table.get/set/copy/init/fill out of bounds.
     TableAccessOutOfBounds = 14, "out of bounds table access";
     NullReference = 15, "null reference";
+    // AtomicWaitNonShared: memory.atomic.wait32/64 on a memory that is not shared.
+    AtomicWaitNonShared = 16, "expected shared memory";
 }
 
 impl Trap {

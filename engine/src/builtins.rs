@@ -70,6 +70,10 @@ unsafe extern "C" fn host_call(vm: *mut u8, a: u64, b: u64) -> u64 {
     dispatch(Builtin::HostCall, vm, [a, b, 0, 0, 0])
 }
 
+unsafe extern "C" fn memory_atomic_wait(vm: *mut u8, a: u64) -> u64 {
+    dispatch(Builtin::MemoryAtomicWait, vm, [a, 0, 0, 0, 0])
+}
+
 /// The builtin table, in `Builtin` order.
 pub(crate) fn table() -> *const u64 {
     static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
@@ -89,6 +93,7 @@ pub(crate) fn table() -> *const u64 {
                     Builtin::TableInit => table_init as *const () as u64,
                     Builtin::ElemDrop => elem_drop as *const () as u64,
                     Builtin::HostCall => host_call as *const () as u64,
+                    Builtin::MemoryAtomicWait => memory_atomic_wait as *const () as u64,
                 })
                 .collect()
         })

@@ -29,7 +29,7 @@ fn run_suites(isolation: Isolation) {
     scripts.extend(suite::scripts_in(&wasm3.join("legacy")));
     let threads = suite::scripts_in(&base.join("threads"));
     assert!(!threads.is_empty(), "expected the threads scripts in {}", base.join("threads").display());
-    let threads_features = Features::by_name("threads").unwrap_or(Features::NONE);
+    let threads_features = Features::THREADS;
     let groups = [
         Group { scripts, base: base.clone(), settings: Settings::default() },
         Group { scripts: threads, base: base.clone(), settings: Settings { features: threads_features, ..Settings::default() } },

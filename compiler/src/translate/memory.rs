@@ -24,7 +24,7 @@ pub(super) fn heap_flags() -> MemFlagsData {
         .with_trap_code(Some(Trap::MemoryOutOfBounds.to_clif()))
 }
 
-fn memory_index(memarg: &MemArg) -> u32 {
+pub(super) fn memory_index(memarg: &MemArg) -> u32 {
     match memarg.target {
         wasmparser::MemArgTarget::Memory(m) => m,
         // GC arrays are rejected by the validator's feature set.
@@ -73,6 +73,12 @@ impl Translator<'_, '_> {
     /// with an overflow trap and compared with the current length.
     pub(super) fn heap_addr(&mut self, memarg: &MemArg, size: u32) -> (Value, i32) {
         let index = self.pop();
+        self.heap_addr_at(index, memarg, size)
+    }
+
+    /// The native address of an access of `size` bytes at i32 `index` (bounds-checked as
+    /// `heap_addr` describes).
+    pub(super) fn heap_addr_at(&mut self, index: Value, memarg: &MemArg, size: u32) -> (Value, i32) {
         let mem = memory_index(memarg);
         let base = self.memory_base(mem);
         let memory64 = self.is_memory64(mem);

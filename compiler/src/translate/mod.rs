@@ -3,11 +3,13 @@
 //! `Translator` keeps the WebAssembly operand stack as Cranelift SSA values and a control stack of
 //! frames (function body, block, loop, if). Locals are Cranelift variables. Each operator family
 //! lives in its own module: `numeric` (scalar arithmetic), `memory` (loads, stores, bulk memory),
-//! `table` (tables, references, indirect calls) and `simd` (the fixed-width SIMD set).
+//! `table` (tables, references, indirect calls), `simd` (the fixed-width SIMD set and relaxed
+//! SIMD) and `atomic` (the threads proposal's atomic operators).
 //!
 //! v128 values are always carried as `I8X16`; SIMD operators bitcast to the lane type they need.
 //! References (funcref, externref) are `I64` addresses/handles with 0 as null.
 
+mod atomic;
 mod memory;
 mod numeric;
 mod simd;
@@ -34,6 +36,8 @@ pub struct ModuleEnv<'a> {
     pub settings: &'a Settings,
     pub call_conv: CallConv,
     pub frontend: cranelift_codegen::isa::TargetFrontendConfig,
+    /// The target has fused multiply-add (relaxed SIMD's `madd` is fused, or unsupported).
+    pub has_fma: bool,
 }
 
 impl ModuleEnv<'_> {
@@ -674,7 +678,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                 if !(self.translate_numeric(op)?
                     || self.translate_memory(op)?
                     || self.translate_table(op)?
-                    || self.translate_simd(op)?)
+                    || self.translate_simd(op)?
+                    || self.translate_atomic(op)?)
                 {
                     return Err(CompileError::Unsupported(format!("operator {op:?}")));
                 }

@@ -1,4 +1,13 @@
-//! Fixed-width SIMD (the 128-bit operator set of WebAssembly 2.0).
+//! Fixed-width SIMD (the 128-bit operator set of WebAssembly 2.0) and relaxed SIMD.
+//!
+//! Relaxed SIMD is given its deterministic semantics (WebAssembly 3.0's deterministic profile,
+//! as wasmtime's `relaxed_simd_deterministic`), the same on every host: `relaxed_swizzle` is
+//! `i8x16.swizzle`; `relaxed_trunc*` are the saturating `trunc_sat*`; `relaxed_madd`/`nmadd`
+//! are fused (`fma(a, b, c)`, `fma(-a, b, c)`, one rounding; a host without FMA refuses the
+//! module with an "unsupported" error rather than round differently); `relaxed_laneselect` is
+//! `v128.bitselect`; `relaxed_min`/`max` are `f32x4.min`/`max` (NaN-propagating, -0 < +0);
+//! `relaxed_q15mulr_s` is `q15mulr_sat_s`; the dot products treat both operands as signed
+//! bytes (`i16x8` lanes wrap, then widen and add for the `i32x4` form).
 //!
 //! Values travel as `I8X16`; each operator bitcasts its inputs to the lane type it works on and
 //! its result back. Bitcasts between vector types generate no code.
@@ -515,9 +524,73 @@ impl Translator<'_, '_> {
             }),
             O::F32x4DemoteF64x2Zero => self.vunop(F64X2, |t, a| t.b.ins().fvdemote(a)),
             O::F64x2PromoteLowF32x4 => self.vunop(F32X4, |t, a| t.b.ins().fvpromote_low(a)),
+
+            // Relaxed SIMD, deterministic (see the module documentation).
+            O::I8x16RelaxedSwizzle => self.vbinop(I8X16, |t, a, b| t.b.ins().swizzle(a, b)),
+            O::I32x4RelaxedTruncF32x4S => return self.translate_simd(&O::I32x4TruncSatF32x4S),
+            O::I32x4RelaxedTruncF32x4U => return self.translate_simd(&O::I32x4TruncSatF32x4U),
+            O::I32x4RelaxedTruncF64x2SZero => return self.translate_simd(&O::I32x4TruncSatF64x2SZero),
+            O::I32x4RelaxedTruncF64x2UZero => return self.translate_simd(&O::I32x4TruncSatF64x2UZero),
+            O::F32x4RelaxedMadd => self.relaxed_madd(F32X4, false)?,
+            O::F32x4RelaxedNmadd => self.relaxed_madd(F32X4, true)?,
+            O::F64x2RelaxedMadd => self.relaxed_madd(F64X2, false)?,
+            O::F64x2RelaxedNmadd => self.relaxed_madd(F64X2, true)?,
+            O::I8x16RelaxedLaneselect | O::I16x8RelaxedLaneselect | O::I32x4RelaxedLaneselect | O::I64x2RelaxedLaneselect => {
+                return self.translate_simd(&O::V128Bitselect);
+            }
+            O::F32x4RelaxedMin => return self.translate_simd(&O::F32x4Min),
+            O::F32x4RelaxedMax => return self.translate_simd(&O::F32x4Max),
+            O::F64x2RelaxedMin => return self.translate_simd(&O::F64x2Min),
+            O::F64x2RelaxedMax => return self.translate_simd(&O::F64x2Max),
+            O::I16x8RelaxedQ15mulrS => return self.translate_simd(&O::I16x8Q15MulrSatS),
+            O::I16x8RelaxedDotI8x16I7x16S => {
+                let b = self.pop_vec(I8X16);
+                let a = self.pop_vec(I8X16);
+                let r = self.dot_i8x16_signed(a, b);
+                self.push_vec(r);
+            }
+            O::I32x4RelaxedDotI8x16I7x16AddS => {
+                let c = self.pop_vec(I32X4);
+                let b = self.pop_vec(I8X16);
+                let a = self.pop_vec(I8X16);
+                let dot = self.dot_i8x16_signed(a, b);
+                let lo = self.b.ins().swiden_low(dot);
+                let hi = self.b.ins().swiden_high(dot);
+                let dot32 = self.b.ins().iadd_pairwise(lo, hi);
+                let r = self.b.ins().iadd(dot32, c);
+                self.push_vec(r);
+            }
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// `relaxed_madd` (`a * b + c`) or `relaxed_nmadd` (`-(a * b) + c`), fused.
+    fn relaxed_madd(&mut self, ty: Type, negate: bool) -> Result<(), CompileError> {
+        if !self.env.has_fma {
+            return Err(CompileError::Unsupported(
+                "relaxed_madd/relaxed_nmadd need a host with FMA (their deterministic result is fused)".into(),
+            ));
+        }
+        let c = self.pop_vec(ty);
+        let b = self.pop_vec(ty);
+        let a = self.pop_vec(ty);
+        let a = if negate { self.b.ins().fneg(a) } else { a };
+        let r = self.b.ins().fma(a, b, c);
+        self.push_vec(r);
+        Ok(())
+    }
+
+    /// The deterministic relaxed dot product: signed bytes times signed bytes, adjacent
+    /// products added in wrapping `i16` lanes.
+    fn dot_i8x16_signed(&mut self, a: Value, b: Value) -> Value {
+        let alo = self.b.ins().swiden_low(a);
+        let blo = self.b.ins().swiden_low(b);
+        let lo = self.b.ins().imul(alo, blo);
+        let ahi = self.b.ins().swiden_high(a);
+        let bhi = self.b.ins().swiden_high(b);
+        let hi = self.b.ins().imul(ahi, bhi);
+        self.b.ins().iadd_pairwise(lo, hi)
     }
 }
 

@@ -13,7 +13,7 @@ use super::{Extern, FuncData, FuncId, GlobalId, GlobalObj, InstanceData, Instanc
 use crate::error::Error;
 use crate::kvm::Perm;
 use crate::{builtins, types};
-use wasce_compiler::module::{ConstExpr, DataMode, ElemMode, ImportKind};
+use wasce_compiler::module::{eval_extended, ConstExpr, DataMode, ElemMode, ImportKind, WasmType};
 use wasce_compiler::{vmctx, CompileError};
 
 /// A module whose metadata does not hold together (only a crafted artifact could be one).
@@ -340,7 +340,29 @@ impl Store {
     /// expression naming a function or a global that does not exist (yet) is an error, never
     /// an out-of-bounds index.
     fn eval_const(&self, inst: &InstanceData, expr: &ConstExpr) -> Result<u128, Error> {
+        let global = |g: u32| -> Result<u128, Error> {
+            let Some(global) = inst.globals.get(g as usize).and_then(|id| self.globals.get(id.0 as usize)) else {
+                return Err(malformed(format!("constant expression reads global {g}, which is not initialised yet")));
+            };
+            // SAFETY: global pointers point at live 16-byte arena slots.
+            Ok(unsafe { *global.ptr })
+        };
         Ok(match *expr {
+            // Extended constant expressions: wrapping i32/i64 arithmetic over constants and
+            // globals (an i32 global's slot holds the value zero-extended).
+            ConstExpr::Extended(ref ops) => {
+                let read = |g: u32| {
+                    let ty = inst.globals.get(g as usize).and_then(|id| self.globals.get(id.0 as usize)).map(|o| o.ty.ty);
+                    let value = global(g).map_err(|e| e.to_string())?;
+                    match ty {
+                        Some(WasmType::I32) => Ok((WasmType::I32, value as u32 as u64)),
+                        Some(t) => Ok((t, value as u64)),
+                        None => Err(format!("global {g} does not exist")),
+                    }
+                };
+                let (_, v) = eval_extended(ops, read).map_err(|e| malformed(format!("constant expression: {e}")))?;
+                v as u128
+            }
             ConstExpr::I32(v) => v as u32 as u128,
             ConstExpr::I64(v) => v as u64 as u128,
             ConstExpr::F32(v) => v as u128,
@@ -349,13 +371,7 @@ impl Store {
             ConstExpr::RefNull(_) => 0,
             ConstExpr::RefFunc(f) if (f as usize) < inst.funcs.len() => inst.vmctx as u128 + inst.layout().funcref(f) as u128,
             ConstExpr::RefFunc(f) => return Err(malformed(format!("constant expression refers to function {f}, which does not exist"))),
-            ConstExpr::GlobalGet(g) => {
-                let Some(global) = inst.globals.get(g as usize).and_then(|id| self.globals.get(id.0 as usize)) else {
-                    return Err(malformed(format!("constant expression reads global {g}, which is not initialised yet")));
-                };
-                // SAFETY: global pointers point at live 16-byte arena slots.
-                unsafe { *global.ptr }
-            }
+            ConstExpr::GlobalGet(g) => global(g)?,
         })
     }
 }

@@ -45,10 +45,29 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
             0
         }
         Builtin::HostCall => store.host_call(a[0], a[1]),
+        Builtin::MemoryAtomicWait => store.atomic_wait(a[0] as i64),
     }
 }
 
 impl Store {
+    /// The `MemoryAtomicWait` builtin: compiled code has checked the address and found the
+    /// expected value, and in a one-thread store nothing can notify, so this only sleeps for
+    /// `timeout` nanoseconds (negative: without end), cut short by the call's deadline. Returns
+    /// 0 when the timeout has passed; 1 when the deadline passed first, with the timeout's
+    /// interrupt as the pending error (the call ends with that trap).
+    fn atomic_wait(&mut self, timeout: i64) -> u64 {
+        let mut deadline = crate::wasi::deadline::Deadline::default();
+        deadline.begin(self.deadline);
+        let wait = u64::try_from(timeout).map_or(std::time::Duration::MAX, std::time::Duration::from_nanos);
+        match deadline.sleep(wait) {
+            Ok(()) => 0,
+            Err(_) => {
+                self.pending_error = Some(Error::interrupt());
+                1
+            }
+        }
+    }
+
     /// The `HostCall` builtin: run the host function named by `record`, with arguments and
     /// results in the value array at `values`.
     ///

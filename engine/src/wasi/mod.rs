@@ -10,7 +10,7 @@
 //! WASI function ends the run with the timeout's trap.
 
 mod abi;
-mod deadline;
+pub(crate) mod deadline;
 mod fs;
 mod guest;
 mod mem;

@@ -35,5 +35,8 @@ pub fn define(store: &mut Store, linker: &mut Linker) -> Result<(), Error> {
     linker.define("spectest", "table64", Extern::Table(table64));
     let memory = store.new_memory(MemoryType { min: 1, max: Some(2), shared: false, memory64: false })?;
     linker.define("spectest", "memory", Extern::Memory(memory));
+    // The threads proposal's scripts import a shared memory.
+    let shared = store.new_memory(MemoryType { min: 1, max: Some(2), shared: true, memory64: false })?;
+    linker.define("spectest", "shared_memory", Extern::Memory(shared));
     Ok(())
 }
