@@ -19,7 +19,7 @@ fn unsupported(e: String) -> CompileError {
 }
 
 pub(crate) fn parse(wasm: &[u8]) -> Result<ParsedModule<'_>, CompileError> {
-    let mut validator = Validator::new_with_features(WasmFeatures::WASM2);
+    let mut validator = Validator::new_with_features(WasmFeatures::WASM2 | WasmFeatures::TAIL_CALL);
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {

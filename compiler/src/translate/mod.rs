@@ -8,6 +8,7 @@
 //! v128 values are always carried as `I8X16`; SIMD operators bitcast to the lane type they need.
 //! References (funcref, externref) are `I64` addresses/handles with 0 as null.
 
+mod call;
 mod memory;
 mod numeric;
 mod simd;
@@ -26,6 +27,12 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
 use wasmparser::{BlockType, FunctionBody, Operator};
+
+/// The calling convention of every compiled wasm function (and of host-call trampolines, and
+/// the VM's exit-free WASI routines, which follow its register assignment): Cranelift's `tail`,
+/// the only one that supports `return_call`. On x86-64 it passes arguments in the System V
+/// registers and keeps its callee-saved registers; stack arguments are popped by the callee.
+pub const WASM_CALL_CONV: CallConv = CallConv::Tail;
 
 /// What translation needs to know about the module and target.
 pub struct ModuleEnv<'a> {
@@ -337,7 +344,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let sig = match self.builtin_sigs.get(&(builtin as usize)) {
             Some(sig) => *sig,
             None => {
-                let mut sig = Signature::new(self.env.call_conv);
+                let mut sig = Signature::new(crate::builtins::BUILTIN_CALL_CONV);
                 sig.params.push(AbiParam::new(types::I64));
                 for _ in 0..builtin.args() {
                     sig.params.push(AbiParam::new(types::I64));
@@ -674,7 +681,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                 if !(self.translate_numeric(op)?
                     || self.translate_memory(op)?
                     || self.translate_table(op)?
-                    || self.translate_simd(op)?)
+                    || self.translate_simd(op)?
+                    || self.translate_call_op(op)?)
                 {
                     return Err(CompileError::Unsupported(format!("operator {op:?}")));
                 }
