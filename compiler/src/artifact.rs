@@ -54,7 +54,7 @@ use std::ops::Range;
 /// The first bytes of every artifact.
 pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The version of the compiler that writes and reads artifacts.
 pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Sections that may be mapped from the file start at multiples of this.
@@ -277,15 +277,39 @@ impl Writer {
         self.buf.resize(self.buf.len().div_ceil(align) * align, 0);
     }
     fn ty(&mut self, t: WasmType) {
-        self.u8(match t {
-            WasmType::I32 => 0,
-            WasmType::I64 => 1,
-            WasmType::F32 => 2,
-            WasmType::F64 => 3,
-            WasmType::V128 => 4,
-            WasmType::FuncRef => 5,
-            WasmType::ExternRef => 6,
-        });
+        let WasmType::Ref(r) = t else {
+            self.u8(match t {
+                WasmType::I32 => 0,
+                WasmType::I64 => 1,
+                WasmType::F32 => 2,
+                WasmType::F64 => 3,
+                WasmType::V128 => 4,
+                WasmType::FuncRef => 5,
+                WasmType::ExternRef => 6,
+                WasmType::Ref(_) => unreachable!(),
+            });
+            return;
+        };
+        // 7, nullable, heap kind, [type index]
+        self.u8(7);
+        self.bool(r.nullable);
+        let (kind, index) = match r.heap {
+            HeapType::Func => (0, None),
+            HeapType::Extern => (1, None),
+            HeapType::Concrete(i) => (2, Some(i)),
+            HeapType::NoFunc => (3, None),
+            HeapType::NoExtern => (4, None),
+            HeapType::Any => (5, None),
+            HeapType::Eq => (6, None),
+            HeapType::I31 => (7, None),
+            HeapType::Struct => (8, None),
+            HeapType::Array => (9, None),
+            HeapType::None => (10, None),
+        };
+        self.u8(kind);
+        if let Some(i) = index {
+            self.u32(i);
+        }
     }
     fn types(&mut self, ts: &[WasmType]) {
         self.len(ts.len());
@@ -661,6 +685,20 @@ impl<'a> Reader<'a> {
             4 => WasmType::V128,
             5 => WasmType::FuncRef,
             6 => WasmType::ExternRef,
+            7 => {
+                let nullable = self.bool()?;
+                let heap = match self.u8()? {
+                    0 => HeapType::Func,
+                    1 => HeapType::Extern,
+                    2 => HeapType::Concrete(self.u32()?),
+                    3 => HeapType::NoFunc,
+                    4 => HeapType::NoExtern,
+                    // The GC heap types are never compiled.
+                    _ => return Err(self.bad("bad heap type")),
+                };
+                // Normalised, so that equal types compare equal (`WasmType`).
+                WasmType::reference(nullable, heap)
+            }
             _ => return Err(self.bad("bad value type")),
         })
     }
@@ -819,6 +857,23 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
     if let Some(ty) = info.funcs.iter().find(|t| **t as usize >= ntypes) {
         return bad(format!("function type {ty} out of range"));
     }
+    // Concrete reference types name a type: an earlier one within the type section (the engine
+    // canonicalises types in order), any one elsewhere.
+    let type_ok = |t: &WasmType, limit: usize| t.concrete_index().is_none_or(|i| (i as usize) < limit);
+    for (i, ty) in info.types.iter().enumerate() {
+        if !ty.params.iter().chain(&ty.results).all(|t| type_ok(t, i)) {
+            return bad(format!("type {i} refers to a later type"));
+        }
+    }
+    let all_types_ok = info.tables.iter().map(|t| &t.elem)
+        .chain(info.globals.iter().map(|g| &g.ty))
+        .chain(info.elems.iter().map(|e| &e.ty))
+        .all(|t| type_ok(t, ntypes));
+    let exprs_ok = info.global_inits.iter().chain(&info.table_inits).chain(info.elems.iter().flat_map(|e| &e.items))
+        .all(|e| !matches!(e, ConstExpr::RefNull(t) if !type_ok(t, ntypes)));
+    if !all_types_ok || !exprs_ok {
+        return bad("reference type names a type out of range".into());
+    }
     if info.global_inits.len() != nglobals - counts[3] as usize || info.table_inits.len() != ntables - counts[1] as usize {
         return bad("initialiser counts do not match".into());
     }
@@ -854,7 +909,7 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
         }
         if let ElemMode::Active { table, offset } = &seg.mode {
             let Some(t) = info.tables.get(*table as usize) else { return Err(err(format!("table {table} out of range"))) };
-            if t.elem != seg.ty {
+            if !seg.ty.is_subtype_of(t.elem) {
                 return Err(err(format!("{} elements for a table of {}", seg.ty, t.elem)));
             }
             const_expr(info, offset, nglobals, WasmType::I32).map_err(err)?;
@@ -933,7 +988,7 @@ fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: Wa
         ConstExpr::V128(_) => WasmType::V128,
         ConstExpr::RefNull(t) if t.is_ref() => t,
         ConstExpr::RefNull(t) => return Err(format!("ref.null of non-reference type {t}")),
-        ConstExpr::RefFunc(f) if (f as usize) < info.funcs.len() => WasmType::FuncRef,
+        ConstExpr::RefFunc(f) if (f as usize) < info.funcs.len() => WasmType::reference(false, HeapType::Concrete(info.funcs[f as usize])),
         ConstExpr::RefFunc(f) => return Err(format!("ref.func {f} out of range")),
         ConstExpr::GlobalGet(g) => match info.globals.get(g as usize) {
             Some(global) if (g as usize) < visible_globals && !global.mutable => global.ty,
@@ -941,7 +996,7 @@ fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: Wa
             _ => return Err(format!("global.get {g} of a global not initialised yet ({visible_globals} are)")),
         },
     };
-    if ty != want {
+    if !ty.is_subtype_of(want) {
         return Err(format!("constant of type {ty} where {want} is expected"));
     }
     Ok(())

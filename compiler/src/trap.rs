@@ -47,6 +47,8 @@ traps! {
     // TableAccessOutOfBounds: table.get/set/copy/init/fill out of bounds.
     TableAccessOutOfBounds = 14, "out of bounds table access";
     NullReference = 15, "null reference";
+    // NullFunctionReference: call_ref / return_call_ref of a null reference.
+    NullFunctionReference = 16, "null function reference";
 }
 
 impl Trap {

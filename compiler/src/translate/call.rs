@@ -75,7 +75,7 @@ impl Translator<'_, '_> {
             O::CallRef { type_index } | O::ReturnCallRef { type_index } => {
                 let tail = matches!(op, O::ReturnCallRef { .. });
                 let r = self.pop();
-                self.trapz(r, Trap::NullReference);
+                self.trapz(r, Trap::NullFunctionReference);
                 let (code, callee_vmctx) = self.funcref_callee(r);
                 self.fuel_save();
                 self.call_code(type_index, code, callee_vmctx, tail);

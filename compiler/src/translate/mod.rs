@@ -67,7 +67,7 @@ pub fn clif_type(ty: WasmType) -> Type {
         WasmType::F32 => types::F32,
         WasmType::F64 => types::F64,
         WasmType::V128 => types::I8X16,
-        WasmType::FuncRef | WasmType::ExternRef => types::I64,
+        WasmType::FuncRef | WasmType::ExternRef | WasmType::Ref(_) => types::I64,
     }
 }
 
@@ -253,7 +253,8 @@ pub(crate) fn wp_err(e: wasmparser::BinaryReaderError) -> CompileError {
 fn zero_value(b: &mut FunctionBuilder<'_>, ty: WasmType) -> Value {
     match ty {
         WasmType::I32 => b.ins().iconst(types::I32, 0),
-        WasmType::I64 | WasmType::FuncRef | WasmType::ExternRef => b.ins().iconst(types::I64, 0),
+        // Non-nullable locals are validated to be set before they are read.
+        WasmType::I64 | WasmType::FuncRef | WasmType::ExternRef | WasmType::Ref(_) => b.ins().iconst(types::I64, 0),
         WasmType::F32 => b.ins().f32const(0.0),
         WasmType::F64 => b.ins().f64const(0.0),
         WasmType::V128 => {

@@ -536,6 +536,37 @@ impl Store {
         }
     }
 
+    /// Whether `v` is a value of `t` (a type in the store's canonical form): for references,
+    /// the hierarchy, null only where nullable, and a function reference's type for a
+    /// concrete type.
+    pub fn val_matches(&self, v: &Val, t: wasce_compiler::module::WasmType) -> bool {
+        use wasce_compiler::module::HeapType;
+        let Some(r) = t.as_ref_type() else { return v.ty() == t };
+        match *v {
+            Val::FuncRef(0) | Val::ExternRef(None) => r.nullable && v.ty().as_ref_type().is_some_and(|h| h.heap.is_func() == r.heap.is_func()),
+            Val::FuncRef(addr) => match r.heap {
+                HeapType::Func => true,
+                HeapType::Concrete(id) => self.funcref_type_id(addr) == Some(id as u64),
+                _ => false,
+            },
+            Val::ExternRef(Some(_)) => r.heap == HeapType::Extern,
+            _ => false,
+        }
+    }
+
+    /// The canonical type id of the function reference `addr`, if it is the address of a
+    /// `VMFuncRef` in one of this store's instances (embedder-supplied: looked up, checked).
+    fn funcref_type_id(&self, addr: u64) -> Option<u64> {
+        self.instances.iter().find_map(|inst| {
+            let layout = inst.layout();
+            let start = inst.vmctx as u64 + layout.funcrefs as u64;
+            let n = inst.funcs.len() as u64;
+            let off = addr.checked_sub(start)?;
+            let size = vmctx::FUNCREF_SIZE as u64;
+            (off < n * size && off % size == 0).then(|| inst.read_u64(layout.funcrefs + off as u32 + vmctx::FUNCREF_TYPE_ID))
+        })
+    }
+
     pub fn memory_type(&self, m: MemoryId) -> MemoryType {
         let obj = &self.memories[m.0 as usize];
         MemoryType { min: obj.mem.pages(), ..obj.ty }
