@@ -1079,4 +1079,46 @@ mod tests {
         let other = serialize_for(&module, BoundsChecks::Explicit, COMPILER_VERSION, target, &KEY).unwrap();
         assert_eq!(deserialize(&other, &KEY).unwrap().header.bounds_checks, BoundsChecks::Explicit);
     }
+
+    /// type 0 = [] -> [i32]; type 1 = [(ref 0)] -> [i32]; global (ref null 0) = ref.func 0;
+    /// func 0 (type 0) returns 7; func 1 (type 1) call_refs its argument.
+    const TYPED: &[u8] = &[
+        0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 11, 2, 0x60, 0, 1, 0x7f, 0x60, 1, 0x64, 0, 1, 0x7f, 3, 3, 2, 0, 1, 6, 7, 1,
+        0x63, 0, 0, 0xd2, 0, 0x0b, 10, 13, 2, 4, 0, 0x41, 7, 0x0b, 6, 0, 0x20, 0, 0x14, 0, 0x0b,
+    ];
+
+    #[test]
+    fn typed_references_round_trip() {
+        let module = crate::compile(TYPED, &Settings::default()).unwrap();
+        let bytes = serialize(&module, &Settings::default(), &KEY).unwrap();
+        let decoded = deserialize(&bytes, &KEY).unwrap().into_compiled();
+        let info = &decoded.info;
+        assert_eq!(info.types[1].params, vec![WasmType::Ref(RefType { nullable: false, heap: HeapType::Concrete(0) })]);
+        assert_eq!(info.globals[0].ty, WasmType::reference(true, HeapType::Concrete(0)));
+        assert_eq!(serialize(&decoded, &Settings::default(), &KEY).unwrap(), bytes);
+    }
+
+    #[test]
+    fn typed_references_to_missing_or_later_types_are_refused() {
+        let module = crate::compile(TYPED, &Settings::default()).unwrap();
+        let refusal = |edit: &dyn Fn(&mut ModuleInfo)| {
+            let mut m = module.clone();
+            edit(&mut m.info);
+            let bytes = serialize(&m, &Settings::default(), &KEY).unwrap();
+            match deserialize(&bytes, &KEY) {
+                Err(ArtifactError::Malformed(what)) => what,
+                other => panic!("accepted: {:?}", other.map(|_| ())),
+            }
+        };
+        let later = WasmType::reference(true, HeapType::Concrete(1));
+        assert!(refusal(&|i| i.types[0].results = vec![later]).contains("later type"));
+        assert!(refusal(&|i| i.types[1].params = vec![WasmType::reference(false, HeapType::Concrete(1))]).contains("later type"));
+        let missing = WasmType::reference(true, HeapType::Concrete(9));
+        assert!(refusal(&|i| i.globals[0].ty = missing).contains("out of range"));
+        // ref.func 0 has type (ref 0): not a (ref 1).
+        assert!(refusal(&|i| i.globals[0].ty = later).contains("where"));
+        // A GC heap type is never decoded.
+        let gc = WasmType::Ref(RefType { nullable: true, heap: HeapType::Any });
+        assert!(refusal(&|i| i.globals[0].ty = gc).contains("heap type"));
+    }
 }

@@ -468,14 +468,22 @@ impl Store {
         Ok(id)
     }
 
+    /// A table of `ty` (in canonical form), every element `init`.
     pub fn new_table(&mut self, ty: TableType, init: Val) -> Result<TableId, Error> {
+        if !self.val_matches(&init, ty.elem) {
+            return Err(Error::Usage(format!("table initial value {init} is not a {}", ty.elem)));
+        }
         let def = self.arena_alloc(vmctx::DEF_SIZE as u64, 16)? as *mut VMDef;
         let id = self.add_table(ty, init.to_ref_bits(), def)?;
         self.flush_maps()?;
         Ok(id)
     }
 
+    /// A global of `ty` (in canonical form) holding `value`.
     pub fn new_global(&mut self, ty: GlobalType, value: Val) -> Result<GlobalId, Error> {
+        if !self.val_matches(&value, ty.ty) {
+            return Err(Error::Usage(format!("global value {value} is not a {}", ty.ty)));
+        }
         let ptr = self.arena_alloc(16, 16)? as *mut u128;
         // SAFETY: a fresh 16-byte arena slot.
         unsafe { ptr.write(value.to_slot()) };
