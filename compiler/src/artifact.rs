@@ -281,15 +281,39 @@ impl Writer {
         self.buf.resize(self.buf.len().div_ceil(align) * align, 0);
     }
     fn ty(&mut self, t: WasmType) {
-        self.u8(match t {
-            WasmType::I32 => 0,
-            WasmType::I64 => 1,
-            WasmType::F32 => 2,
-            WasmType::F64 => 3,
-            WasmType::V128 => 4,
-            WasmType::FuncRef => 5,
-            WasmType::ExternRef => 6,
-        });
+        let WasmType::Ref(r) = t else {
+            self.u8(match t {
+                WasmType::I32 => 0,
+                WasmType::I64 => 1,
+                WasmType::F32 => 2,
+                WasmType::F64 => 3,
+                WasmType::V128 => 4,
+                WasmType::FuncRef => 5,
+                WasmType::ExternRef => 6,
+                WasmType::Ref(_) => unreachable!(),
+            });
+            return;
+        };
+        // 7, nullable, heap kind, [type index]
+        self.u8(7);
+        self.bool(r.nullable);
+        let (kind, index) = match r.heap {
+            HeapType::Func => (0, None),
+            HeapType::Extern => (1, None),
+            HeapType::Concrete(i) => (2, Some(i)),
+            HeapType::NoFunc => (3, None),
+            HeapType::NoExtern => (4, None),
+            HeapType::Any => (5, None),
+            HeapType::Eq => (6, None),
+            HeapType::I31 => (7, None),
+            HeapType::Struct => (8, None),
+            HeapType::Array => (9, None),
+            HeapType::None => (10, None),
+        };
+        self.u8(kind);
+        if let Some(i) = index {
+            self.u32(i);
+        }
     }
     fn types(&mut self, ts: &[WasmType]) {
         self.len(ts.len());
@@ -695,6 +719,20 @@ impl<'a> Reader<'a> {
             4 => WasmType::V128,
             5 => WasmType::FuncRef,
             6 => WasmType::ExternRef,
+            7 => {
+                let nullable = self.bool()?;
+                let heap = match self.u8()? {
+                    0 => HeapType::Func,
+                    1 => HeapType::Extern,
+                    2 => HeapType::Concrete(self.u32()?),
+                    3 => HeapType::NoFunc,
+                    4 => HeapType::NoExtern,
+                    // The GC heap types are never compiled.
+                    _ => return Err(self.bad("bad heap type")),
+                };
+                // Normalised, so that equal types compare equal (`WasmType`).
+                WasmType::reference(nullable, heap)
+            }
             _ => return Err(self.bad("bad value type")),
         })
     }
@@ -870,6 +908,23 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
     if let Some(ty) = info.funcs.iter().find(|t| **t as usize >= ntypes) {
         return bad(format!("function type {ty} out of range"));
     }
+    // Concrete reference types name a type: an earlier one within the type section (the engine
+    // canonicalises types in order), any one elsewhere.
+    let type_ok = |t: &WasmType, limit: usize| t.concrete_index().is_none_or(|i| (i as usize) < limit);
+    for (i, ty) in info.types.iter().enumerate() {
+        if !ty.params.iter().chain(&ty.results).all(|t| type_ok(t, i)) {
+            return bad(format!("type {i} refers to a later type"));
+        }
+    }
+    let all_types_ok = info.tables.iter().map(|t| &t.elem)
+        .chain(info.globals.iter().map(|g| &g.ty))
+        .chain(info.elems.iter().map(|e| &e.ty))
+        .all(|t| type_ok(t, ntypes));
+    let exprs_ok = info.global_inits.iter().chain(&info.table_inits).chain(info.elems.iter().flat_map(|e| &e.items))
+        .all(|e| !matches!(e, ConstExpr::RefNull(t) if !type_ok(t, ntypes)));
+    if !all_types_ok || !exprs_ok {
+        return bad("reference type names a type out of range".into());
+    }
     if info.global_inits.len() != nglobals - counts[3] as usize || info.table_inits.len() != ntables - counts[1] as usize {
         return bad("initialiser counts do not match".into());
     }
@@ -905,7 +960,7 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
         }
         if let ElemMode::Active { table, offset } = &seg.mode {
             let Some(t) = info.tables.get(*table as usize) else { return Err(err(format!("table {table} out of range"))) };
-            if t.elem != seg.ty {
+            if !seg.ty.is_subtype_of(t.elem) {
                 return Err(err(format!("{} elements for a table of {}", seg.ty, t.elem)));
             }
             const_expr(info, offset, nglobals, WasmType::I32).map_err(err)?;
@@ -991,11 +1046,11 @@ fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: Wa
         ConstExpr::V128(_) => WasmType::V128,
         ConstExpr::RefNull(t) if t.is_ref() => t,
         ConstExpr::RefNull(t) => return Err(format!("ref.null of non-reference type {t}")),
-        ConstExpr::RefFunc(f) if (f as usize) < info.funcs.len() => WasmType::FuncRef,
+        ConstExpr::RefFunc(f) if (f as usize) < info.funcs.len() => WasmType::reference(false, HeapType::Concrete(info.funcs[f as usize])),
         ConstExpr::RefFunc(f) => return Err(format!("ref.func {f} out of range")),
         ConstExpr::GlobalGet(g) => global(g)?,
     };
-    if ty != want {
+    if !ty.is_subtype_of(want) {
         return Err(format!("constant of type {ty} where {want} is expected"));
     }
     Ok(())
@@ -1145,5 +1200,47 @@ mod tests {
         let (target, _) = host.split_once(' ').unwrap_or((host, ""));
         let other = serialize_for(&module, BoundsChecks::Explicit, Features::all(), COMPILER_VERSION, target, &KEY).unwrap();
         assert_eq!(deserialize(&other, &KEY).unwrap().header.bounds_checks, BoundsChecks::Explicit);
+    }
+
+    /// type 0 = [] -> [i32]; type 1 = [(ref 0)] -> [i32]; global (ref null 0) = ref.func 0;
+    /// func 0 (type 0) returns 7; func 1 (type 1) call_refs its argument.
+    const TYPED: &[u8] = &[
+        0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 11, 2, 0x60, 0, 1, 0x7f, 0x60, 1, 0x64, 0, 1, 0x7f, 3, 3, 2, 0, 1, 6, 7, 1,
+        0x63, 0, 0, 0xd2, 0, 0x0b, 10, 13, 2, 4, 0, 0x41, 7, 0x0b, 6, 0, 0x20, 0, 0x14, 0, 0x0b,
+    ];
+
+    #[test]
+    fn typed_references_round_trip() {
+        let module = crate::compile(TYPED, &Settings::default()).unwrap();
+        let bytes = serialize(&module, &Settings::default(), &KEY).unwrap();
+        let decoded = deserialize(&bytes, &KEY).unwrap().into_compiled();
+        let info = &decoded.info;
+        assert_eq!(info.types[1].params, vec![WasmType::Ref(RefType { nullable: false, heap: HeapType::Concrete(0) })]);
+        assert_eq!(info.globals[0].ty, WasmType::reference(true, HeapType::Concrete(0)));
+        assert_eq!(serialize(&decoded, &Settings::default(), &KEY).unwrap(), bytes);
+    }
+
+    #[test]
+    fn typed_references_to_missing_or_later_types_are_refused() {
+        let module = crate::compile(TYPED, &Settings::default()).unwrap();
+        let refusal = |edit: &dyn Fn(&mut ModuleInfo)| {
+            let mut m = module.clone();
+            edit(&mut m.info);
+            let bytes = serialize(&m, &Settings::default(), &KEY).unwrap();
+            match deserialize(&bytes, &KEY) {
+                Err(ArtifactError::Malformed(what)) => what,
+                other => panic!("accepted: {:?}", other.map(|_| ())),
+            }
+        };
+        let later = WasmType::reference(true, HeapType::Concrete(1));
+        assert!(refusal(&|i| i.types[0].results = vec![later]).contains("later type"));
+        assert!(refusal(&|i| i.types[1].params = vec![WasmType::reference(false, HeapType::Concrete(1))]).contains("later type"));
+        let missing = WasmType::reference(true, HeapType::Concrete(9));
+        assert!(refusal(&|i| i.globals[0].ty = missing).contains("out of range"));
+        // ref.func 0 has type (ref 0): not a (ref 1).
+        assert!(refusal(&|i| i.globals[0].ty = later).contains("where"));
+        // A GC heap type is never decoded.
+        let gc = WasmType::Ref(RefType { nullable: true, heap: HeapType::Any });
+        assert!(refusal(&|i| i.globals[0].ty = gc).contains("heap type"));
     }
 }

@@ -7,6 +7,10 @@
 //! returns a 64-bit integer.
 
 use crate::trap::Trap;
+use cranelift_codegen::isa::CallConv;
+
+/// Builtins are `extern "C"` functions in process mode and System V routines in the VM.
+pub const BUILTIN_CALL_CONV: CallConv = CallConv::SystemV;
 
 macro_rules! builtins {
     ($( $variant:ident($args:literal) $(traps $trap:ident)?; )*) => {

@@ -9,7 +9,7 @@ use crate::{trampoline, CompileError, Settings};
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{self, ExternalName};
-use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self as cl_settings, Configurable};
 use cranelift_codegen::{Context, FinalizedRelocTarget};
 use cranelift_frontend::FunctionBuilderContext;
@@ -135,7 +135,9 @@ fn codegen(isa: &OwnedTargetIsa, func: ir::Function, index: u32) -> Result<Compi
 pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, CompileError> {
     let ParsedModule { info, bodies } = parse(wasm, settings.features)?;
     let isa = build_isa()?;
-    let call_conv = CallConv::SystemV;
+    // Wasm functions use Cranelift's `tail` convention (the only one with `return_call`); what the
+    // host calls (entry trampolines) and what compiled code calls in the host (builtins) is System V.
+    let call_conv = translate::WASM_CALL_CONV;
     let layout = VmctxLayout::new(&info);
     let frontend = isa.frontend_config();
     let has_fma = isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
@@ -202,8 +204,8 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
     let mut entries = Vec::new();
     let mut hosts = Vec::new();
     for ty in &info.types {
-        entries.push(codegen(&isa, trampoline::build_entry(ty, call_conv, frontend, &mut fctx), u32::MAX)?);
-        hosts.push(codegen(&isa, trampoline::build_host_call(ty, call_conv, frontend, &mut fctx), u32::MAX)?);
+        entries.push(codegen(&isa, trampoline::build_entry(ty, trampoline::ENTRY_CALL_CONV, call_conv, frontend, &mut fctx), u32::MAX)?);
+        hosts.push(codegen(&isa, trampoline::build_host_call(ty, call_conv, crate::builtins::BUILTIN_CALL_CONV, frontend, &mut fctx), u32::MAX)?);
     }
 
     // Link: lay functions out 16-byte aligned, then patch PC-relative calls.

@@ -35,6 +35,11 @@ features! {
     EXTENDED_CONST = 3, "extended-const", WasmFeatures::EXTENDED_CONST;
     /// Relaxed SIMD, with deterministic choices (`translate/simd.rs`).
     RELAXED_SIMD = 4, "relaxed-simd", WasmFeatures::RELAXED_SIMD;
+    /// `return_call`, `return_call_indirect`, `return_call_ref` (wasm functions use Cranelift's
+    /// tail-call convention).
+    TAIL_CALL = 5, "tail-call", WasmFeatures::TAIL_CALL;
+    /// Typed function references: `(ref null? $t)`, `call_ref`, `br_on_null`, ...
+    FUNCTION_REFERENCES = 6, "function-references", WasmFeatures::FUNCTION_REFERENCES;
 }
 
 impl Features {

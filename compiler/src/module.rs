@@ -4,7 +4,16 @@
 use std::collections::HashMap;
 use wasmparser as wp;
 
-/// A WebAssembly value type (WebAssembly 2.0).
+/// A WebAssembly value type.
+///
+/// `FuncRef` and `ExternRef` are the nullable abstract references of WebAssembly 2.0
+/// (`(ref null func)`, `(ref null extern)`); every other reference type (typed function
+/// references, non-nullable references, the bottom types) is a `Ref`. A `RefType` that is one of
+/// the two 2.0 types is always written as that variant (`WasmType::reference` normalises), so
+/// `==` is type equality.
+///
+/// In a `ModuleInfo`, `HeapType::Concrete(i)` names the module's type `i`; in the engine's
+/// store, types are in canonical form and `Concrete(n)` names canonical type id `n`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WasmType {
     I32,
@@ -14,6 +23,58 @@ pub enum WasmType {
     V128,
     FuncRef,
     ExternRef,
+    Ref(RefType),
+}
+
+/// A reference type other than `funcref` and `externref` (see `WasmType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RefType {
+    pub nullable: bool,
+    pub heap: HeapType,
+}
+
+/// A heap type. Only the function and extern hierarchies are compiled; the GC proposal's types
+/// are representable (so the description can grow) but rejected by `WasmType::from_ref`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeapType {
+    Func,
+    Extern,
+    /// A function type: a module type index (or a canonical id in the store).
+    Concrete(u32),
+    /// The bottom of the function hierarchy (`nofunc`; `nullfuncref` when nullable).
+    NoFunc,
+    /// The bottom of the extern hierarchy (`noextern`; `nullexternref` when nullable).
+    NoExtern,
+    Any,
+    Eq,
+    I31,
+    Struct,
+    Array,
+    None,
+}
+
+impl HeapType {
+    /// Whether this heap type is in the function hierarchy (values are `VMFuncRef` addresses).
+    pub fn is_func(self) -> bool {
+        matches!(self, HeapType::Func | HeapType::Concrete(_) | HeapType::NoFunc)
+    }
+
+    /// Whether the GC proposal is needed for it (not compiled).
+    pub fn is_gc(self) -> bool {
+        matches!(self, HeapType::Any | HeapType::Eq | HeapType::I31 | HeapType::Struct | HeapType::Array | HeapType::None)
+    }
+
+    /// Heap subtyping without declared subtypes (no GC): `concrete`/`nofunc` ≤ `func`,
+    /// `nofunc` ≤ every function type, `noextern` ≤ `extern`; concrete types by equality of
+    /// their indices (canonical ids in the store).
+    pub fn is_subtype_of(self, other: HeapType) -> bool {
+        use HeapType as H;
+        self == other
+            || matches!(
+                (self, other),
+                (H::Concrete(_) | H::NoFunc, H::Func) | (H::NoFunc, H::Concrete(_)) | (H::NoExtern, H::Extern)
+            )
+    }
 }
 
 impl WasmType {
@@ -29,31 +90,118 @@ impl WasmType {
     }
 
     pub fn from_ref(r: wp::RefType) -> Result<WasmType, String> {
-        if r == wp::RefType::FUNCREF {
-            Ok(WasmType::FuncRef)
-        } else if r == wp::RefType::EXTERNREF {
-            Ok(WasmType::ExternRef)
-        } else {
-            Err(format!("unsupported reference type {r:?}"))
+        use wp::AbstractHeapType as A;
+        let heap = match r.heap_type() {
+            wp::HeapType::Abstract { shared: false, ty } => match ty {
+                A::Func => HeapType::Func,
+                A::Extern => HeapType::Extern,
+                A::NoFunc => HeapType::NoFunc,
+                A::NoExtern => HeapType::NoExtern,
+                _ => return Err(format!("unsupported reference type {r:?} (GC)")),
+            },
+            wp::HeapType::Concrete(wp::UnpackedIndex::Module(i)) => HeapType::Concrete(i),
+            _ => return Err(format!("unsupported reference type {r:?}")),
+        };
+        Ok(WasmType::reference(r.is_nullable(), heap))
+    }
+
+    /// The reference type `(ref null? heap)`, normalised (see `WasmType`).
+    pub fn reference(nullable: bool, heap: HeapType) -> WasmType {
+        match (nullable, heap) {
+            (true, HeapType::Func) => WasmType::FuncRef,
+            (true, HeapType::Extern) => WasmType::ExternRef,
+            _ => WasmType::Ref(RefType { nullable, heap }),
+        }
+    }
+
+    /// The uniform view of a reference type; `None` for numeric and vector types.
+    pub fn as_ref_type(self) -> Option<RefType> {
+        match self {
+            WasmType::FuncRef => Some(RefType { nullable: true, heap: HeapType::Func }),
+            WasmType::ExternRef => Some(RefType { nullable: true, heap: HeapType::Extern }),
+            WasmType::Ref(r) => Some(r),
+            _ => None,
         }
     }
 
     pub fn is_ref(self) -> bool {
-        matches!(self, WasmType::FuncRef | WasmType::ExternRef)
+        self.as_ref_type().is_some()
+    }
+
+    /// Whether values of this type are function references (else extern references).
+    pub fn is_func_ref(self) -> bool {
+        self.as_ref_type().is_some_and(|r| r.heap.is_func())
+    }
+
+    /// Whether null is a value of this type (numeric and vector types: no).
+    pub fn is_nullable(self) -> bool {
+        self.as_ref_type().is_some_and(|r| r.nullable)
+    }
+
+    /// Value subtyping (see `HeapType::is_subtype_of`); both types in the same index space.
+    pub fn is_subtype_of(self, other: WasmType) -> bool {
+        match (self.as_ref_type(), other.as_ref_type()) {
+            (Some(a), Some(b)) => (!a.nullable || b.nullable) && a.heap.is_subtype_of(b.heap),
+            _ => self == other,
+        }
+    }
+
+    /// This type with every concrete heap type's index mapped by `f` (module index to
+    /// canonical id, say).
+    pub fn map_concrete(self, f: impl FnOnce(u32) -> u32) -> WasmType {
+        match self {
+            WasmType::Ref(RefType { nullable, heap: HeapType::Concrete(i) }) => {
+                WasmType::Ref(RefType { nullable, heap: HeapType::Concrete(f(i)) })
+            }
+            other => other,
+        }
+    }
+
+    /// The module type a concrete reference type names.
+    pub fn concrete_index(self) -> Option<u32> {
+        match self {
+            WasmType::Ref(RefType { heap: HeapType::Concrete(i), .. }) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for HeapType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeapType::Concrete(i) => write!(f, "{i}"),
+            other => f.write_str(match other {
+                HeapType::Func => "func",
+                HeapType::Extern => "extern",
+                HeapType::NoFunc => "nofunc",
+                HeapType::NoExtern => "noextern",
+                HeapType::Any => "any",
+                HeapType::Eq => "eq",
+                HeapType::I31 => "i31",
+                HeapType::Struct => "struct",
+                HeapType::Array => "array",
+                HeapType::None => "none",
+                HeapType::Concrete(_) => unreachable!(),
+            }),
+        }
     }
 }
 
 impl std::fmt::Display for WasmType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WasmType::I32 => "i32",
-            WasmType::I64 => "i64",
-            WasmType::F32 => "f32",
-            WasmType::F64 => "f64",
-            WasmType::V128 => "v128",
-            WasmType::FuncRef => "funcref",
-            WasmType::ExternRef => "externref",
-        })
+        match self {
+            WasmType::Ref(r) => write!(f, "(ref {}{})", if r.nullable { "null " } else { "" }, r.heap),
+            other => f.write_str(match other {
+                WasmType::I32 => "i32",
+                WasmType::I64 => "i64",
+                WasmType::F32 => "f32",
+                WasmType::F64 => "f64",
+                WasmType::V128 => "v128",
+                WasmType::FuncRef => "funcref",
+                WasmType::ExternRef => "externref",
+                WasmType::Ref(_) => unreachable!(),
+            }),
+        }
     }
 }
 

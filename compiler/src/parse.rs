@@ -30,7 +30,14 @@ pub(crate) fn parse(wasm: &[u8], features: crate::Features) -> Result<ParsedModu
         match payload {
             Payload::TypeSection(reader) => {
                 for rec in reader.into_iter_err_on_gc_types() {
-                    info.types.push(module::func_type(&rec.map_err(invalid)?).map_err(unsupported)?);
+                    let ty = module::func_type(&rec.map_err(invalid)?).map_err(unsupported)?;
+                    // Without GC a type refers only to earlier types (the store canonicalises
+                    // types in order); a recursive type is left to GC support.
+                    let index = info.types.len() as u32;
+                    if ty.params.iter().chain(&ty.results).any(|t| t.concrete_index().is_some_and(|i| i >= index)) {
+                        return Err(unsupported(format!("recursive type {index} (GC)")));
+                    }
+                    info.types.push(ty);
                 }
             }
             Payload::ImportSection(reader) => {
@@ -128,7 +135,8 @@ pub(crate) fn parse(wasm: &[u8], features: crate::Features) -> Result<ParsedModu
                             for f in funcs {
                                 items.push(ConstExpr::RefFunc(f.map_err(invalid)?));
                             }
-                            (WasmType::FuncRef, items)
+                            // `func` elements: `(ref func)` (WebAssembly 3.0).
+                            (WasmType::reference(false, HeapType::Func), items)
                         }
                         wp::ElementItems::Expressions(ty, exprs) => {
                             let mut items = Vec::new();

@@ -19,6 +19,9 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
+/// The convention entry trampolines are called with (`wasce_enter`, the VM's entry stub).
+pub const ENTRY_CALL_CONV: CallConv = CallConv::SystemV;
+
 /// Size of one slot of the value array.
 pub const VALUE_SLOT: u32 = 16;
 
@@ -34,8 +37,10 @@ pub fn entry_signature(call_conv: CallConv) -> Signature {
     sig
 }
 
-pub fn build_entry(ty: &FuncType, call_conv: CallConv, frontend: TargetFrontendConfig, fctx: &mut FunctionBuilderContext) -> ir::Function {
-    let mut func = ir::Function::with_name_signature(ir::UserFuncName::default(), entry_signature(call_conv));
+/// `host_conv` is the convention the host (or the guest runtime) calls the trampoline with;
+/// `wasm_conv` the one of compiled wasm functions.
+pub fn build_entry(ty: &FuncType, host_conv: CallConv, wasm_conv: CallConv, frontend: TargetFrontendConfig, fctx: &mut FunctionBuilderContext) -> ir::Function {
+    let mut func = ir::Function::with_name_signature(ir::UserFuncName::default(), entry_signature(host_conv));
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let block = b.create_block();
     b.append_block_params_for_function_params(block);
@@ -48,7 +53,7 @@ pub fn build_entry(ty: &FuncType, call_conv: CallConv, frontend: TargetFrontendC
         let v = b.ins().load(clif_type(*t), slot_flags(), values, (i as u32 * VALUE_SLOT) as i32);
         args.push(v);
     }
-    let sig = b.import_signature(wasm_signature(ty, call_conv));
+    let sig = b.import_signature(wasm_signature(ty, wasm_conv));
     let call = b.ins().call_indirect(sig, code, &args);
     let results = b.inst_results(call).to_vec();
     for (i, r) in results.into_iter().enumerate() {
@@ -59,8 +64,9 @@ pub fn build_entry(ty: &FuncType, call_conv: CallConv, frontend: TargetFrontendC
     func
 }
 
-pub fn build_host_call(ty: &FuncType, call_conv: CallConv, frontend: TargetFrontendConfig, fctx: &mut FunctionBuilderContext) -> ir::Function {
-    let mut func = ir::Function::with_name_signature(ir::UserFuncName::default(), wasm_signature(ty, call_conv));
+/// A wasm function (`wasm_conv`) that calls the `HostCall` builtin (`builtin_conv`).
+pub fn build_host_call(ty: &FuncType, wasm_conv: CallConv, builtin_conv: CallConv, frontend: TargetFrontendConfig, fctx: &mut FunctionBuilderContext) -> ir::Function {
+    let mut func = ir::Function::with_name_signature(ir::UserFuncName::default(), wasm_signature(ty, wasm_conv));
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let block = b.create_block();
     b.append_block_params_for_function_params(block);
@@ -75,7 +81,7 @@ pub fn build_host_call(ty: &FuncType, call_conv: CallConv, frontend: TargetFront
     }
     let values = b.ins().stack_addr(I64, slot, 0);
 
-    let mut sig = Signature::new(call_conv);
+    let mut sig = Signature::new(builtin_conv);
     for _ in 0..=Builtin::HostCall.args() {
         sig.params.push(AbiParam::new(I64));
     }

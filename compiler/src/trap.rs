@@ -49,6 +49,8 @@ traps! {
     NullReference = 15, "null reference";
     // AtomicWaitNonShared: memory.atomic.wait32/64 on a memory that is not shared.
     AtomicWaitNonShared = 16, "expected shared memory";
+    // NullFunctionReference: call_ref / return_call_ref of a null reference.
+    NullFunctionReference = 17, "null function reference";
 }
 
 impl Trap {

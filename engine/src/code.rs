@@ -162,6 +162,8 @@ impl Compiled {
 /// A compiled module loaded into executable memory.
 pub struct LoadedModule {
     pub compiled: Compiled,
+    /// The module's types in the store's canonical form (`crate::types`).
+    pub types: crate::types::CanonicalTypes,
 }
 
 impl LoadedModule {
@@ -172,7 +174,7 @@ impl LoadedModule {
             Some(plan) => Some(MemoryImage::in_memfd(plan, &plan.build(&compiled.info))?),
             None => None,
         };
-        Ok(Self::register_new(Compiled::new(compiled, code, image)))
+        Self::register_new(Compiled::new(compiled, code, image))
     }
 
     /// Load an AOT artifact (`wasce compile`) from a file: read it once, then as
@@ -197,13 +199,15 @@ impl LoadedModule {
             Some(plan) => Some(MemoryImage::in_memfd(plan, &bytes[artifact.header.image.clone()])?),
             None => None,
         };
-        Ok(Self::register_new(Compiled::new(artifact.module, code, image)))
+        Self::register_new(Compiled::new(artifact.module, code, image))
     }
 
-    fn register_new(compiled: Compiled) -> Arc<LoadedModule> {
-        let module = Arc::new(LoadedModule { compiled });
+    fn register_new(compiled: Compiled) -> Result<Arc<LoadedModule>, Error> {
+        let types = crate::types::CanonicalTypes::new(&compiled.info)
+            .map_err(|e| Error::Compile(CompileError::Invalid(format!("malformed module: {e}"))))?;
+        let module = Arc::new(LoadedModule { compiled, types });
         register(&module);
-        module
+        Ok(module)
     }
 
     pub fn code_base(&self) -> u64 {

@@ -19,6 +19,8 @@ pub enum Val {
 }
 
 impl Val {
+    /// The type of the value, as far as the value says: references are `funcref`/`externref`
+    /// (`Store::val_matches` checks a value against a typed reference type).
     pub fn ty(&self) -> WasmType {
         match self {
             Val::I32(_) => WasmType::I32,
@@ -52,7 +54,8 @@ impl Val {
             WasmType::F64 => Val::F64(slot as u64),
             WasmType::V128 => Val::V128(slot),
             WasmType::FuncRef => Val::FuncRef(slot as u64),
-            WasmType::ExternRef => {
+            WasmType::Ref(r) if r.heap.is_func() => Val::FuncRef(slot as u64),
+            WasmType::ExternRef | WasmType::Ref(_) => {
                 let raw = slot as u64;
                 Val::ExternRef(if raw == 0 { None } else { Some((raw - 1) as u32) })
             }

@@ -10,6 +10,7 @@
 //! References (funcref, externref) are `I64` addresses/handles with 0 as null.
 
 mod atomic;
+mod call;
 mod memory;
 mod numeric;
 mod simd;
@@ -28,6 +29,12 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
 use wasmparser::{BlockType, FunctionBody, Operator};
+
+/// The calling convention of every compiled wasm function (and of host-call trampolines, and
+/// the VM's exit-free WASI routines, which follow its register assignment): Cranelift's `tail`,
+/// the only one that supports `return_call`. On x86-64 it passes arguments in the System V
+/// registers and keeps its callee-saved registers; stack arguments are popped by the callee.
+pub const WASM_CALL_CONV: CallConv = CallConv::Tail;
 
 /// What translation needs to know about the module and target.
 pub struct ModuleEnv<'a> {
@@ -64,7 +71,7 @@ pub fn clif_type(ty: WasmType) -> Type {
         WasmType::F32 => types::F32,
         WasmType::F64 => types::F64,
         WasmType::V128 => types::I8X16,
-        WasmType::FuncRef | WasmType::ExternRef => types::I64,
+        WasmType::FuncRef | WasmType::ExternRef | WasmType::Ref(_) => types::I64,
     }
 }
 
@@ -250,7 +257,8 @@ pub(crate) fn wp_err(e: wasmparser::BinaryReaderError) -> CompileError {
 fn zero_value(b: &mut FunctionBuilder<'_>, ty: WasmType) -> Value {
     match ty {
         WasmType::I32 => b.ins().iconst(types::I32, 0),
-        WasmType::I64 | WasmType::FuncRef | WasmType::ExternRef => b.ins().iconst(types::I64, 0),
+        // Non-nullable locals are validated to be set before they are read.
+        WasmType::I64 | WasmType::FuncRef | WasmType::ExternRef | WasmType::Ref(_) => b.ins().iconst(types::I64, 0),
         WasmType::F32 => b.ins().f32const(0.0),
         WasmType::F64 => b.ins().f64const(0.0),
         WasmType::V128 => {
@@ -341,7 +349,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let sig = match self.builtin_sigs.get(&(builtin as usize)) {
             Some(sig) => *sig,
             None => {
-                let mut sig = Signature::new(self.env.call_conv);
+                let mut sig = Signature::new(crate::builtins::BUILTIN_CALL_CONV);
                 sig.params.push(AbiParam::new(types::I64));
                 for _ in 0..builtin.args() {
                     sig.params.push(AbiParam::new(types::I64));
@@ -679,7 +687,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                     || self.translate_memory(op)?
                     || self.translate_table(op)?
                     || self.translate_simd(op)?
-                    || self.translate_atomic(op)?)
+                    || self.translate_atomic(op)?
+                    || self.translate_call_op(op)?)
                 {
                     return Err(CompileError::Unsupported(format!("operator {op:?}")));
                 }

@@ -45,6 +45,13 @@ impl Translator<'_, '_> {
     }
 
     pub(super) fn translate_call_indirect(&mut self, type_index: u32, table: u32) {
+        let (code, callee_vmctx) = self.indirect_callee(type_index, table);
+        self.call_code(type_index, code, callee_vmctx, false);
+    }
+
+    /// Pop the table index of a `call_indirect`, check the element (bounds, null, signature)
+    /// and return the callee's code address and vmctx.
+    pub(super) fn indirect_callee(&mut self, type_index: u32, table: u32) -> (Value, Value) {
         let index = self.pop();
         let addr = self.table_elem_addr(table, index, Trap::TableOutOfBounds);
         let funcref = self.b.ins().load(I64, trusted(), addr, 0);
@@ -55,16 +62,7 @@ impl Translator<'_, '_> {
         self.trapnz(mismatch, Trap::BadSignature);
         let code = self.b.ins().load(I64, trusted(), funcref, vmctx::FUNCREF_CODE as i32);
         let callee_vmctx = self.b.ins().load(I64, trusted(), funcref, vmctx::FUNCREF_VMCTX as i32);
-
-        let nparams = self.module().types[type_index as usize].params.len();
-        let args_start = self.stack.len() - nparams;
-        let mut args = vec![callee_vmctx, self.vmctx];
-        args.extend_from_slice(&self.stack[args_start..]);
-        let sig = self.signature(type_index);
-        let call = self.b.ins().call_indirect(sig, code, &args);
-        self.stack.truncate(args_start);
-        let results = self.b.inst_results(call).to_vec();
-        self.stack.extend(results);
+        (code, callee_vmctx)
     }
 
     pub(super) fn translate_table(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {

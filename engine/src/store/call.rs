@@ -16,7 +16,7 @@ const MAX_FRAMES: usize = 64;
 impl Store {
     pub fn call(&mut self, func: FuncId, args: &[Val]) -> Result<Vec<Val>, Error> {
         let ty = self.func_type(func).clone();
-        if args.len() != ty.params.len() || args.iter().zip(&ty.params).any(|(a, t)| a.ty() != *t) {
+        if args.len() != ty.params.len() || args.iter().zip(&ty.params).any(|(a, t)| !self.val_matches(a, *t)) {
             return Err(Error::Usage(format!("arguments do not match the function type {ty}")));
         }
         self.stats.calls += 1;

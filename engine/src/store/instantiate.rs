@@ -33,16 +33,22 @@ impl Store {
             min >= want_min && match want_max { None => true, Some(wm) => max.is_some_and(|m| m <= wm) }
         };
         let ok = match (&import.kind, ext) {
-            (ImportKind::Func(ty), Extern::Func(f)) => info.types.get(*ty as usize).ok_or_else(|| malformed(format!("import type {ty} out of range")))? == self.func_type(f),
+            (ImportKind::Func(ty), Extern::Func(f)) => *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("import type {ty} out of range")))? == types::type_id(self.func_type(f)),
             (ImportKind::Memory(want), Extern::Memory(m)) => {
                 let have = self.memory_type(m);
                 have.shared == want.shared && have.memory64 == want.memory64 && limits_ok(have.min, have.max, want.min, want.max)
             }
             (ImportKind::Table(want), Extern::Table(t)) => {
                 let have = self.table_type(t);
+                let want = module.types.table(*want).map_err(malformed)?;
                 have.elem == want.elem && have.table64 == want.table64 && limits_ok(have.min, have.max, want.min, want.max)
             }
-            (ImportKind::Global(want), Extern::Global(g)) => self.global_type(g) == *want,
+            (ImportKind::Global(want), Extern::Global(g)) => {
+                // Immutable globals are covariant; mutable ones must match exactly.
+                let have = self.global_type(g);
+                let want = module.types.global(*want).map_err(malformed)?;
+                have.mutable == want.mutable && if want.mutable { have.ty == want.ty } else { have.ty.is_subtype_of(want.ty) }
+            }
             _ => false,
         };
         if ok { Ok(()) } else { Err(bad()) }
@@ -161,8 +167,8 @@ impl Store {
         };
         inst.write_u64(vmctx::BUILTINS, builtins);
         inst.write_u64(vmctx::FUEL, self.fuel as u64);
-        for (i, ty) in info.types.iter().enumerate() {
-            inst.write_u64(layout.type_id(i as u32), types::type_id(ty));
+        for (i, id) in module.types.ids.iter().enumerate() {
+            inst.write_u64(layout.type_id(i as u32), *id);
         }
 
         // Imports.
@@ -225,11 +231,15 @@ impl Store {
         // Defined functions.
         for (i, loc) in module.compiled.funcs.iter().enumerate() {
             let index = info.num_imported_funcs + i as u32;
-            let ty = info.func_type(index).clone();
+            let type_index = info.funcs[index as usize] as usize;
+            let (Some(ty), Some(type_id)) = (module.types.types.get(type_index), module.types.ids.get(type_index)) else {
+                return Err(malformed(format!("function {index} has type {type_index}, out of range")));
+            };
+            let ty = ty.clone();
             let off = layout.funcref(index);
             inst.write_u64(off + vmctx::FUNCREF_CODE, code_base + loc.offset as u64);
             inst.write_u64(off + vmctx::FUNCREF_VMCTX, vm as u64);
-            inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, types::type_id(&ty));
+            inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, *type_id);
             self.funcs.push(FuncData::Wasm { instance: id, index, ty });
             inst.funcs.push(FuncId(self.funcs.len() as u32 - 1));
         }
@@ -243,7 +253,8 @@ impl Store {
         for t in info.num_imported_tables..info.tables.len() as u32 {
             // SAFETY: the slot is inside the vmctx.
             let def = unsafe { vm.add(layout.table(t) as usize) } as *mut VMDef;
-            inst.tables.push(self.add_table(info.tables[t as usize], 0, def)?);
+            let ty = module.types.table(info.tables[t as usize]).map_err(malformed)?;
+            inst.tables.push(self.add_table(ty, 0, def)?);
         }
 
         // Exit-free guest functions: a context naming this instance's memory 0.
@@ -271,7 +282,8 @@ impl Store {
             let ptr = unsafe { vm.add(layout.global(index) as usize) } as *mut u128;
             // SAFETY: as above.
             unsafe { ptr.write(value) };
-            self.globals.push(GlobalObj { ptr, ty: info.globals[index as usize] });
+            let ty = module.types.global(info.globals[index as usize]).map_err(malformed)?;
+            self.globals.push(GlobalObj { ptr, ty });
             inst.globals.push(GlobalId(self.globals.len() as u32 - 1));
         }
         for (i, init) in info.table_inits.iter().enumerate() {

@@ -468,14 +468,22 @@ impl Store {
         Ok(id)
     }
 
+    /// A table of `ty` (in canonical form), every element `init`.
     pub fn new_table(&mut self, ty: TableType, init: Val) -> Result<TableId, Error> {
+        if !self.val_matches(&init, ty.elem) {
+            return Err(Error::Usage(format!("table initial value {init} is not a {}", ty.elem)));
+        }
         let def = self.arena_alloc(vmctx::DEF_SIZE as u64, 16)? as *mut VMDef;
         let id = self.add_table(ty, init.to_ref_bits(), def)?;
         self.flush_maps()?;
         Ok(id)
     }
 
+    /// A global of `ty` (in canonical form) holding `value`.
     pub fn new_global(&mut self, ty: GlobalType, value: Val) -> Result<GlobalId, Error> {
+        if !self.val_matches(&value, ty.ty) {
+            return Err(Error::Usage(format!("global value {value} is not a {}", ty.ty)));
+        }
         let ptr = self.arena_alloc(16, 16)? as *mut u128;
         // SAFETY: a fresh 16-byte arena slot.
         unsafe { ptr.write(value.to_slot()) };
@@ -534,6 +542,37 @@ impl Store {
         match &self.funcs[f.0 as usize] {
             FuncData::Wasm { ty, .. } | FuncData::Host { ty, .. } | FuncData::Guest { ty, .. } => ty,
         }
+    }
+
+    /// Whether `v` is a value of `t` (a type in the store's canonical form): for references,
+    /// the hierarchy, null only where nullable, and a function reference's type for a
+    /// concrete type.
+    pub fn val_matches(&self, v: &Val, t: wasce_compiler::module::WasmType) -> bool {
+        use wasce_compiler::module::HeapType;
+        let Some(r) = t.as_ref_type() else { return v.ty() == t };
+        match *v {
+            Val::FuncRef(0) | Val::ExternRef(None) => r.nullable && v.ty().as_ref_type().is_some_and(|h| h.heap.is_func() == r.heap.is_func()),
+            Val::FuncRef(addr) => match r.heap {
+                HeapType::Func => true,
+                HeapType::Concrete(id) => self.funcref_type_id(addr) == Some(id as u64),
+                _ => false,
+            },
+            Val::ExternRef(Some(_)) => r.heap == HeapType::Extern,
+            _ => false,
+        }
+    }
+
+    /// The canonical type id of the function reference `addr`, if it is the address of a
+    /// `VMFuncRef` in one of this store's instances (embedder-supplied: looked up, checked).
+    fn funcref_type_id(&self, addr: u64) -> Option<u64> {
+        self.instances.iter().find_map(|inst| {
+            let layout = inst.layout();
+            let start = inst.vmctx as u64 + layout.funcrefs as u64;
+            let n = inst.funcs.len() as u64;
+            let off = addr.checked_sub(start)?;
+            let size = vmctx::FUNCREF_SIZE as u64;
+            (off < n * size && off % size == 0).then(|| inst.read_u64(layout.funcrefs + off as u32 + vmctx::FUNCREF_TYPE_ID))
+        })
     }
 
     pub fn memory_type(&self, m: MemoryId) -> MemoryType {

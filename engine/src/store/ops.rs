@@ -114,6 +114,10 @@ impl Store {
             Err(Error::Host(format!("a host function panicked: {what}")))
         });
         match r {
+            Ok(()) if results.iter().zip(&ty.results).any(|(r, t)| !self.val_matches(r, *t)) => {
+                self.pending_error = Some(Error::Host(format!("a host function returned values that do not match its type {ty}")));
+                1
+            }
             Ok(()) => {
                 for (slot, r) in slots.iter_mut().zip(&results) {
                     *slot = r.to_slot();

@@ -11,8 +11,8 @@ pub fn arg(a: &WastArgCore<'_>) -> Result<Val, String> {
         WastArgCore::F32(v) => Val::F32(v.bits),
         WastArgCore::F64(v) => Val::F64(v.bits),
         WastArgCore::V128(v) => Val::V128(u128::from_le_bytes(v.to_le_bytes())),
-        WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Func, .. }) => Val::FuncRef(0),
-        WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Extern, .. }) => Val::ExternRef(None),
+        WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Func | AbstractHeapType::NoFunc, .. } | HeapType::Concrete(_)) => Val::FuncRef(0),
+        WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Extern | AbstractHeapType::NoExtern, .. }) => Val::ExternRef(None),
         WastArgCore::RefExtern(n) => Val::ExternRef(Some(*n)),
         other => return Err(format!("unsupported argument {other:?}")),
     })
@@ -54,10 +54,11 @@ pub fn matches(actual: &Val, expected: &WastRetCore<'_>) -> bool {
         (Val::F64(a), WastRetCore::F64(p)) => f64_matches(*a, p),
         (Val::V128(a), WastRetCore::V128(p)) => v128_matches(*a, p),
         (Val::FuncRef(a), WastRetCore::RefNull(ty)) => {
-            *a == 0 && matches!(ty, None | Some(HeapType::Abstract { ty: AbstractHeapType::Func, .. }))
+            *a == 0
+                && matches!(ty, None | Some(HeapType::Abstract { ty: AbstractHeapType::Func | AbstractHeapType::NoFunc, .. } | HeapType::Concrete(_)))
         }
         (Val::ExternRef(a), WastRetCore::RefNull(ty)) => {
-            a.is_none() && matches!(ty, None | Some(HeapType::Abstract { ty: AbstractHeapType::Extern, .. }))
+            a.is_none() && matches!(ty, None | Some(HeapType::Abstract { ty: AbstractHeapType::Extern | AbstractHeapType::NoExtern, .. }))
         }
         (Val::FuncRef(a), WastRetCore::RefFunc(_)) => *a != 0,
         (Val::ExternRef(a), WastRetCore::RefExtern(e)) => match e {
