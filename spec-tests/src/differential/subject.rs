@@ -93,7 +93,7 @@ fn failure(step: &Step, e: Error) -> Result<Result<Outcome, Inconclusive>, Subje
         Trap::Interrupt => {
             return Err(fail(format!("timed out after {KVM_TIMEOUT:?}, where wasmi finished within its fuel")))
         }
-        Trap::OutOfFuel | Trap::HeapMisaligned | Trap::HostError => {
+        Trap::OutOfFuel | Trap::HeapMisaligned | Trap::AtomicWaitNonShared | Trap::HostError => {
             return Err(fail(format!("unexpected trap: {}", trap.message())))
         }
     })))
