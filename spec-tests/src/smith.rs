@@ -1,9 +1,12 @@
-//! wasm-smith restricted to exactly the features wasce implements: WebAssembly 2.0 and the
-//! later proposals in `wasce_engine::Features` (wasce rejects the others at validation).
-//! Generators start from `implemented()` and set their own sizes and policies on top (several
-//! memories come from their `max_memories`).
+//! wasm-smith restricted to features wasce implements: WebAssembly 2.0 and the later proposals
+//! in `wasce_engine::Features` (wasce rejects the others at validation). Threads and relaxed SIMD
+//! are implemented but stay off here: an atomic wait with no timeout blocks without end in a
+//! one-thread store, and wasmi (the differential reference) has no threads and its own
+//! relaxed-SIMD choices. Generators start from `implemented()` and set their own sizes and
+//! policies on top (several memories come from their `max_memories`).
 
-/// wasm-smith's defaults with the WebAssembly 2.0 proposals on and every later one off.
+/// wasm-smith's defaults with the WebAssembly 2.0 proposals and extended-const on and every
+/// later one off.
 pub fn wasm2() -> wasm_smith::Config {
     wasm_smith::Config {
         // WebAssembly 2.0.
@@ -13,12 +16,13 @@ pub fn wasm2() -> wasm_smith::Config {
         saturating_float_to_int_enabled: true,
         sign_extension_ops_enabled: true,
         simd_enabled: true,
-        // Everything after 2.0.
+        // After 2.0.
+        extended_const_enabled: true,
+        // Everything else after 2.0.
         compact_imports_enabled: false,
         custom_descriptors_enabled: false,
         custom_page_sizes_enabled: false,
         exceptions_enabled: false,
-        extended_const_enabled: false,
         gc_enabled: false,
         memory64_enabled: false,
         relaxed_simd_enabled: false,
@@ -34,5 +38,5 @@ pub fn wasm2() -> wasm_smith::Config {
 
 /// `wasm2()` plus every later proposal wasce implements.
 pub fn implemented() -> wasm_smith::Config {
-    wasm_smith::Config { memory64_enabled: true, ..wasm2() }
+    wasm_smith::Config { memory64_enabled: true, tail_call_enabled: true, ..wasm2() }
 }

@@ -25,7 +25,7 @@ impl Plan {
     }
 }
 
-/// wasmi with exactly the WebAssembly 2.0 features (wasm-smith generates nothing else, so a
+/// wasmi with exactly the WebAssembly 2.0 features and extended-const (wasm-smith generates nothing else, so a
 /// module wasmi rejects is a generator or wasmi problem, and one wasce rejects a wasce bug).
 fn engine() -> Engine {
     let mut config = Config::default();
@@ -40,8 +40,8 @@ fn engine() -> Engine {
         .wasm_simd(true)
         .wasm_relaxed_simd(false)
         .wasm_multi_memory(true)
-        .wasm_tail_call(false)
-        .wasm_extended_const(false)
+        .wasm_tail_call(true)
+        .wasm_extended_const(true)
         .wasm_memory64(true)
         .wasm_wide_arithmetic(false)
         .wasm_custom_page_sizes(false);
