@@ -618,12 +618,12 @@ impl Store {
     }
 
     pub fn global_set(&mut self, g: GlobalId, v: Val) -> Result<(), Error> {
-        let obj = &self.globals[g.0 as usize];
-        if !obj.ty.mutable || obj.ty.ty != v.ty() {
+        let ty = self.globals[g.0 as usize].ty;
+        if !ty.mutable || !self.val_matches(&v, ty.ty) {
             return Err(Error::Usage("global is immutable or of another type".into()));
         }
         // SAFETY: as in global_get.
-        unsafe { *obj.ptr = v.to_slot() };
+        unsafe { *self.globals[g.0 as usize].ptr = v.to_slot() };
         Ok(())
     }
 
