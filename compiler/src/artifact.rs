@@ -413,6 +413,8 @@ fn write_meta(w: &mut Writer, m: &CompiledModule) {
         w.types(&t.params);
         w.types(&t.results);
     }
+    w.len(info.rec_group_starts.len());
+    info.rec_group_starts.iter().for_each(|s| w.u32(*s));
     w.len(info.imports.len());
     for i in &info.imports {
         w.str(&i.module);
@@ -787,6 +789,7 @@ impl<'a> Reader<'a> {
 fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
     let mut info = ModuleInfo {
         types: r.vec(|r| Ok(FuncType { params: r.vec(Reader::ty)?, results: r.vec(Reader::ty)? }))?,
+        rec_group_starts: r.vec(Reader::u32)?,
         imports: r.vec(|r| {
             let (module, name) = (r.str()?, r.str()?);
             let kind = match r.u8()? {
@@ -908,11 +911,27 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
     if let Some(ty) = info.funcs.iter().find(|t| **t as usize >= ntypes) {
         return bad(format!("function type {ty} out of range"));
     }
-    // Concrete reference types name a type: an earlier one within the type section (the engine
-    // canonicalises types in order), any one elsewhere.
+    // Recursion groups: contiguous runs of types. Concrete reference types name a type: in the
+    // type section, one before the end of the type's group (the engine canonicalises groups in
+    // order); anywhere else, any type.
+    let starts = &info.rec_group_starts;
+    if !starts.is_empty() {
+        let ok = starts.len() == ntypes
+            && starts.iter().enumerate().all(|(i, &s)| s as usize == i || (i > 0 && starts[i - 1] == s));
+        if !ok {
+            return bad("recursion groups do not match the types".into());
+        }
+    }
     let type_ok = |t: &WasmType, limit: usize| t.concrete_index().is_none_or(|i| (i as usize) < limit);
+    let mut end = 0;
     for (i, ty) in info.types.iter().enumerate() {
-        if !ty.params.iter().chain(&ty.results).all(|t| type_ok(t, i)) {
+        if i >= end {
+            end = i + 1;
+            while end < ntypes && starts.get(end).is_some_and(|s| *s as usize == i) {
+                end += 1;
+            }
+        }
+        if !ty.params.iter().chain(&ty.results).all(|t| type_ok(t, end)) {
             return bad(format!("type {i} refers to a later type"));
         }
     }
@@ -1217,6 +1236,7 @@ mod tests {
         let info = &decoded.info;
         assert_eq!(info.types[1].params, vec![WasmType::Ref(RefType { nullable: false, heap: HeapType::Concrete(0) })]);
         assert_eq!(info.globals[0].ty, WasmType::reference(true, HeapType::Concrete(0)));
+        assert_eq!(info.rec_group_starts, vec![0, 1]);
         assert_eq!(serialize(&decoded, &Settings::default(), &KEY).unwrap(), bytes);
     }
 
@@ -1229,12 +1249,19 @@ mod tests {
             let bytes = serialize(&m, &Settings::default(), &KEY).unwrap();
             match deserialize(&bytes, &KEY) {
                 Err(ArtifactError::Malformed(what)) => what,
-                other => panic!("accepted: {:?}", other.map(|_| ())),
+                other => panic!("accepted: {:?} {:?}", other.map(|_| ()), m.info.rec_group_starts),
             }
         };
         let later = WasmType::reference(true, HeapType::Concrete(1));
         assert!(refusal(&|i| i.types[0].results = vec![later]).contains("later type"));
-        assert!(refusal(&|i| i.types[1].params = vec![WasmType::reference(false, HeapType::Concrete(1))]).contains("later type"));
+        // Type 0 may name type 1 once they are one recursion group; groups are contiguous runs.
+        let mut m = module.clone();
+        m.info.types[0].results = vec![later];
+        m.info.rec_group_starts = vec![0, 0];
+        assert!(deserialize(&serialize(&m, &Settings::default(), &KEY).unwrap(), &KEY).is_ok());
+        assert!(refusal(&|i| i.rec_group_starts = vec![1, 1]).contains("recursion groups"));
+        assert!(refusal(&|i| i.rec_group_starts = vec![0]).contains("recursion groups"));
+        assert!(refusal(&|i| i.types[0].params = vec![WasmType::reference(false, HeapType::Concrete(1))]).contains("later type"));
         let missing = WasmType::reference(true, HeapType::Concrete(9));
         assert!(refusal(&|i| i.globals[0].ty = missing).contains("out of range"));
         // ref.func 0 has type (ref 0): not a (ref 1).

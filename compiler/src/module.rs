@@ -392,6 +392,9 @@ pub struct DataSegment {
 #[derive(Clone, Debug, Default)]
 pub struct ModuleInfo {
     pub types: Vec<FuncType>,
+    /// The first type of each type's recursion group (`rec`), per type; empty when every type
+    /// is its own group. A type names only types before the end of its group.
+    pub rec_group_starts: Vec<u32>,
     pub imports: Vec<Import>,
     /// Type index of every function, imported ones first.
     pub funcs: Vec<u32>,
@@ -418,6 +421,21 @@ pub struct ModuleInfo {
 }
 
 impl ModuleInfo {
+    /// The recursion groups, in order, as ranges of type indices (each type its own group when
+    /// `rec_group_starts` is empty).
+    pub fn rec_groups(&self) -> Vec<std::ops::Range<u32>> {
+        let n = self.types.len() as u32;
+        let mut groups: Vec<std::ops::Range<u32>> = Vec::new();
+        for i in 0..n {
+            let start = self.rec_group_starts.get(i as usize).copied().unwrap_or(i);
+            match groups.last_mut() {
+                Some(g) if g.start == start => g.end = i + 1,
+                _ => groups.push(i..i + 1),
+            }
+        }
+        groups
+    }
+
     pub fn func_type(&self, func: u32) -> &FuncType {
         &self.types[self.funcs[func as usize] as usize]
     }

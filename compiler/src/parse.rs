@@ -29,15 +29,28 @@ pub(crate) fn parse(wasm: &[u8], features: crate::Features) -> Result<ParsedModu
         }
         match payload {
             Payload::TypeSection(reader) => {
-                for rec in reader.into_iter_err_on_gc_types() {
-                    let ty = module::func_type(&rec.map_err(invalid)?).map_err(unsupported)?;
-                    // Without GC a type refers only to earlier types (the store canonicalises
-                    // types in order); a recursive type is left to GC support.
-                    let index = info.types.len() as u32;
-                    if ty.params.iter().chain(&ty.results).any(|t| t.concrete_index().is_some_and(|i| i >= index)) {
-                        return Err(unsupported(format!("recursive type {index} (GC)")));
+                for group in reader {
+                    let group = group.map_err(invalid)?;
+                    let start = info.types.len() as u32;
+                    for sub in group.into_types() {
+                        // Function types, final and without declared supertypes; the rest of
+                        // GC (structs, arrays, `sub`) is not compiled.
+                        let wp::CompositeInnerType::Func(f) = &sub.composite_type.inner else {
+                            return Err(unsupported("struct and array types (GC)".into()));
+                        };
+                        if !sub.is_final || !sub.supertype_idxs.is_empty() || sub.composite_type.shared || sub.composite_type.descriptor_idx.is_some() || sub.composite_type.describes_idx.is_some() {
+                            return Err(unsupported("subtyping of function types (GC)".into()));
+                        }
+                        info.types.push(module::func_type(f).map_err(unsupported)?);
+                        info.rec_group_starts.push(start);
                     }
-                    info.types.push(ty);
+                    // A type names types before the end of its group (the validator checks it).
+                    let end = info.types.len() as u32;
+                    for ty in &info.types[start as usize..] {
+                        if ty.params.iter().chain(&ty.results).any(|t| t.concrete_index().is_some_and(|i| i >= end)) {
+                            return Err(CompileError::Invalid(format!("type refers to a later recursion group (type {start})")));
+                        }
+                    }
                 }
             }
             Payload::ImportSection(reader) => {

@@ -47,6 +47,7 @@ const MODULE: &str = r#"
   (func (export "get_other_ref") (result funcref) (ref.func $many))
   (func (export "call_typed") (param (ref $ii)) (result i32)
     (call_ref $ii (i64.const 10) (local.get 0)))
+  (global (export "g") (mut (ref null $ii)) (ref.null $ii))
   (func (export "ok") (result i32) (i32.const 42))
 )
 "#;
@@ -130,6 +131,10 @@ fn typed_arguments_from_the_embedder_are_checked() {
         assert!(matches!(call(&mut store, inst, "call_typed", &other), Err(Error::Usage(_))), "wrong type accepted");
         assert!(matches!(call(&mut store, inst, "call_typed", &[Val::FuncRef(0)]), Err(Error::Usage(_))), "null accepted");
         assert!(matches!(call(&mut store, inst, "call_typed", &[Val::FuncRef(good_addr(&good) + 8)]), Err(Error::Usage(_))), "bad address accepted");
+        let Some(Extern::Global(g)) = store.export(inst, "g") else { panic!("no global") };
+        store.global_set(g, good[0]).unwrap();
+        store.global_set(g, Val::FuncRef(0)).unwrap();
+        assert!(store.global_set(g, other[0]).is_err(), "global of another function type accepted");
     }
 }
 

@@ -4,9 +4,10 @@
 //! `random_get` (RDRAND). They are position-independent: the host copies the bytes between
 //! `wasce_guest_wasi_start` and `wasce_guest_wasi_end` into the runtime page at `RT_WASI`.
 //!
-//! Entry (System V, as compiled code calls an import): rdi = context (`WCTX_*`), rsi = caller
-//! vmctx, rdx, rcx, r8, r9 = the WASI arguments (i32 values, upper bits undefined). Return eax =
-//! errno. Every guest pointer is bounds-checked against the caller's memory length before
+//! Entry (as compiled code calls an import, in Cranelift's `tail` convention, which assigns
+//! register arguments, the return register and the callee-saved registers as System V does;
+//! these routines take no stack arguments): rdi = context (`WCTX_*`), rsi = caller vmctx, rdx,
+//! rcx, r8, r9 = the WASI arguments (i32 values, upper bits undefined). Return eax = errno. Every guest pointer is bounds-checked against the caller's memory length before
 //! anything is written; on any doubt the routine jumps to `fallback` with rdi..r9 as they were,
 //! which tail-calls the host-call trampoline: the host then handles the call (and its errno).
 

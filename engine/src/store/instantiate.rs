@@ -33,7 +33,7 @@ impl Store {
             min >= want_min && match want_max { None => true, Some(wm) => max.is_some_and(|m| m <= wm) }
         };
         let ok = match (&import.kind, ext) {
-            (ImportKind::Func(ty), Extern::Func(f)) => *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("import type {ty} out of range")))? == types::type_id(self.func_type(f)),
+            (ImportKind::Func(ty), Extern::Func(f)) => *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("import type {ty} out of range")))? == self.func_type_id(f),
             (ImportKind::Memory(want), Extern::Memory(m)) => {
                 let have = self.memory_type(m);
                 have.shared == want.shared && have.memory64 == want.memory64 && limits_ok(have.min, have.max, want.min, want.max)

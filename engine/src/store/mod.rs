@@ -544,6 +544,19 @@ impl Store {
         }
     }
 
+    /// The canonical type id of function `f` (`crate::types`): a wasm function's is in its
+    /// `VMFuncRef` (it may belong to a recursion group); a host function's type is a group of
+    /// its own.
+    pub fn func_type_id(&self, f: FuncId) -> u64 {
+        match &self.funcs[f.0 as usize] {
+            FuncData::Wasm { instance, index, .. } => {
+                let inst = &self.instances[*instance as usize];
+                inst.read_u64(inst.layout().funcref(*index) + vmctx::FUNCREF_TYPE_ID)
+            }
+            FuncData::Host { ty, .. } | FuncData::Guest { ty, .. } => crate::types::type_id(ty),
+        }
+    }
+
     /// Whether `v` is a value of `t` (a type in the store's canonical form): for references,
     /// the hierarchy, null only where nullable, and a function reference's type for a
     /// concrete type.
@@ -618,12 +631,12 @@ impl Store {
     }
 
     pub fn global_set(&mut self, g: GlobalId, v: Val) -> Result<(), Error> {
-        let obj = &self.globals[g.0 as usize];
-        if !obj.ty.mutable || obj.ty.ty != v.ty() {
+        let ty = self.globals[g.0 as usize].ty;
+        if !ty.mutable || !self.val_matches(&v, ty.ty) {
             return Err(Error::Usage("global is immutable or of another type".into()));
         }
         // SAFETY: as in global_get.
-        unsafe { *obj.ptr = v.to_slot() };
+        unsafe { *self.globals[g.0 as usize].ptr = v.to_slot() };
         Ok(())
     }
 

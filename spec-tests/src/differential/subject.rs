@@ -88,7 +88,7 @@ fn failure(step: &Step, e: Error) -> Result<Result<Outcome, Inconclusive>, Subje
         Trap::IntegerOverflow => TrapKind::IntegerOverflow,
         Trap::IntegerDivisionByZero => TrapKind::IntegerDivisionByZero,
         Trap::BadConversionToInteger => TrapKind::BadConversionToInteger,
-        Trap::NullReference => TrapKind::NullReference,
+        Trap::NullReference | Trap::NullFunctionReference => TrapKind::NullReference,
         Trap::StackOverflow => return Ok(Err(Inconclusive::StackOverflow)),
         Trap::Interrupt => {
             return Err(fail(format!("timed out after {KVM_TIMEOUT:?}, where wasmi finished within its fuel")))
