@@ -56,6 +56,9 @@ builtins! {
     ElemDrop(1);
     // (host function id, address of the value array) -> status
     HostCall(2) traps HostError;
+    // (object size) -> address of a fresh exception object of that size from a new chunk (the
+    // state's next/end then describe the rest of the chunk), or 0 (limit; the host holds the error)
+    ExnAlloc(1);
 }
 
 impl Builtin {

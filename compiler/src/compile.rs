@@ -138,7 +138,8 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
     let call_conv = CallConv::SystemV;
     let layout = VmctxLayout::new(&info);
     let frontend = isa.frontend_config();
-    let env = ModuleEnv { module: &info, layout, settings, call_conv, frontend };
+    let throws = translate::ThrowAnalysis::new(&info, bodies.iter().map(|(_, body)| body));
+    let env = ModuleEnv { module: &info, layout, settings, call_conv, frontend, throws: &throws };
 
     // Function bodies: validated, translated and compiled by a pool of workers.
     let next = AtomicUsize::new(0);

@@ -14,6 +14,8 @@ pub enum WasmType {
     V128,
     FuncRef,
     ExternRef,
+    /// `exnref`: the address of an exception object, 0 for null (exception handling).
+    ExnRef,
 }
 
 impl WasmType {
@@ -33,13 +35,15 @@ impl WasmType {
             Ok(WasmType::FuncRef)
         } else if r == wp::RefType::EXTERNREF {
             Ok(WasmType::ExternRef)
+        } else if r == wp::RefType::EXNREF {
+            Ok(WasmType::ExnRef)
         } else {
             Err(format!("unsupported reference type {r:?}"))
         }
     }
 
     pub fn is_ref(self) -> bool {
-        matches!(self, WasmType::FuncRef | WasmType::ExternRef)
+        matches!(self, WasmType::FuncRef | WasmType::ExternRef | WasmType::ExnRef)
     }
 }
 
@@ -53,6 +57,7 @@ impl std::fmt::Display for WasmType {
             WasmType::V128 => "v128",
             WasmType::FuncRef => "funcref",
             WasmType::ExternRef => "externref",
+            WasmType::ExnRef => "exnref",
         })
     }
 }
@@ -110,6 +115,8 @@ pub enum ImportKind {
     Table(TableType),
     Memory(MemoryType),
     Global(GlobalType),
+    /// An exception tag of this function type (exception handling).
+    Tag(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -119,12 +126,25 @@ pub struct Import {
     pub kind: ImportKind,
 }
 
+impl Import {
+    /// Module names whose functions compiled code assumes never throw (host functions: the
+    /// engine refuses to bind such an import to a WebAssembly function), so calls to them need
+    /// no exception check.
+    pub const NEVER_THROWING_MODULES: &'static [&'static str] = &["wasi_snapshot_preview1", "wasi_unstable"];
+
+    /// Whether compiled code assumes this import never throws.
+    pub fn never_throws(&self) -> bool {
+        matches!(self.kind, ImportKind::Func(_)) && Self::NEVER_THROWING_MODULES.contains(&self.module.as_str())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportKind {
     Func,
     Table,
     Memory,
     Global,
+    Tag,
 }
 
 #[derive(Clone, Debug)]
@@ -175,6 +195,9 @@ pub struct ModuleInfo {
     pub num_imported_memories: u32,
     pub globals: Vec<GlobalType>,
     pub num_imported_globals: u32,
+    /// Function type of every exception tag, imported ones first.
+    pub tags: Vec<u32>,
+    pub num_imported_tags: u32,
     /// Initialiser of each defined global (index minus `num_imported_globals`).
     pub global_inits: Vec<ConstExpr>,
     /// Initialiser of each defined table (defaults to null).
@@ -213,6 +236,15 @@ impl ModuleInfo {
 
     pub fn is_imported_global(&self, global: u32) -> bool {
         global < self.num_imported_globals
+    }
+
+    pub fn is_imported_tag(&self, tag: u32) -> bool {
+        tag < self.num_imported_tags
+    }
+
+    /// The function type of tag `tag` (its parameters are the exception's payload).
+    pub fn tag_type(&self, tag: u32) -> &FuncType {
+        &self.types[self.tags[tag as usize] as usize]
     }
 
     pub fn export(&self, name: &str) -> Option<&Export> {

@@ -19,7 +19,7 @@ fn unsupported(e: String) -> CompileError {
 }
 
 pub(crate) fn parse(wasm: &[u8]) -> Result<ParsedModule<'_>, CompileError> {
-    let mut validator = Validator::new_with_features(WasmFeatures::WASM2);
+    let mut validator = Validator::new_with_features(WasmFeatures::WASM2 | crate::translate::EXCEPTION_FEATURES);
     let mut info = ModuleInfo::default();
     let mut bodies = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
@@ -61,6 +61,11 @@ pub(crate) fn parse(wasm: &[u8]) -> Result<ParsedModule<'_>, CompileError> {
                             info.globals.push(g);
                             info.num_imported_globals += 1;
                             ImportKind::Global(g)
+                        }
+                        wp::TypeRef::Tag(t) => {
+                            info.tags.push(t.func_type_idx);
+                            info.num_imported_tags += 1;
+                            ImportKind::Tag(t.func_type_idx)
                         }
                         other => return Err(CompileError::Unsupported(format!("import of {other:?}"))),
                     };
@@ -105,9 +110,15 @@ pub(crate) fn parse(wasm: &[u8]) -> Result<ParsedModule<'_>, CompileError> {
                         wp::ExternalKind::Table => ExportKind::Table,
                         wp::ExternalKind::Memory => ExportKind::Memory,
                         wp::ExternalKind::Global => ExportKind::Global,
+                        wp::ExternalKind::Tag => ExportKind::Tag,
                         other => return Err(CompileError::Unsupported(format!("export of {other:?}"))),
                     };
                     info.exports.push(Export { name: export.name.into(), kind, index: export.index });
+                }
+            }
+            Payload::TagSection(reader) => {
+                for tag in reader {
+                    info.tags.push(tag.map_err(invalid)?.func_type_idx);
                 }
             }
             Payload::StartSection { func, .. } => info.start = Some(func),
@@ -274,6 +285,7 @@ mod strict_limits {
                 },
                 Some(0x02) => r.limits()?,
                 Some(0x03) => r.byte().and_then(|_| r.byte()).map(|_| ()),
+                Some(0x04) => r.byte().and_then(|_| r.u32()).map(|_| ()),
                 _ => None,
             };
             if ok.is_none() {

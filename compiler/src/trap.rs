@@ -47,6 +47,8 @@ traps! {
     // TableAccessOutOfBounds: table.get/set/copy/init/fill out of bounds.
     TableAccessOutOfBounds = 14, "out of bounds table access";
     NullReference = 15, "null reference";
+    // throw_ref of a null exnref.
+    NullExnReference = 24, "null exception reference";
 }
 
 impl Trap {

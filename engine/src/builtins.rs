@@ -69,6 +69,9 @@ unsafe extern "C" fn elem_drop(vm: *mut u8, a: u64) -> u64 {
 unsafe extern "C" fn host_call(vm: *mut u8, a: u64, b: u64) -> u64 {
     dispatch(Builtin::HostCall, vm, [a, b, 0, 0, 0])
 }
+unsafe extern "C" fn exn_alloc(vm: *mut u8, a: u64) -> u64 {
+    dispatch(Builtin::ExnAlloc, vm, [a, 0, 0, 0, 0])
+}
 
 /// The builtin table, in `Builtin` order.
 pub(crate) fn table() -> *const u64 {
@@ -89,6 +92,7 @@ pub(crate) fn table() -> *const u64 {
                     Builtin::TableInit => table_init as *const () as u64,
                     Builtin::ElemDrop => elem_drop as *const () as u64,
                     Builtin::HostCall => host_call as *const () as u64,
+                    Builtin::ExnAlloc => exn_alloc as *const () as u64,
                 })
                 .collect()
         })

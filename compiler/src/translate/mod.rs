@@ -8,6 +8,7 @@
 //! v128 values are always carried as `I8X16`; SIMD operators bitcast to the lane type they need.
 //! References (funcref, externref) are `I64` addresses/handles with 0 as null.
 
+mod exceptions;
 mod memory;
 mod numeric;
 mod simd;
@@ -27,6 +28,8 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use std::collections::HashMap;
 use wasmparser::{BlockType, FunctionBody, Operator};
 
+pub use exceptions::{ThrowAnalysis, EXCEPTION_FEATURES};
+
 /// What translation needs to know about the module and target.
 pub struct ModuleEnv<'a> {
     pub module: &'a ModuleInfo,
@@ -34,6 +37,8 @@ pub struct ModuleEnv<'a> {
     pub settings: &'a Settings,
     pub call_conv: CallConv,
     pub frontend: cranelift_codegen::isa::TargetFrontendConfig,
+    /// Which calls may return with an exception pending (`exceptions.rs`).
+    pub throws: &'a ThrowAnalysis,
 }
 
 impl ModuleEnv<'_> {
@@ -60,7 +65,7 @@ pub fn clif_type(ty: WasmType) -> Type {
         WasmType::F32 => types::F32,
         WasmType::F64 => types::F64,
         WasmType::V128 => types::I8X16,
-        WasmType::FuncRef | WasmType::ExternRef => types::I64,
+        WasmType::FuncRef | WasmType::ExternRef | WasmType::ExnRef => types::I64,
     }
 }
 
@@ -124,6 +129,12 @@ pub(crate) struct Translator<'a, 'b> {
     sigs: HashMap<u32, ir::SigRef>,
     direct_funcs: HashMap<u32, ir::FuncRef>,
     builtin_sigs: HashMap<usize, ir::SigRef>,
+    /// Open exception handler scopes (`try_table`, legacy `try`), outermost first, and the
+    /// indices of those whose body is being translated (where exceptions go).
+    try_scopes: Vec<exceptions::TryScope>,
+    active_scopes: Vec<usize>,
+    /// The block that returns with an exception pending, once needed.
+    propagate: Option<ir::Block>,
 }
 
 fn block_args(values: &[Value]) -> Vec<BlockArg> {
@@ -209,6 +220,9 @@ pub fn translate_function(
         sigs: HashMap::new(),
         direct_funcs: HashMap::new(),
         builtin_sigs: HashMap::new(),
+        try_scopes: Vec::new(),
+        active_scopes: Vec::new(),
+        propagate: None,
     };
 
     if env.settings.consume_fuel {
@@ -235,6 +249,7 @@ pub fn translate_function(
         let rets = std::mem::take(&mut t.stack);
         t.b.ins().return_(&rets);
     }
+    t.exn_finish(&env.module.types[ty as usize].results);
     t.b.finalize(env.frontend);
     Ok(())
 }
@@ -246,7 +261,7 @@ pub(crate) fn wp_err(e: wasmparser::BinaryReaderError) -> CompileError {
 fn zero_value(b: &mut FunctionBuilder<'_>, ty: WasmType) -> Value {
     match ty {
         WasmType::I32 => b.ins().iconst(types::I32, 0),
-        WasmType::I64 | WasmType::FuncRef | WasmType::ExternRef => b.ins().iconst(types::I64, 0),
+        WasmType::I64 | WasmType::FuncRef | WasmType::ExternRef | WasmType::ExnRef => b.ins().iconst(types::I64, 0),
         WasmType::F32 => b.ins().f32const(0.0),
         WasmType::F64 => b.ins().f64const(0.0),
         WasmType::V128 => {
@@ -379,12 +394,20 @@ impl<'a, 'b> Translator<'a, 'b> {
 
     fn translate_unreachable(&mut self, op: &Operator<'_>) -> Result<(), CompileError> {
         match op {
-            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. }
+            | Operator::Try { .. } => {
                 self.unreachable_depth += 1;
             }
             Operator::Else if self.unreachable_depth == 0 => self.translate_else(),
             Operator::End if self.unreachable_depth == 0 => self.translate_end(),
             Operator::End => self.unreachable_depth -= 1,
+            Operator::Catch { .. } | Operator::CatchAll | Operator::Delegate { .. } if self.unreachable_depth == 0 => {
+                self.translate_exceptions(op)?;
+            }
+            Operator::Delegate { .. } => self.unreachable_depth -= 1,
             _ => {}
         }
         Ok(())
@@ -413,12 +436,14 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn translate_end(&mut self) {
+        self.exn_before_end();
         let mut frame = self.control.pop().expect("validated: unbalanced end");
         if self.reachable {
             let args = block_args(self.peekn(frame.results.len()));
             self.b.ins().jump(frame.dest, &args);
             frame.exit_reached = true;
         }
+        self.exn_end_frame(self.control.len());
         if let FrameKind::If { else_block: Some(else_block) } = frame.kind {
             // An `if` without `else`: its parameters flow straight to the end.
             self.b.switch_to_block(else_block);
@@ -633,11 +658,13 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.fuel_save();
                 self.translate_call(function_index);
                 self.fuel_reload();
+                self.exn_check_call(Some(function_index));
             }
             O::CallIndirect { type_index, table_index } => {
                 self.fuel_save();
                 self.translate_call_indirect(type_index, table_index);
                 self.fuel_reload();
+                self.exn_check_call(None);
             }
             O::Drop => {
                 self.pop();
@@ -674,7 +701,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                 if !(self.translate_numeric(op)?
                     || self.translate_memory(op)?
                     || self.translate_table(op)?
-                    || self.translate_simd(op)?)
+                    || self.translate_simd(op)?
+                    || self.translate_exceptions(op)?)
                 {
                     return Err(CompileError::Unsupported(format!("operator {op:?}")));
                 }

@@ -8,7 +8,7 @@ use crate::kvm::Perm;
 use crate::error::Error;
 use crate::values::Val;
 use wasce_compiler::builtins::Builtin;
-use wasce_compiler::Trap;
+use wasce_compiler::{vmctx, Trap};
 
 /// Run builtin `number` for the instance whose vmctx is `vmctx`, with arguments `args`
 /// (after the vmctx). Returns the builtin's result; unknown callers or numbers fail.
@@ -43,6 +43,52 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
             0
         }
         Builtin::HostCall => store.host_call(a[0], a[1]),
+        Builtin::ExnAlloc => store.exn_alloc(a[0]),
+    }
+}
+
+/// Bytes of each chunk exception objects are allocated from (a larger object gets its own).
+const EXN_CHUNK: u64 = 64 * 1024;
+
+impl Store {
+    /// The `ExnAlloc` builtin: a new chunk for exception objects, holding a first object of
+    /// `size` bytes, whose address it returns (0 with the store's pending error set when the
+    /// store's exception bytes would pass `max_exception_bytes`). The state's `next`/`end`
+    /// then describe the rest of the chunk. Nothing is read from guest-writable memory.
+    fn exn_alloc(&mut self, size: u64) -> u64 {
+        // The largest object: a tag of the most parameters wasmparser accepts, plus the header.
+        const MAX_OBJECT: u64 = 1 << 20;
+        if size == 0 || size > MAX_OBJECT || !size.is_multiple_of(16) {
+            self.pending_error = Some(Error::Limit(format!("bad exception object size {size}")));
+            return 0;
+        }
+        let chunk = size.max(EXN_CHUNK);
+        if self.exn_bytes.saturating_add(chunk) > self.config.max_exception_bytes {
+            self.pending_error = Some(Error::Limit(format!(
+                "exception objects would take more than {} bytes (max_exception_bytes); they are kept until the store ends",
+                self.config.max_exception_bytes
+            )));
+            return 0;
+        }
+        let p = match self.arena_alloc(chunk, 16) {
+            Ok(p) => p as u64,
+            Err(e) => {
+                self.pending_error = Some(e);
+                return 0;
+            }
+        };
+        // In the VM the new pages are mapped before the guest resumes (the hypercall path
+        // applies pending maps); in process mode they are simply there.
+        if self.vm.is_none() {
+            let _ = self.flush_maps();
+        }
+        self.exn_bytes += chunk;
+        // SAFETY: the exception state is a live arena block of EXN_STATE_SIZE bytes.
+        unsafe {
+            self.exn_state.add((vmctx::EXN_NEXT / 8) as usize).write(p + size);
+            self.exn_state.add((vmctx::EXN_END / 8) as usize).write(p + chunk);
+        }
+        p
     }
 }
 
