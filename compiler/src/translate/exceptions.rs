@@ -362,7 +362,9 @@ impl Translator<'_, '_> {
         if !may {
             return;
         }
-        let state = self.exn_state();
+        // A plain load (not `readonly`, which Cranelift may hoist and keep live across the
+        // whole function, costing a register): the vmctx is live anyway.
+        let state = self.b.ins().load(I64, trusted(), self.vmctx, vmctx::EXN as i32);
         let pending = self.b.ins().load(I64, trusted(), state, vmctx::EXN_PENDING as i32);
         let target = self.handler();
         let cont = self.b.create_block();
