@@ -1,12 +1,14 @@
 //! Exception handling: the proposal's scripts that need no other 3.0 feature
 //! (`../shared/testsuite/proposals/exception-handling/`), and wasce's own scripts
-//! (`spec-tests/wast/exceptions/`: the legacy scripts unfolded, per-instance tags, exception
-//! objects, exnref in globals and tables), in both isolation modes; every assertion must pass.
+//! (`spec-tests/wast/exceptions/`: the scripts that also use tail calls, without them;
+//! per-instance tags; exception objects, exnref in globals and tables), in both isolation
+//! modes; every assertion must pass.
 
 use std::path::{Path, PathBuf};
 use wasce_engine::Isolation;
 
-const PROPOSAL: &[&str] = &["binary", "exports", "imports", "ref_null", "tag", "throw", "throw_ref"];
+const PROPOSAL: &[&str] =
+    &["binary", "exports", "imports", "ref_null", "tag", "throw", "throw_ref", "legacy/rethrow", "legacy/throw"];
 
 fn scripts() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

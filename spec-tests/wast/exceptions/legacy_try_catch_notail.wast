@@ -1,5 +1,4 @@
-;; Derived from ../shared/testsuite/proposals/wasm-3.0/legacy/try_catch.wast: the folded legacy syntax
-;; unfolded by unfold_legacy.py (the wast crate parses only the flat form); return_call
+;; Derived from ../shared/testsuite/proposals/exception-handling/legacy/try_catch.wast: return_call
 ;; replaced by call (tail calls are a separate change), so those cases catch and return.
 ;; Test try-catch blocks.
 
@@ -27,32 +26,32 @@
     (i32.const 0)
   )
 
-  (func (export "empty-catch") try    catch  $e0 end)
+  (func (export "empty-catch") (try (do) (catch $e0)))
 
   (func (export "simple-throw-catch") (param i32) (result i32)
-    try (result i32)
-        (local.get 0) (i32.eqz) (if (then (throw $e0)) (else)) (i32.const 42)
-       catch  $e0 (i32.const 23)
-     end
+    (try (result i32)
+      (do (local.get 0) (i32.eqz) (if (then (throw $e0)) (else)) (i32.const 42))
+      (catch $e0 (i32.const 23))
+    )
   )
 
-  (func (export "unreachable-not-caught") try   (unreachable)  catch_all  end)
+  (func (export "unreachable-not-caught") (try (do (unreachable)) (catch_all)))
 
   (func $div (param i32 i32) (result i32)
     (local.get 0) (local.get 1) (i32.div_u)
   )
   (func (export "trap-in-callee") (param i32 i32) (result i32)
-    try (result i32)
-        (local.get 0) (local.get 1) (call $div)
-       catch_all  (i32.const 11)
-     end
+    (try (result i32)
+      (do (local.get 0) (local.get 1) (call $div))
+      (catch_all (i32.const 11))
+    )
   )
 
   (func (export "catch-complex-1") (param i32) (result i32)
-    try (result i32)
-       
-        try (result i32)
-           
+    (try (result i32)
+      (do
+        (try (result i32)
+          (do
             (local.get 0)
             (i32.eqz)
             (if
@@ -65,17 +64,17 @@
               )
             )
             (i32.const 2)
-          
-           catch  $e0 (i32.const 3)
-         end
-      
-       catch  $e1 (i32.const 4)
-     end
+          )
+          (catch $e0 (i32.const 3))
+        )
+      )
+      (catch $e1 (i32.const 4))
+    )
   )
 
   (func (export "catch-complex-2") (param i32) (result i32)
-    try (result i32)
-       
+    (try (result i32)
+      (do
         (local.get 0)
         (i32.eqz)
         (if
@@ -88,95 +87,95 @@
           )
         )
         (i32.const 2)
-      
-       catch  $e0 (i32.const 3)
-       catch  $e1 (i32.const 4)
-     end
+      )
+      (catch $e0 (i32.const 3))
+      (catch $e1 (i32.const 4))
+    )
   )
 
   (func (export "throw-catch-param-i32") (param i32) (result i32)
-    try (result i32)
-        (local.get 0) (throw $e-i32) (i32.const 2)
-       catch  $e-i32 (return)
-     end
+    (try (result i32)
+      (do (local.get 0) (throw $e-i32) (i32.const 2))
+      (catch $e-i32 (return))
+    )
   )
 
   (func (export "throw-catch-param-f32") (param f32) (result f32)
-    try (result f32)
-        (local.get 0) (throw $e-f32) (f32.const 0)
-       catch  $e-f32 (return)
-     end
+    (try (result f32)
+      (do (local.get 0) (throw $e-f32) (f32.const 0))
+      (catch $e-f32 (return))
+    )
   )
 
   (func (export "throw-catch-param-i64") (param i64) (result i64)
-    try (result i64)
-        (local.get 0) (throw $e-i64) (i64.const 2)
-       catch  $e-i64 (return)
-     end
+    (try (result i64)
+      (do (local.get 0) (throw $e-i64) (i64.const 2))
+      (catch $e-i64 (return))
+    )
   )
 
   (func (export "throw-catch-param-f64") (param f64) (result f64)
-    try (result f64)
-        (local.get 0) (throw $e-f64) (f64.const 0)
-       catch  $e-f64 (return)
-     end
+    (try (result f64)
+      (do (local.get 0) (throw $e-f64) (f64.const 0))
+      (catch $e-f64 (return))
+    )
   )
 
   (func $throw-param-i32 (param i32) (local.get 0) (throw $e-i32))
   (func (export "catch-param-i32") (param i32) (result i32)
-    try (result i32)
-        (i32.const 0) (local.get 0) (call $throw-param-i32)
-       catch  $e-i32
-     end
+    (try (result i32)
+      (do (i32.const 0) (local.get 0) (call $throw-param-i32))
+      (catch $e-i32)
+    )
   )
 
   (func (export "catch-imported") (result i32)
-    try (result i32)
-       
+    (try (result i32)
+      (do
         (i32.const 1)
         (call $imported-throw)
-      
-       catch  $imported-e0 (i32.const 2)
-     end
+      )
+      (catch $imported-e0 (i32.const 2))
+    )
   )
 
   (func (export "catchless-try") (param i32) (result i32)
-    try (result i32)
-       
-        try (result i32)
-            (local.get 0) (call $throw-if)
-         end
-      
-       catch  $e0 (i32.const 1)
-     end
+    (try (result i32)
+      (do
+        (try (result i32)
+          (do (local.get 0) (call $throw-if))
+        )
+      )
+      (catch $e0 (i32.const 1))
+    )
   )
 
   (func $throw-void (throw $e0))
   (func (export "return-call-in-try-catch")
-    try
-       
+    (try
+      (do
         (call $throw-void)
-      
-       catch  $e0
-     end
+      )
+      (catch $e0)
+    )
   )
 
   (table funcref (elem $throw-void))
   (func (export "return-call-indirect-in-try-catch")
-    try
-       
+    (try
+      (do
         (call_indirect (param) (i32.const 0))
-      
-       catch  $e0
-     end
+      )
+      (catch $e0)
+    )
   )
 
   (func (export "break-try-catch")
-    try   (br 0)  catch  $e0 end
+    (try (do (br 0)) (catch $e0))
   )
 
   (func (export "break-try-catch_all")
-    try   (br 0)  catch_all  end
+    (try (do (br 0)) (catch_all))
   )
 )
 
@@ -230,18 +229,18 @@
   (tag $e0)
 
   (func (export "imported-mismatch") (result i32)
-    try (result i32)
-       
-        try (result i32)
-           
+    (try (result i32)
+      (do
+        (try (result i32)
+          (do
             (i32.const 1)
             (call $imported-throw)
-          
-           catch  $e0 (i32.const 2)
-         end
-      
-       catch_all  (i32.const 3)
-     end
+          )
+          (catch $e0 (i32.const 2))
+        )
+      )
+      (catch_all (i32.const 3))
+    )
   )
 )
 
@@ -264,16 +263,16 @@
   "unexpected token"
 )
 
-(assert_invalid (module (func (result i32) try (result i32)   end))
+(assert_invalid (module (func (result i32) (try (result i32) (do))))
                 "type mismatch: instruction requires [i32] but stack has []")
-(assert_invalid (module (func (result i32) try (result i32)   (i64.const 42) end))
+(assert_invalid (module (func (result i32) (try (result i32) (do (i64.const 42)))))
                 "type mismatch: instruction requires [i32] but stack has [i64]")
-(assert_invalid (module (tag) (func try    catch  0 (i32.const 42) end))
+(assert_invalid (module (tag) (func (try (do) (catch 0 (i32.const 42)))))
                 "type mismatch: block requires [] but stack has [i32]")
 (assert_invalid (module
                   (tag (param i64))
                   (func (result i32)
-                    try (result i32)   (i32.const 42)  catch  0 end))
+                    (try (result i32) (do (i32.const 42)) (catch 0))))
                 "type mismatch: instruction requires [i32] but stack has [i64]")
-(assert_invalid (module (func try    catch_all  (i32.const 42) end))
+(assert_invalid (module (func (try (do) (catch_all (i32.const 42)))))
                 "type mismatch: block requires [] but stack has [i32]")

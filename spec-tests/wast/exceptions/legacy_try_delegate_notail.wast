@@ -1,5 +1,4 @@
-;; Derived from ../shared/testsuite/proposals/wasm-3.0/legacy/try_delegate.wast: the folded legacy syntax
-;; unfolded by unfold_legacy.py (the wast crate parses only the flat form); return_call
+;; Derived from ../shared/testsuite/proposals/exception-handling/legacy/try_delegate.wast: return_call
 ;; replaced by call (tail calls are a separate change), so those cases catch and return.
 ;; Test try-delegate blocks.
 
@@ -8,10 +7,10 @@
   (tag $e1)
 
   (func (export "delegate-no-throw") (result i32)
-    try $t (result i32)
-        try (result i32)   (i32.const 1)  delegate $t
-       catch  $e0 (i32.const 2)
-     end
+    (try $t (result i32)
+      (do (try (result i32) (do (i32.const 1)) (delegate $t)))
+      (catch $e0 (i32.const 2))
+    )
   )
 
   (func $throw-if (param i32)
@@ -20,56 +19,58 @@
   )
 
   (func (export "delegate-throw") (param i32) (result i32)
-    try $t (result i32)
-       
-        try (result i32)
-            (local.get 0) (call $throw-if) (i32.const 1)
-           delegate $t
-      
-       catch  $e0 (i32.const 2)
-     end
+    (try $t (result i32)
+      (do
+        (try (result i32)
+          (do (local.get 0) (call $throw-if) (i32.const 1))
+          (delegate $t)
+        )
+      )
+      (catch $e0 (i32.const 2))
+    )
   )
 
   (func (export "delegate-skip") (result i32)
-    try $t (result i32)
-       
-        try (result i32)
-           
-            try (result i32)
-                (throw $e0) (i32.const 1)
-               delegate $t
-          
-           catch  $e0 (i32.const 2)
-         end
-      
-       catch  $e0 (i32.const 3)
-     end
+    (try $t (result i32)
+      (do
+        (try (result i32)
+          (do
+            (try (result i32)
+              (do (throw $e0) (i32.const 1))
+              (delegate $t)
+            )
+          )
+          (catch $e0 (i32.const 2))
+        )
+      )
+      (catch $e0 (i32.const 3))
+    )
   )
 
   (func (export "delegate-to-block") (result i32)
-    try (result i32)
-        (block try   (throw $e0)  delegate 0)
-          (i32.const 0)
-       catch_all  (i32.const 1) end
+    (try (result i32)
+      (do (block (try (do (throw $e0)) (delegate 0)))
+          (i32.const 0))
+      (catch_all (i32.const 1)))
   )
 
   (func (export "delegate-to-catch") (result i32)
-    try (result i32)
-        try
-              (throw $e0)
-             catch  $e0
-              try   (rethrow 1)  delegate 0 end
-          (i32.const 0)
-       catch_all  (i32.const 1) end
+    (try (result i32)
+      (do (try
+            (do (throw $e0))
+            (catch $e0
+              (try (do (rethrow 1)) (delegate 0))))
+          (i32.const 0))
+      (catch_all (i32.const 1)))
   )
 
   (func (export "delegate-to-caller-trivial")
-    try
-        (throw $e0)
-       delegate 0)
+    (try
+      (do (throw $e0))
+      (delegate 0)))
 
   (func (export "delegate-to-caller-skipping")
-    try   try   (throw $e0)  delegate 1  catch_all  end
+    (try (do (try (do (throw $e0)) (delegate 1))) (catch_all))
   )
 
   (func $select-tag (param i32)
@@ -78,110 +79,113 @@
   )
 
   (func (export "delegate-merge") (param i32 i32) (result i32)
-    try $t (result i32)
-       
+    (try $t (result i32)
+      (do
         (local.get 0)
         (call $select-tag)
-        try
+        (try
           (result i32)
-            (local.get 1) (call $select-tag) (i32.const 1)
-           delegate $t
-      
-       catch  $e0 (i32.const 2)
-     end
+          (do (local.get 1) (call $select-tag) (i32.const 1))
+          (delegate $t)
+        )
+      )
+      (catch $e0 (i32.const 2))
+    )
   )
 
   (func (export "delegate-throw-no-catch") (result i32)
-    try (result i32)
-        try (result i32)   (throw $e0) (i32.const 1)  delegate 0
-       catch  $e1 (i32.const 2)
-     end
+    (try (result i32)
+      (do (try (result i32) (do (throw $e0) (i32.const 1)) (delegate 0)))
+      (catch $e1 (i32.const 2))
+    )
   )
 
   (func (export "delegate-correct-targets") (result i32)
-    try (result i32)
-        try $l3
-              try $l2
-                    try $l1
-                          try $l0
-                                try
-                                      (throw $e0)
-                                     delegate $l1
-                               catch_all  unreachable end
-                         delegate $l3
-                   catch_all  unreachable end
-             catch_all  try
-                           (throw $e0)
-                          delegate $l3 end
-          unreachable
-       catch_all  (i32.const 1) end)
+    (try (result i32)
+      (do (try $l3
+            (do (try $l2
+                  (do (try $l1
+                        (do (try $l0
+                              (do (try
+                                    (do (throw $e0))
+                                    (delegate $l1)))
+                              (catch_all unreachable)))
+                        (delegate $l3)))
+                  (catch_all unreachable)))
+            (catch_all (try
+                         (do (throw $e0))
+                         (delegate $l3))))
+          unreachable)
+      (catch_all (i32.const 1))))
 
   (func $throw-void (throw $e0))
   (func (export "return-call-in-try-delegate")
-    try $l
-       
-        try
-           
+    (try $l
+      (do
+        (try
+          (do
             (call $throw-void)
-          
-           delegate $l
-      
-       catch  $e0
-     end
+          )
+          (delegate $l)
+        )
+      )
+      (catch $e0)
+    )
   )
 
   (table funcref (elem $throw-void))
   (func (export "return-call-indirect-in-try-delegate")
-    try $l
-       
-        try
-           
+    (try $l
+      (do
+        (try
+          (do
             (call_indirect (param) (i32.const 0))
-          
-           delegate $l
-      
-       catch  $e0
-     end
+          )
+          (delegate $l)
+        )
+      )
+      (catch $e0)
+    )
   )
 
   (func (export "break-try-delegate")
-    try   (br 0)  delegate 0
+    (try (do (br 0)) (delegate 0))
   )
 
   (func (export "break-and-call-throw") (result i32)
-    try $outer (result i32)
-       
-        try (result i32)
-           
+    (try $outer (result i32)
+      (do
+        (try (result i32)
+          (do
             (block $a
-              try   (br $a)  delegate $outer
+              (try (do (br $a)) (delegate $outer))
             )
             (call $throw-void)
             (i32.const 0)
-          
-           catch  $e0 (i32.const 1)
-         end
-      
-       catch  $e0 (i32.const 2)
-     end
+          )
+          (catch $e0 (i32.const 1))
+        )
+      )
+      (catch $e0 (i32.const 2))
+    )
   )
 
   (func (export "break-and-throw") (result i32)
-    try $outer (result i32)
-       
-        try (result i32)
-           
+    (try $outer (result i32)
+      (do
+        (try (result i32)
+          (do
             (block $a
-              try   (br $a)  delegate $outer
+              (try (do (br $a)) (delegate $outer))
             )
             (throw $e0)
             (i32.const 0)
-          
-           catch  $e0 (i32.const 1)
-         end
-      
-       catch  $e0 (i32.const 2)
-     end
+          )
+          (catch $e0 (i32.const 1))
+        )
+      )
+      (catch $e0 (i32.const 2))
+    )
   )
 )
 
@@ -237,6 +241,6 @@
 )
 
 (assert_invalid
-  (module (func try    delegate 1))
+  (module (func (try (do) (delegate 1))))
   "unknown label"
 )
