@@ -43,6 +43,9 @@ pub struct ThrowAnalysis {
     pub funcs: Vec<bool>,
     /// An indirect call (`call_indirect`, `call_ref`) may return with an exception pending.
     pub indirect: bool,
+    /// Per function index: its body has a `rethrow` (so a legacy catch keeps its exception
+    /// object until the arm ends).
+    pub rethrows: Vec<bool>,
 }
 
 impl ThrowAnalysis {
@@ -53,6 +56,7 @@ impl ThrowAnalysis {
         let mut throws = vec![false; nfuncs + 1];
         let mut callers: Vec<Vec<u32>> = vec![Vec::new(); nfuncs + 1];
         let mut address_taken = vec![false; nfuncs];
+        let mut rethrows = vec![false; nfuncs];
         let take = |f: u32, taken: &mut Vec<bool>| {
             if let Some(t) = taken.get_mut(f as usize) {
                 *t = true;
@@ -74,7 +78,11 @@ impl ThrowAnalysis {
                 let mut ops = body.get_operators_reader()?;
                 while !ops.eof() {
                     match ops.read()? {
-                        Operator::Throw { .. } | Operator::ThrowRef | Operator::Rethrow { .. } => throws[f] = true,
+                        Operator::Throw { .. } | Operator::ThrowRef => throws[f] = true,
+                        Operator::Rethrow { .. } => {
+                            throws[f] = true;
+                            rethrows[f] = true;
+                        }
                         Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
                             match callers.get_mut(function_index as usize) {
                                 Some(c) if (function_index as usize) < nfuncs => c.push(f as u32),
@@ -92,7 +100,9 @@ impl ThrowAnalysis {
                 Ok(())
             };
             if scan().is_err() {
-                throws[f] = true; // it will fail validation anyway
+                // It will fail validation anyway.
+                throws[f] = true;
+                rethrows[f] = true;
             }
         }
         for e in info.elems.iter().flat_map(|s| &s.items).chain(&info.global_inits).chain(&info.table_inits) {
@@ -118,7 +128,7 @@ impl ThrowAnalysis {
         }
         let indirect = throws[nfuncs];
         throws.truncate(nfuncs);
-        ThrowAnalysis { funcs: throws, indirect }
+        ThrowAnalysis { funcs: throws, indirect, rethrows }
     }
 }
 
@@ -179,6 +189,8 @@ struct Legacy {
     next: Option<ir::Block>,
     /// `delegate`: the handler the body's exceptions go to.
     delegate: Option<ir::Block>,
+    /// The current arm gives its object's bytes back when it ends (else it did when caught).
+    reclaim_at_end: bool,
 }
 
 /// What catching does with the object's memory.
@@ -188,7 +200,8 @@ enum Keep {
     Always,
     /// It is dead once the payload is loaded: give its bytes back if it is the last allocated.
     Reclaim,
-    /// Leave it as it is (a legacy catch arm, which reclaims it when it ends).
+    /// Leave it as it is (a legacy catch arm in a function with `rethrow`, which reclaims it
+    /// when it falls through to its end; an arm left by a branch keeps it).
     Leave,
 }
 
@@ -378,7 +391,8 @@ impl Translator<'_, '_> {
     pub(super) fn exn_before_end(&mut self) {
         let frame = self.control.len() - 1;
         if self.reachable {
-            if let Some(exn) = self.try_scopes.last().filter(|s| s.frame == frame).and_then(|s| s.legacy.as_ref()).and_then(|l| l.caught) {
+            let legacy = self.try_scopes.last().filter(|s| s.frame == frame).and_then(|s| s.legacy.as_ref());
+            if let Some(exn) = legacy.filter(|l| l.reclaim_at_end).and_then(|l| l.caught) {
                 self.reclaim(exn);
             }
         }
@@ -583,8 +597,12 @@ impl Translator<'_, '_> {
             }
             None => None,
         };
-        let values = self.take_exception(exn, tag, Keep::Leave);
+        // Without a `rethrow` in the function, nothing can use the object once the payload
+        // is loaded.
+        let keep = if self.rethrows { Keep::Leave } else { Keep::Reclaim };
+        let values = self.take_exception(exn, tag, keep);
         let legacy = self.try_scopes[si].legacy.as_mut().unwrap();
+        legacy.reclaim_at_end = keep == Keep::Leave;
         legacy.exn = Some((exn, tag_v));
         legacy.next = more;
         legacy.caught = Some(exn);

@@ -135,6 +135,8 @@ pub(crate) struct Translator<'a, 'b> {
     active_scopes: Vec<usize>,
     /// The block that returns with an exception pending, once needed.
     propagate: Option<ir::Block>,
+    /// The function has a `rethrow` (`ThrowAnalysis::rethrows`).
+    rethrows: bool,
 }
 
 fn block_args(values: &[Value]) -> Vec<BlockArg> {
@@ -223,6 +225,7 @@ pub fn translate_function(
         try_scopes: Vec::new(),
         active_scopes: Vec::new(),
         propagate: None,
+        rethrows: env.throws.rethrows.get(func as usize).copied().unwrap_or(true),
     };
 
     if env.settings.consume_fuel {
