@@ -47,8 +47,11 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
     }
 }
 
-/// Bytes of each chunk exception objects are allocated from (a larger object gets its own).
-const EXN_CHUNK: u64 = 64 * 1024;
+/// Bytes of the chunks exception objects are allocated from: the first is `EXN_CHUNK_MIN`,
+/// each later one as large as all before it, up to `EXN_CHUNK_MAX` (so a program that keeps
+/// many makes few calls to the host); a larger object gets its own.
+const EXN_CHUNK_MIN: u64 = 64 * 1024;
+const EXN_CHUNK_MAX: u64 = 4 << 20;
 
 impl Store {
     /// The `ExnAlloc` builtin: a new chunk for exception objects, holding a first object of
@@ -62,8 +65,9 @@ impl Store {
             self.pending_error = Some(Error::Limit(format!("bad exception object size {size}")));
             return 0;
         }
-        let chunk = size.max(EXN_CHUNK);
-        if self.exn_bytes.saturating_add(chunk) > self.config.max_exception_bytes {
+        let left = self.config.max_exception_bytes.saturating_sub(self.exn_bytes);
+        let chunk = self.exn_bytes.clamp(EXN_CHUNK_MIN, EXN_CHUNK_MAX).min(left & !15).max(size);
+        if chunk > left {
             self.pending_error = Some(Error::Limit(format!(
                 "exception objects would take more than {} bytes (max_exception_bytes); they are kept until the store ends",
                 self.config.max_exception_bytes
