@@ -290,6 +290,7 @@ impl Writer {
                 WasmType::V128 => 4,
                 WasmType::FuncRef => 5,
                 WasmType::ExternRef => 6,
+                WasmType::ExnRef => 8,
                 WasmType::Ref(_) => unreachable!(),
             });
             return;
@@ -309,6 +310,8 @@ impl Writer {
             HeapType::Struct => (8, None),
             HeapType::Array => (9, None),
             HeapType::None => (10, None),
+            HeapType::Exn => (11, None),
+            HeapType::NoExn => (12, None),
         };
         self.u8(kind);
         if let Some(i) = index {
@@ -436,6 +439,10 @@ fn write_meta(w: &mut Writer, m: &CompiledModule) {
                 w.u8(3);
                 w.global(g);
             }
+            ImportKind::Tag(ty) => {
+                w.u8(4);
+                w.u32(*ty);
+            }
         }
     }
     w.len(info.funcs.len());
@@ -462,6 +469,7 @@ fn write_meta(w: &mut Writer, m: &CompiledModule) {
             ExportKind::Table => 1,
             ExportKind::Memory => 2,
             ExportKind::Global => 3,
+            ExportKind::Tag => 4,
         });
         w.u32(e.index);
     }
@@ -515,6 +523,9 @@ fn write_meta(w: &mut Writer, m: &CompiledModule) {
             w.str(n);
         }
     }
+    w.len(info.tags.len());
+    info.tags.iter().for_each(|t| w.u32(*t));
+    w.u32(info.num_imported_tags);
     w.locs(&m.funcs);
     w.locs(&m.entry_trampolines);
     w.locs(&m.host_trampolines);
@@ -729,12 +740,15 @@ impl<'a> Reader<'a> {
                     2 => HeapType::Concrete(self.u32()?),
                     3 => HeapType::NoFunc,
                     4 => HeapType::NoExtern,
+                    11 => HeapType::Exn,
+                    12 => HeapType::NoExn,
                     // The GC heap types are never compiled.
                     _ => return Err(self.bad("bad heap type")),
                 };
                 // Normalised, so that equal types compare equal (`WasmType`).
                 WasmType::reference(nullable, heap)
             }
+            8 => WasmType::ExnRef,
             _ => return Err(self.bad("bad value type")),
         })
     }
@@ -797,6 +811,7 @@ fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
                 1 => ImportKind::Table(r.table()?),
                 2 => ImportKind::Memory(r.memory()?),
                 3 => ImportKind::Global(r.global()?),
+                4 => ImportKind::Tag(r.u32()?),
                 _ => return Err(r.bad("bad import kind")),
             };
             Ok(Import { module, name, kind })
@@ -818,6 +833,7 @@ fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
                 1 => ExportKind::Table,
                 2 => ExportKind::Memory,
                 3 => ExportKind::Global,
+                4 => ExportKind::Tag,
                 _ => return Err(r.bad("bad export kind")),
             };
             Ok(Export { name, kind, index: r.u32()? })
@@ -854,6 +870,8 @@ fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
         }
     }
     info.name = if r.bool()? { Some(r.str()?) } else { None };
+    info.tags = r.vec(Reader::u32)?;
+    info.num_imported_tags = r.u32()?;
     let funcs = r.locs()?;
     let entry_trampolines = r.locs()?;
     let host_trampolines = r.locs()?;
@@ -862,7 +880,7 @@ fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
         let trap = Trap::from_u8(r.u8()?).ok_or_else(|| r.bad("unknown trap code"))?;
         Ok((offset, trap))
     })?;
-    let layout = VmctxLayout { type_ids: 0, funcrefs: 0, memories: 0, tables: 0, globals: 0, size: 0 };
+    let layout = VmctxLayout { type_ids: 0, funcrefs: 0, memories: 0, tables: 0, globals: 0, tags: 0, size: 0 };
     Ok(CompiledModule { info, layout, code: Vec::new(), funcs, entry_trampolines, host_trampolines, traps, consume_fuel: false })
 }
 
@@ -880,19 +898,21 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
         + vmctx::FUNCREF_SIZE as u64 * nfuncs as u64
         + 16
         + vmctx::DEF_SIZE as u64 * (nmems + ntables) as u64
-        + vmctx::GLOBAL_SIZE as u64 * nglobals as u64;
+        + vmctx::GLOBAL_SIZE as u64 * nglobals as u64
+        + vmctx::TAG_SIZE as u64 * info.tags.len() as u64;
     if vmctx_size > u32::MAX as u64 / 2 {
         return bad(format!("module too large ({vmctx_size}-byte vmctx)"));
     }
 
     // Imports come first in each index space, in import order.
-    let mut counts = [0u32; 4];
+    let mut counts = [0u32; 5];
     for import in &info.imports {
         let ok = match &import.kind {
             ImportKind::Func(ty) => info.funcs.get(counts[0] as usize) == Some(ty) && (*ty as usize) < ntypes,
             ImportKind::Table(t) => info.tables.get(counts[1] as usize) == Some(t),
             ImportKind::Memory(mem) => info.memories.get(counts[2] as usize) == Some(mem),
             ImportKind::Global(g) => info.globals.get(counts[3] as usize) == Some(g),
+            ImportKind::Tag(ty) => info.tags.get(counts[4] as usize) == Some(ty),
         };
         if !ok {
             return bad(format!("import {}.{} does not match its index space", import.module, import.name));
@@ -902,10 +922,11 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
             ImportKind::Table(_) => 1,
             ImportKind::Memory(_) => 2,
             ImportKind::Global(_) => 3,
+            ImportKind::Tag(_) => 4,
         };
         counts[k] += 1;
     }
-    if counts != [info.num_imported_funcs, info.num_imported_tables, info.num_imported_memories, info.num_imported_globals] {
+    if counts != [info.num_imported_funcs, info.num_imported_tables, info.num_imported_memories, info.num_imported_globals, info.num_imported_tags] {
         return bad("imported counts do not match the imports".into());
     }
     if let Some(ty) = info.funcs.iter().find(|t| **t as usize >= ntypes) {
@@ -943,6 +964,9 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
         .all(|e| !matches!(e, ConstExpr::RefNull(t) if !type_ok(t, ntypes)));
     if !all_types_ok || !exprs_ok {
         return bad("reference type names a type out of range".into());
+    }
+    if let Some(ty) = info.tags.iter().find(|t| **t as usize >= ntypes || !info.types[**t as usize].results.is_empty()) {
+        return bad(format!("tag type {ty} out of range or with results"));
     }
     if info.global_inits.len() != nglobals - counts[3] as usize || info.table_inits.len() != ntables - counts[1] as usize {
         return bad("initialiser counts do not match".into());
@@ -1006,6 +1030,7 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
             ExportKind::Table => ntables,
             ExportKind::Memory => nmems,
             ExportKind::Global => nglobals,
+            ExportKind::Tag => info.tags.len(),
         };
         if e.index as usize >= n {
             return bad(format!("export {} out of range", e.name));

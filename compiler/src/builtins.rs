@@ -64,6 +64,9 @@ builtins! {
     // passed first (the store holds the interrupt). `memory.atomic.wait` on a shared memory
     // whose value matched: in a one-thread store nothing can notify it.
     MemoryAtomicWait(1) traps HostError;
+    // (object size) -> address of a fresh exception object of that size from a new chunk (the
+    // state's next/end then describe the rest of the chunk), or 0 (limit; the host holds the error)
+    ExnAlloc(1);
 }
 
 impl Builtin {

@@ -141,7 +141,8 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
     let layout = VmctxLayout::new(&info);
     let frontend = isa.frontend_config();
     let has_fma = isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
-    let env = ModuleEnv { module: &info, layout, settings, call_conv, frontend, has_fma };
+    let throws = translate::ThrowAnalysis::new(&info, bodies.iter().map(|(_, body)| body));
+    let env = ModuleEnv { module: &info, layout, settings, call_conv, frontend, has_fma, throws: &throws };
 
     // Function bodies: validated, translated and compiled by a pool of workers.
     let next = AtomicUsize::new(0);

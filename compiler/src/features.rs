@@ -40,6 +40,10 @@ features! {
     TAIL_CALL = 5, "tail-call", WasmFeatures::TAIL_CALL;
     /// Typed function references: `(ref null? $t)`, `call_ref`, `br_on_null`, ...
     FUNCTION_REFERENCES = 6, "function-references", WasmFeatures::FUNCTION_REFERENCES;
+    /// Exception handling, the standard `exnref` form (`translate/exceptions.rs`).
+    EXCEPTIONS = 7, "exceptions", WasmFeatures::EXCEPTIONS;
+    /// The legacy exception-handling form (`try`/`catch`/`rethrow`/`delegate`).
+    LEGACY_EXCEPTIONS = 9, "legacy-exceptions", WasmFeatures::LEGACY_EXCEPTIONS;
 }
 
 impl Features {

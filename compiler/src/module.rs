@@ -23,6 +23,8 @@ pub enum WasmType {
     V128,
     FuncRef,
     ExternRef,
+    /// `exnref` (`(ref null exn)`): the address of an exception object, 0 for null.
+    ExnRef,
     Ref(RefType),
 }
 
@@ -51,6 +53,9 @@ pub enum HeapType {
     Struct,
     Array,
     None,
+    /// Exception references (`exn`) and their bottom (`noexn`).
+    Exn,
+    NoExn,
 }
 
 impl HeapType {
@@ -72,7 +77,7 @@ impl HeapType {
         self == other
             || matches!(
                 (self, other),
-                (H::Concrete(_) | H::NoFunc, H::Func) | (H::NoFunc, H::Concrete(_)) | (H::NoExtern, H::Extern)
+                (H::Concrete(_) | H::NoFunc, H::Func) | (H::NoFunc, H::Concrete(_)) | (H::NoExtern, H::Extern) | (H::NoExn, H::Exn)
             )
     }
 }
@@ -97,6 +102,8 @@ impl WasmType {
                 A::Extern => HeapType::Extern,
                 A::NoFunc => HeapType::NoFunc,
                 A::NoExtern => HeapType::NoExtern,
+                A::Exn => HeapType::Exn,
+                A::NoExn => HeapType::NoExn,
                 _ => return Err(format!("unsupported reference type {r:?} (GC)")),
             },
             wp::HeapType::Concrete(wp::UnpackedIndex::Module(i)) => HeapType::Concrete(i),
@@ -110,6 +117,7 @@ impl WasmType {
         match (nullable, heap) {
             (true, HeapType::Func) => WasmType::FuncRef,
             (true, HeapType::Extern) => WasmType::ExternRef,
+            (true, HeapType::Exn) => WasmType::ExnRef,
             _ => WasmType::Ref(RefType { nullable, heap }),
         }
     }
@@ -119,6 +127,7 @@ impl WasmType {
         match self {
             WasmType::FuncRef => Some(RefType { nullable: true, heap: HeapType::Func }),
             WasmType::ExternRef => Some(RefType { nullable: true, heap: HeapType::Extern }),
+            WasmType::ExnRef => Some(RefType { nullable: true, heap: HeapType::Exn }),
             WasmType::Ref(r) => Some(r),
             _ => None,
         }
@@ -181,6 +190,8 @@ impl std::fmt::Display for HeapType {
                 HeapType::Struct => "struct",
                 HeapType::Array => "array",
                 HeapType::None => "none",
+                HeapType::Exn => "exn",
+                HeapType::NoExn => "noexn",
                 HeapType::Concrete(_) => unreachable!(),
             }),
         }
@@ -199,6 +210,7 @@ impl std::fmt::Display for WasmType {
                 WasmType::V128 => "v128",
                 WasmType::FuncRef => "funcref",
                 WasmType::ExternRef => "externref",
+                WasmType::ExnRef => "exnref",
                 WasmType::Ref(_) => unreachable!(),
             }),
         }
@@ -337,6 +349,8 @@ pub enum ImportKind {
     Table(TableType),
     Memory(MemoryType),
     Global(GlobalType),
+    /// An exception tag of this function type (exception handling).
+    Tag(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -346,12 +360,25 @@ pub struct Import {
     pub kind: ImportKind,
 }
 
+impl Import {
+    /// Module names whose functions compiled code assumes never throw (host functions: the
+    /// engine refuses to bind such an import to a WebAssembly function), so calls to them need
+    /// no exception check.
+    pub const NEVER_THROWING_MODULES: &'static [&'static str] = &["wasi_snapshot_preview1", "wasi_unstable"];
+
+    /// Whether compiled code assumes this import never throws.
+    pub fn never_throws(&self) -> bool {
+        matches!(self.kind, ImportKind::Func(_)) && Self::NEVER_THROWING_MODULES.contains(&self.module.as_str())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportKind {
     Func,
     Table,
     Memory,
     Global,
+    Tag,
 }
 
 #[derive(Clone, Debug)]
@@ -405,6 +432,9 @@ pub struct ModuleInfo {
     pub num_imported_memories: u32,
     pub globals: Vec<GlobalType>,
     pub num_imported_globals: u32,
+    /// Function type of every exception tag, imported ones first.
+    pub tags: Vec<u32>,
+    pub num_imported_tags: u32,
     /// Initialiser of each defined global (index minus `num_imported_globals`).
     pub global_inits: Vec<ConstExpr>,
     /// Initialiser of each defined table (defaults to null).
@@ -458,6 +488,15 @@ impl ModuleInfo {
 
     pub fn is_imported_global(&self, global: u32) -> bool {
         global < self.num_imported_globals
+    }
+
+    pub fn is_imported_tag(&self, tag: u32) -> bool {
+        tag < self.num_imported_tags
+    }
+
+    /// The function type of tag `tag` (its parameters are the exception's payload).
+    pub fn tag_type(&self, tag: u32) -> &FuncType {
+        &self.types[self.tags[tag as usize] as usize]
     }
 
     pub fn export(&self, name: &str) -> Option<&Export> {

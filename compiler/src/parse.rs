@@ -82,6 +82,11 @@ pub(crate) fn parse(wasm: &[u8], features: crate::Features) -> Result<ParsedModu
                             info.num_imported_globals += 1;
                             ImportKind::Global(g)
                         }
+                        wp::TypeRef::Tag(t) => {
+                            info.tags.push(t.func_type_idx);
+                            info.num_imported_tags += 1;
+                            ImportKind::Tag(t.func_type_idx)
+                        }
                         other => return Err(CompileError::Unsupported(format!("import of {other:?}"))),
                     };
                     info.imports.push(Import { module: import.module.into(), name: import.name.into(), kind });
@@ -125,9 +130,15 @@ pub(crate) fn parse(wasm: &[u8], features: crate::Features) -> Result<ParsedModu
                         wp::ExternalKind::Table => ExportKind::Table,
                         wp::ExternalKind::Memory => ExportKind::Memory,
                         wp::ExternalKind::Global => ExportKind::Global,
+                        wp::ExternalKind::Tag => ExportKind::Tag,
                         other => return Err(CompileError::Unsupported(format!("export of {other:?}"))),
                     };
                     info.exports.push(Export { name: export.name.into(), kind, index: export.index });
+                }
+            }
+            Payload::TagSection(reader) => {
+                for tag in reader {
+                    info.tags.push(tag.map_err(invalid)?.func_type_idx);
                 }
             }
             Payload::StartSection { func, .. } => info.start = Some(func),
@@ -295,6 +306,7 @@ mod strict_limits {
                 },
                 Some(0x02) => r.limits()?,
                 Some(0x03) => r.byte().and_then(|_| r.byte()).map(|_| ()),
+                Some(0x04) => r.byte().and_then(|_| r.u32()).map(|_| ()),
                 _ => None,
             };
             if ok.is_none() {

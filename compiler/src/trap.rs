@@ -51,6 +51,8 @@ traps! {
     AtomicWaitNonShared = 16, "expected shared memory";
     // NullFunctionReference: call_ref / return_call_ref of a null reference.
     NullFunctionReference = 17, "null function reference";
+    // throw_ref of a null exnref.
+    NullExnReference = 24, "null exception reference";
 }
 
 impl Trap {

@@ -9,13 +9,21 @@
 //!                              never by a field the guest could overwrite)
 //! 24  FUEL                     u64: address of the store's fuel cell (i64, remaining fuel)
 //! 32  INTERRUPT                u64: non-zero asks running code to stop (reserved)
-//! 40..64                       reserved
+//! 40  EXN                      u64: address of the store's exception state (`EXN_*` below)
+//! 48..64                       reserved
 //! 64  type_ids[ntypes]         u64 each: store-canonical id of each module type
 //! ..  funcrefs[nfuncs]         VMFuncRef (24 bytes): {code, vmctx, type_id}, imports first
 //! ..  memories[nmems]          16 bytes: imported = {*VMMemoryDef, 0}; defined = {base, length}
 //! ..  tables[ntables]          16 bytes: imported = {*VMTableDef, 0};  defined = {base, length}
 //! ..  globals[nglobals]        16 bytes: imported = {*value, 0};       defined = value
+//! ..  tags[ntags]              u64 each: the store-wide identity of each tag (imports first)
 //! ```
+//!
+//! Exceptions (see `translate/exceptions.rs`): the store's exception state is
+//! `{pending, next, end}`. `pending` is the address of the exception being thrown (0 when none);
+//! `next..end` is the free part of the current allocation chunk. An exception object is
+//! `{tag identity, size}` followed by one 16-byte slot per payload value; an `exnref` is its
+//! address. All of it is guest data: the host never trusts it.
 
 use crate::module::ModuleInfo;
 
@@ -23,7 +31,29 @@ pub const STACK_LIMIT: u32 = 0;
 pub const BUILTINS: u32 = 8;
 pub const FUEL: u32 = 24;
 pub const INTERRUPT: u32 = 32;
+pub const EXN: u32 = 40;
 pub const HEADER_SIZE: u32 = 64;
+
+/// The store's exception state (what `EXN` points at).
+pub const EXN_PENDING: u32 = 0;
+pub const EXN_NEXT: u32 = 8;
+pub const EXN_END: u32 = 16;
+pub const EXN_STATE_SIZE: u32 = 24;
+
+/// An exception object: header, then `EXN_SLOT` bytes per payload value.
+pub const EXN_TAG: u32 = 0;
+/// The object's size in bytes while it may be reclaimed; 0 once an `exnref` to it exists.
+pub const EXN_SIZE: u32 = 8;
+pub const EXN_HEADER: u32 = 16;
+pub const EXN_SLOT: u32 = 16;
+
+/// Size of one tag slot in the vmctx.
+pub const TAG_SIZE: u32 = 8;
+
+/// Bytes of an exception object with `n` payload values.
+pub fn exn_object_size(n: usize) -> u32 {
+    EXN_HEADER + EXN_SLOT * n as u32
+}
 
 /// `VMFuncRef`: what a funcref value points at (tables hold these addresses).
 pub const FUNCREF_CODE: u32 = 0;
@@ -41,7 +71,7 @@ pub const GLOBAL_SIZE: u32 = 16;
 /// Size of one table element (a funcref address or an externref handle; null is 0).
 pub const TABLE_ELEM_SIZE: u32 = 8;
 
-const _: () = assert!(HEADER_SIZE >= INTERRUPT + 8);
+const _: () = assert!(HEADER_SIZE >= INTERRUPT + 8 && HEADER_SIZE >= EXN + 8);
 const _: () = assert!(HEADER_SIZE.is_multiple_of(16) && FUNCREF_SIZE.is_multiple_of(8) && DEF_SIZE.is_multiple_of(16));
 
 /// The offsets of one module's vmctx.
@@ -52,6 +82,7 @@ pub struct VmctxLayout {
     pub memories: u32,
     pub tables: u32,
     pub globals: u32,
+    pub tags: u32,
     pub size: u32,
 }
 
@@ -62,8 +93,9 @@ impl VmctxLayout {
         let memories = align16(funcrefs + FUNCREF_SIZE * module.funcs.len() as u32);
         let tables = memories + DEF_SIZE * module.memories.len() as u32;
         let globals = tables + DEF_SIZE * module.tables.len() as u32;
-        let size = globals + GLOBAL_SIZE * module.globals.len() as u32;
-        VmctxLayout { type_ids, funcrefs, memories, tables, globals, size }
+        let tags = globals + GLOBAL_SIZE * module.globals.len() as u32;
+        let size = tags + TAG_SIZE * module.tags.len() as u32;
+        VmctxLayout { type_ids, funcrefs, memories, tables, globals, tags, size }
     }
 
     pub fn type_id(&self, ty: u32) -> u32 {
@@ -84,6 +116,10 @@ impl VmctxLayout {
 
     pub fn global(&self, global: u32) -> u32 {
         self.globals + GLOBAL_SIZE * global
+    }
+
+    pub fn tag(&self, tag: u32) -> u32 {
+        self.tags + TAG_SIZE * tag
     }
 }
 

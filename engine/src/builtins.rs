@@ -69,6 +69,9 @@ unsafe extern "C" fn elem_drop(vm: *mut u8, a: u64) -> u64 {
 unsafe extern "C" fn host_call(vm: *mut u8, a: u64, b: u64) -> u64 {
     dispatch(Builtin::HostCall, vm, [a, b, 0, 0, 0])
 }
+unsafe extern "C" fn exn_alloc(vm: *mut u8, a: u64) -> u64 {
+    dispatch(Builtin::ExnAlloc, vm, [a, 0, 0, 0, 0])
+}
 
 unsafe extern "C" fn memory_atomic_wait(vm: *mut u8, a: u64) -> u64 {
     dispatch(Builtin::MemoryAtomicWait, vm, [a, 0, 0, 0, 0])
@@ -94,6 +97,7 @@ pub(crate) fn table() -> *const u64 {
                     Builtin::ElemDrop => elem_drop as *const () as u64,
                     Builtin::HostCall => host_call as *const () as u64,
                     Builtin::MemoryAtomicWait => memory_atomic_wait as *const () as u64,
+                    Builtin::ExnAlloc => exn_alloc as *const () as u64,
                 })
                 .collect()
         })

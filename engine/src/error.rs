@@ -12,6 +12,9 @@ pub enum Error {
     /// Execution trapped.
     #[error("{0}")]
     Trap(TrapError),
+    /// A WebAssembly exception was thrown and not caught.
+    #[error("uncaught WebAssembly exception")]
+    Exception,
     /// A configured limit was exceeded.
     #[error("limit exceeded: {0}")]
     Limit(String),

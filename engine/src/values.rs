@@ -16,6 +16,8 @@ pub enum Val {
     FuncRef(u64),
     /// A host reference value, `None` for null.
     ExternRef(Option<u32>),
+    /// Address of an exception object, 0 for null.
+    ExnRef(u64),
 }
 
 impl Val {
@@ -30,6 +32,7 @@ impl Val {
             Val::V128(_) => WasmType::V128,
             Val::FuncRef(_) => WasmType::FuncRef,
             Val::ExternRef(_) => WasmType::ExternRef,
+            Val::ExnRef(_) => WasmType::ExnRef,
         }
     }
 
@@ -43,6 +46,7 @@ impl Val {
             Val::V128(v) => v,
             Val::FuncRef(v) => v as u128,
             Val::ExternRef(v) => v.map_or(0, |n| n as u128 + 1),
+            Val::ExnRef(v) => v as u128,
         }
     }
 
@@ -54,6 +58,7 @@ impl Val {
             WasmType::F64 => Val::F64(slot as u64),
             WasmType::V128 => Val::V128(slot),
             WasmType::FuncRef => Val::FuncRef(slot as u64),
+            WasmType::ExnRef => Val::ExnRef(slot as u64),
             WasmType::Ref(r) if r.heap.is_func() => Val::FuncRef(slot as u64),
             WasmType::ExternRef | WasmType::Ref(_) => {
                 let raw = slot as u64;
@@ -84,6 +89,8 @@ impl std::fmt::Display for Val {
             Val::FuncRef(_) => write!(f, "<funcref>"),
             Val::ExternRef(None) => write!(f, "null"),
             Val::ExternRef(Some(n)) => write!(f, "<externref {n}>"),
+            Val::ExnRef(0) => write!(f, "null"),
+            Val::ExnRef(_) => write!(f, "<exnref>"),
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn store_and_imports(module: &Module, config: StoreConfig) -> Result<(Store,
             ImportKind::Memory(ty) => Extern::Memory(store.new_memory(ty)?),
             ImportKind::Table(ty) => Extern::Table(store.new_table(ty, Val::null(ty.elem))?),
             ImportKind::Global(ty) => Extern::Global(store.new_global(ty, Val::null(ty.ty))?),
+            ImportKind::Tag(type_index) => Extern::Tag(store.new_tag(info.types[type_index as usize].clone())?),
         });
     }
     Ok((store, imports))

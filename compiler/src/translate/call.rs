@@ -81,6 +81,7 @@ impl Translator<'_, '_> {
                 self.call_code(type_index, code, callee_vmctx, tail);
                 if !tail {
                     self.fuel_reload();
+                    self.exn_check_call(None);
                 }
             }
             O::RefAsNonNull => {

@@ -11,6 +11,7 @@
 
 mod atomic;
 mod call;
+mod exceptions;
 mod memory;
 mod numeric;
 mod simd;
@@ -35,6 +36,7 @@ use wasmparser::{BlockType, FunctionBody, Operator};
 /// the only one that supports `return_call`. On x86-64 it passes arguments in the System V
 /// registers and keeps its callee-saved registers; stack arguments are popped by the callee.
 pub const WASM_CALL_CONV: CallConv = CallConv::Tail;
+pub use exceptions::ThrowAnalysis;
 
 /// What translation needs to know about the module and target.
 pub struct ModuleEnv<'a> {
@@ -45,6 +47,8 @@ pub struct ModuleEnv<'a> {
     pub frontend: cranelift_codegen::isa::TargetFrontendConfig,
     /// The target has fused multiply-add (relaxed SIMD's `madd` is fused, or unsupported).
     pub has_fma: bool,
+    /// Which calls may return with an exception pending (`exceptions.rs`).
+    pub throws: &'a ThrowAnalysis,
 }
 
 impl ModuleEnv<'_> {
@@ -71,7 +75,7 @@ pub fn clif_type(ty: WasmType) -> Type {
         WasmType::F32 => types::F32,
         WasmType::F64 => types::F64,
         WasmType::V128 => types::I8X16,
-        WasmType::FuncRef | WasmType::ExternRef | WasmType::Ref(_) => types::I64,
+        WasmType::FuncRef | WasmType::ExternRef | WasmType::ExnRef | WasmType::Ref(_) => types::I64,
     }
 }
 
@@ -135,6 +139,14 @@ pub(crate) struct Translator<'a, 'b> {
     sigs: HashMap<u32, ir::SigRef>,
     direct_funcs: HashMap<u32, ir::FuncRef>,
     builtin_sigs: HashMap<usize, ir::SigRef>,
+    /// Open exception handler scopes (`try_table`, legacy `try`), outermost first, and the
+    /// indices of those whose body is being translated (where exceptions go).
+    try_scopes: Vec<exceptions::TryScope>,
+    active_scopes: Vec<usize>,
+    /// The block that returns with an exception pending, once needed.
+    propagate: Option<ir::Block>,
+    /// The function has a `rethrow` (`ThrowAnalysis::rethrows`).
+    rethrows: bool,
 }
 
 fn block_args(values: &[Value]) -> Vec<BlockArg> {
@@ -220,6 +232,10 @@ pub fn translate_function(
         sigs: HashMap::new(),
         direct_funcs: HashMap::new(),
         builtin_sigs: HashMap::new(),
+        try_scopes: Vec::new(),
+        active_scopes: Vec::new(),
+        propagate: None,
+        rethrows: env.throws.rethrows.get(func as usize).copied().unwrap_or(true),
     };
 
     if env.settings.consume_fuel {
@@ -246,6 +262,7 @@ pub fn translate_function(
         let rets = std::mem::take(&mut t.stack);
         t.b.ins().return_(&rets);
     }
+    t.exn_finish(&env.module.types[ty as usize].results);
     t.b.finalize(env.frontend);
     Ok(())
 }
@@ -258,7 +275,7 @@ fn zero_value(b: &mut FunctionBuilder<'_>, ty: WasmType) -> Value {
     match ty {
         WasmType::I32 => b.ins().iconst(types::I32, 0),
         // Non-nullable locals are validated to be set before they are read.
-        WasmType::I64 | WasmType::FuncRef | WasmType::ExternRef | WasmType::Ref(_) => b.ins().iconst(types::I64, 0),
+        WasmType::I64 | WasmType::FuncRef | WasmType::ExternRef | WasmType::ExnRef | WasmType::Ref(_) => b.ins().iconst(types::I64, 0),
         WasmType::F32 => b.ins().f32const(0.0),
         WasmType::F64 => b.ins().f64const(0.0),
         WasmType::V128 => {
@@ -301,10 +318,12 @@ impl<'a, 'b> Translator<'a, 'b> {
         &self.stack[self.stack.len() - n..]
     }
 
-    fn block_type(&self, ty: BlockType) -> (Vec<Type>, Vec<Type>) {
-        match ty {
+    /// A block type's parameter and result types; a value type wasce does not compile is an
+    /// "unsupported" error (the validator may accept more than the translator).
+    fn block_type(&self, ty: BlockType) -> Result<(Vec<Type>, Vec<Type>), CompileError> {
+        Ok(match ty {
             BlockType::Empty => (vec![], vec![]),
-            BlockType::Type(t) => (vec![], vec![clif_type(WasmType::from_wp(t).unwrap())]),
+            BlockType::Type(t) => (vec![], vec![clif_type(WasmType::from_wp(t).map_err(CompileError::Unsupported)?)]),
             BlockType::FuncType(idx) => {
                 let ft = &self.module().types[idx as usize];
                 (
@@ -312,7 +331,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                     ft.results.iter().map(|t| clif_type(*t)).collect(),
                 )
             }
-        }
+        })
     }
 
     fn new_block_with(&mut self, tys: &[Type]) -> ir::Block {
@@ -391,12 +410,20 @@ impl<'a, 'b> Translator<'a, 'b> {
 
     fn translate_unreachable(&mut self, op: &Operator<'_>) -> Result<(), CompileError> {
         match op {
-            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. }
+            | Operator::Try { .. } => {
                 self.unreachable_depth += 1;
             }
             Operator::Else if self.unreachable_depth == 0 => self.translate_else(),
             Operator::End if self.unreachable_depth == 0 => self.translate_end(),
             Operator::End => self.unreachable_depth -= 1,
+            Operator::Catch { .. } | Operator::CatchAll | Operator::Delegate { .. } if self.unreachable_depth == 0 => {
+                self.translate_exceptions(op)?;
+            }
+            Operator::Delegate { .. } => self.unreachable_depth -= 1,
             _ => {}
         }
         Ok(())
@@ -425,12 +452,14 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn translate_end(&mut self) {
+        self.exn_before_end();
         let mut frame = self.control.pop().expect("validated: unbalanced end");
         if self.reachable {
             let args = block_args(self.peekn(frame.results.len()));
             self.b.ins().jump(frame.dest, &args);
             frame.exit_reached = true;
         }
+        self.exn_end_frame(self.control.len());
         if let FrameKind::If { else_block: Some(else_block) } = frame.kind {
             // An `if` without `else`: its parameters flow straight to the end.
             self.b.switch_to_block(else_block);
@@ -531,7 +560,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.reachable = false;
             }
             O::Block { blockty } => {
-                let (params, results) = self.block_type(blockty);
+                let (params, results) = self.block_type(blockty)?;
                 let dest = self.new_block_with(&results);
                 let height = self.stack.len() - params.len();
                 self.control.push(Frame {
@@ -546,7 +575,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 });
             }
             O::Loop { blockty } => {
-                let (params, results) = self.block_type(blockty);
+                let (params, results) = self.block_type(blockty)?;
                 let header = self.new_block_with(&params);
                 let dest = self.new_block_with(&results);
                 let args = block_args(self.peekn(params.len()));
@@ -570,7 +599,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             }
             O::If { blockty } => {
                 let cond = self.pop();
-                let (params, results) = self.block_type(blockty);
+                let (params, results) = self.block_type(blockty)?;
                 let then_block = self.b.create_block();
                 let else_block = self.b.create_block();
                 let dest = self.new_block_with(&results);
@@ -645,11 +674,13 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.fuel_save();
                 self.translate_call(function_index);
                 self.fuel_reload();
+                self.exn_check_call(Some(function_index));
             }
             O::CallIndirect { type_index, table_index } => {
                 self.fuel_save();
                 self.translate_call_indirect(type_index, table_index);
                 self.fuel_reload();
+                self.exn_check_call(None);
             }
             O::Drop => {
                 self.pop();
@@ -688,7 +719,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                     || self.translate_table(op)?
                     || self.translate_simd(op)?
                     || self.translate_atomic(op)?
-                    || self.translate_call_op(op)?)
+                    || self.translate_call_op(op)?
+                    || self.translate_exceptions(op)?)
                 {
                     return Err(CompileError::Unsupported(format!("operator {op:?}")));
                 }

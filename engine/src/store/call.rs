@@ -8,6 +8,7 @@ use crate::kvm::GuestStop;
 use crate::values::Val;
 use crate::{builtins, process};
 use wasce_compiler::module::FuncType;
+use wasce_compiler::vmctx;
 use wasce_compiler::Trap;
 
 /// Frames followed when walking a backtrace.
@@ -45,9 +46,19 @@ impl Store {
         for (slot, a) in values.iter_mut().zip(args) {
             *slot = a.to_slot();
         }
-        match self.vm.is_some() {
-            true => self.call_in_vm(tramp, code, callee, caller, &mut values)?,
-            false => self.call_in_process(tramp, code, callee, caller, &mut values)?,
+        let r = match self.vm.is_some() {
+            true => self.call_in_vm(tramp, code, callee, caller, &mut values),
+            false => self.call_in_process(tramp, code, callee, caller, &mut values),
+        };
+        // An exception still pending when the outermost wasm frame has returned was not
+        // caught. The cell is cleared whatever happened (a trap leaves the rest to the trap).
+        // Only whether it is set is read: the object is guest data.
+        // SAFETY: the exception state lives in the arena for the store's lifetime, and no guest
+        // code runs now.
+        let pending = unsafe { self.exn_state.add((vmctx::EXN_PENDING / 8) as usize).replace(0) };
+        r?;
+        if pending != 0 {
+            return Err(Error::Exception);
         }
         Ok(ty.results.iter().zip(&values).map(|(t, s)| Val::from_slot(*t, *s)).collect())
     }

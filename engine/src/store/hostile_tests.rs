@@ -343,3 +343,51 @@ fn unmapped_host_memory_is_out_of_the_guests_reach() {
         f.still_works();
     }
 }
+
+/// The exception state is guest data: ExnAlloc refuses bad sizes, and a forged pending
+/// exception (a wild pointer, wild next/end) is reported as an uncaught exception of the next
+/// call without the host reading through it; the store keeps working and can still throw.
+#[test]
+fn forged_exception_state_is_never_trusted() {
+    let mut f = fixture_with(HostcallTransport::Exit);
+    let (vmctx, state) = (f.vmctx, f.store.exn_state as u64);
+    let exn_alloc = wasce_compiler::builtins::Builtin::ExnAlloc as u64;
+    let mut code = Vec::new();
+    for (slot, size) in [0u64, 7, u64::MAX, 1 << 40].into_iter().enumerate() {
+        code.extend(mov_imm64(0xbf, vmctx)); // rdi
+        code.extend(mov_imm64(0xbe, size)); // rsi
+        code.extend(hypercall(exn_alloc));
+        code.extend(store_rax(slot as u8));
+    }
+    code.extend(mov_imm64(0xb8, state)); // mov rax, state
+    code.extend(mov_imm64(0xba, 0xdead_beef_0000)); // mov rdx, wild
+    code.extend([0x48, 0x89, 0x10]); // mov [rax], rdx  (pending)
+    code.extend([0x48, 0x89, 0x50, 0x08]); // mov [rax+8], rdx  (next)
+    code.extend([0x48, 0x89, 0x50, 0x10]); // mov [rax+16], rdx (end)
+    code.push(0xc3);
+    let (r, values) = f.run(&code);
+    r.expect("the guest gets error results, not a crash");
+    let word = |i: usize| (values[i / 2] >> (64 * (i % 2))) as u64;
+    for i in 0..4 {
+        assert_eq!(word(i), 0, "ExnAlloc of a bad size ({i})");
+    }
+    match f.store.call(f.ok, &[]) {
+        Err(Error::Exception) => {}
+        other => panic!("expected the forged exception to be reported, got {other:?}"),
+    }
+    f.still_works();
+    // next == end (both wild, equal): a throw asks the host for a new chunk and is caught.
+    let module = crate::load(
+        &wat::parse_str(
+            r#"(module (tag $e (param i32))
+                 (func (export "f") (result i32)
+                   (block $h (result i32) (try_table (catch $e $h) (throw $e (i32.const 5))) (unreachable))))"#,
+        )
+        .unwrap(),
+        &Settings::default(),
+    )
+    .unwrap();
+    let instance = Linker::new().instantiate(&mut f.store, &module).unwrap();
+    let Some(Extern::Func(func)) = f.store.export(instance, "f") else { panic!() };
+    assert_eq!(f.store.call(func, &[]).unwrap(), vec![Val::I32(5)]);
+}

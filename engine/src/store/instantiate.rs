@@ -49,8 +49,20 @@ impl Store {
                 let want = module.types.global(*want).map_err(malformed)?;
                 have.mutable == want.mutable && if want.mutable { have.ty == want.ty } else { have.ty.is_subtype_of(want.ty) }
             }
+            (ImportKind::Tag(ty), Extern::Tag(t)) => *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("tag type {ty} out of range")))? == types::type_id(&self.tag_type(t)),
             _ => false,
         };
+        // Compiled code makes no exception check after calls to these imports.
+        if ok && import.never_throws() {
+            if let Extern::Func(f) = ext {
+                if matches!(self.funcs[f.0 as usize], FuncData::Wasm { .. }) {
+                    return Err(Error::Link(format!(
+                        "`{}::{}` must be a host function: wasce assumes that the functions of {} never throw",
+                        import.module, import.name, import.module
+                    )));
+                }
+            }
+        }
         if ok { Ok(()) } else { Err(bad()) }
     }
 
@@ -69,6 +81,7 @@ impl Store {
             memories: self.memories.len(),
             tables: self.tables.len(),
             globals: self.globals.len(),
+            tags: self.tags.len(),
             table_elements: self.table_elements,
             new_code: !self.mapped_code.contains(&module.code_base()),
             vmctx: None,
@@ -126,6 +139,7 @@ impl Store {
         }
         self.table_elements = mark.table_elements;
         self.globals.truncate(mark.globals);
+        self.tags.truncate(mark.tags);
         self.funcs.truncate(mark.funcs);
         if let Some((vmctx, size)) = mark.vmctx {
             // SAFETY: the failed instance's vmctx block in the arena, which nothing uses any more;
@@ -157,6 +171,7 @@ impl Store {
             memories: Vec::new(),
             tables: Vec::new(),
             globals: Vec::new(),
+            tags: Vec::new(),
             elems: Vec::new(),
             dropped_datas: vec![false; info.datas.len()],
         };
@@ -167,12 +182,13 @@ impl Store {
         };
         inst.write_u64(vmctx::BUILTINS, builtins);
         inst.write_u64(vmctx::FUEL, self.fuel as u64);
+        inst.write_u64(vmctx::EXN, self.exn_state as u64);
         for (i, id) in module.types.ids.iter().enumerate() {
             inst.write_u64(layout.type_id(i as u32), *id);
         }
 
         // Imports.
-        let (mut fi, mut mi, mut ti, mut gi) = (0u32, 0u32, 0u32, 0u32);
+        let (mut fi, mut mi, mut ti, mut gi, mut xi) = (0u32, 0u32, 0u32, 0u32, 0u32);
         let mut guest_imports = Vec::new();
         for (import, ext) in info.imports.iter().zip(imports) {
             match (&import.kind, *ext) {
@@ -224,6 +240,11 @@ impl Store {
                     inst.globals.push(g);
                     gi += 1;
                 }
+                (ImportKind::Tag(_), Extern::Tag(t)) => {
+                    inst.write_u64(layout.tag(xi), t.identity());
+                    inst.tags.push(t);
+                    xi += 1;
+                }
                 _ => unreachable!("checked by check_import"),
             }
         }
@@ -242,6 +263,14 @@ impl Store {
             inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, *type_id);
             self.funcs.push(FuncData::Wasm { instance: id, index, ty });
             inst.funcs.push(FuncId(self.funcs.len() as u32 - 1));
+        }
+
+        // Defined tags: a new identity per instance.
+        for x in info.num_imported_tags..info.tags.len() as u32 {
+            let ty = info.types.get(info.tags[x as usize] as usize).ok_or_else(|| malformed(format!("tag {x} has no type")))?;
+            let t = self.new_tag(ty.clone())?;
+            inst.write_u64(layout.tag(x), t.identity());
+            inst.tags.push(t);
         }
 
         // Defined memories and tables: their VMDefs live inline in the vmctx.
@@ -395,6 +424,7 @@ struct Mark {
     memories: usize,
     tables: usize,
     globals: usize,
+    tags: usize,
     table_elements: u64,
     /// The module's code was not yet mapped into this store's VM.
     new_code: bool,

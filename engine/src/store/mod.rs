@@ -79,6 +79,10 @@ pub struct StoreConfig {
     /// Fuel for modules compiled with `Settings::consume_fuel` (one unit per operator);
     /// `None` is unlimited.
     pub fuel: Option<u64>,
+    /// Bytes of exception objects the store may hold (in chunks of the store arena, never
+    /// freed before the store except for a caught object that was the last thrown); throwing
+    /// past it traps.
+    pub max_exception_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -92,6 +96,7 @@ impl Default for StoreConfig {
             timeout: None,
             hostcall: HostcallTransport::Auto,
             fuel: None,
+            max_exception_bytes: 64 << 20,
         }
     }
 }
@@ -102,7 +107,7 @@ macro_rules! id_type {
         pub struct $name(pub(crate) u32);
     )*};
 }
-id_type!(FuncId, MemoryId, TableId, GlobalId, InstanceId);
+id_type!(FuncId, MemoryId, TableId, GlobalId, InstanceId, TagId);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Extern {
@@ -110,6 +115,8 @@ pub enum Extern {
     Memory(MemoryId),
     Table(TableId),
     Global(GlobalId),
+    /// An exception tag.
+    Tag(TagId),
 }
 
 /// What a host function sees: the store and the instance it runs for.
@@ -190,6 +197,18 @@ struct GlobalObj {
     ty: GlobalType,
 }
 
+/// An exception tag: its type, and (by its index) the identity compiled code compares.
+struct TagObj {
+    ty: FuncType,
+}
+
+impl TagId {
+    /// The value in vmctx tag slots and exception objects that stands for this tag.
+    fn identity(self) -> u64 {
+        self.0 as u64 + 1
+    }
+}
+
 struct InstanceData {
     module: Module,
     vmctx: *mut u8,
@@ -197,6 +216,7 @@ struct InstanceData {
     memories: Vec<MemoryId>,
     tables: Vec<TableId>,
     globals: Vec<GlobalId>,
+    tags: Vec<TagId>,
     /// Resolved reference values of each element segment; emptied by `elem.drop`.
     elems: Vec<Vec<u64>>,
     dropped_datas: Vec<bool>,
@@ -229,6 +249,7 @@ pub struct Store {
     memories: Vec<MemoryObj>,
     tables: Vec<TableObj>,
     globals: Vec<GlobalObj>,
+    tags: Vec<TagObj>,
     instances: Vec<InstanceData>,
     /// vmctx address → instance, to identify callers from guest-supplied values.
     vmctx_index: HashMap<u64, u32>,
@@ -250,6 +271,10 @@ pub struct Store {
     stack_limit: u64,
     /// The store's fuel cell (an i64 in the arena; every vmctx points at it).
     fuel: *mut i64,
+    /// The store's exception state (`vmctx::EXN_*`, in the arena; every vmctx points at it),
+    /// and the bytes of exception chunks handed out so far.
+    exn_state: *mut u64,
+    exn_bytes: u64,
     /// Nesting depth of host → wasm calls.
     depth: u32,
     /// The error a host function reported, surfaced when its `HostError` trap unwinds.
@@ -312,6 +337,8 @@ impl Store {
         let fuel = arena.alloc(8, 8)? as *mut i64;
         // SAFETY: a fresh 8-byte arena slot.
         unsafe { fuel.write(config.fuel.map_or(i64::MAX, |f| f.min(i64::MAX as u64) as i64)) };
+        // Zero when handed out: nothing pending, an empty chunk.
+        let exn_state = arena.alloc(vmctx::EXN_STATE_SIZE as u64, 16)? as *mut u64;
         let mut store = Store {
             vm,
             config,
@@ -320,6 +347,7 @@ impl Store {
             memories: Vec::new(),
             tables: Vec::new(),
             globals: Vec::new(),
+            tags: Vec::new(),
             instances: Vec::new(),
             vmctx_index: HashMap::new(),
             host_imports: HashMap::new(),
@@ -330,6 +358,8 @@ impl Store {
             guest_stack,
             stack_limit,
             fuel,
+            exn_state,
+            exn_bytes: 0,
             depth: 0,
             pending_error: None,
             deadline: None,
@@ -601,6 +631,19 @@ impl Store {
     pub fn global_type(&self, g: GlobalId) -> GlobalType {
         self.globals[g.0 as usize].ty
     }
+
+    pub fn tag_type(&self, t: TagId) -> &FuncType {
+        &self.tags[t.0 as usize].ty
+    }
+
+    /// A tag made by the host (as if exported by a module).
+    pub fn new_tag(&mut self, ty: FuncType) -> Result<TagId, Error> {
+        if !ty.results.is_empty() {
+            return Err(Error::Usage("a tag's type has no results".into()));
+        }
+        self.tags.push(TagObj { ty });
+        Ok(TagId(self.tags.len() as u32 - 1))
+    }
     // ---- Exports ----------------------------------------------------------------------------
 
     pub fn export(&self, instance: InstanceId, name: &str) -> Option<Extern> {
@@ -612,6 +655,7 @@ impl Store {
             ExportKind::Memory => Extern::Memory(inst.memories[i]),
             ExportKind::Table => Extern::Table(inst.tables[i]),
             ExportKind::Global => Extern::Global(inst.globals[i]),
+            ExportKind::Tag => Extern::Tag(inst.tags[i]),
         })
     }
 

@@ -8,7 +8,7 @@ use crate::kvm::Perm;
 use crate::error::Error;
 use crate::values::Val;
 use wasce_compiler::builtins::Builtin;
-use wasce_compiler::Trap;
+use wasce_compiler::{vmctx, Trap};
 
 /// Run builtin `number` for the instance whose vmctx is `vmctx`, with arguments `args`
 /// (after the vmctx). Returns the builtin's result; unknown callers or numbers fail.
@@ -46,6 +46,56 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
         }
         Builtin::HostCall => store.host_call(a[0], a[1]),
         Builtin::MemoryAtomicWait => store.atomic_wait(a[0] as i64),
+        Builtin::ExnAlloc => store.exn_alloc(a[0]),
+    }
+}
+
+/// Bytes of the chunks exception objects are allocated from: the first is `EXN_CHUNK_MIN`,
+/// each later one as large as all before it, up to `EXN_CHUNK_MAX` (so a program that keeps
+/// many makes few calls to the host); a larger object gets its own.
+const EXN_CHUNK_MIN: u64 = 64 * 1024;
+const EXN_CHUNK_MAX: u64 = 4 << 20;
+
+impl Store {
+    /// The `ExnAlloc` builtin: a new chunk for exception objects, holding a first object of
+    /// `size` bytes, whose address it returns (0 with the store's pending error set when the
+    /// store's exception bytes would pass `max_exception_bytes`). The state's `next`/`end`
+    /// then describe the rest of the chunk. Nothing is read from guest-writable memory.
+    fn exn_alloc(&mut self, size: u64) -> u64 {
+        // The largest object: a tag of the most parameters wasmparser accepts, plus the header.
+        const MAX_OBJECT: u64 = 1 << 20;
+        if size == 0 || size > MAX_OBJECT || !size.is_multiple_of(16) {
+            self.pending_error = Some(Error::Limit(format!("bad exception object size {size}")));
+            return 0;
+        }
+        let left = self.config.max_exception_bytes.saturating_sub(self.exn_bytes);
+        let chunk = self.exn_bytes.clamp(EXN_CHUNK_MIN, EXN_CHUNK_MAX).min(left & !15).max(size);
+        if chunk > left {
+            self.pending_error = Some(Error::Limit(format!(
+                "exception objects would take more than {} bytes (max_exception_bytes); they are kept until the store ends",
+                self.config.max_exception_bytes
+            )));
+            return 0;
+        }
+        let p = match self.arena_alloc(chunk, 16) {
+            Ok(p) => p as u64,
+            Err(e) => {
+                self.pending_error = Some(e);
+                return 0;
+            }
+        };
+        // In the VM the new pages are mapped before the guest resumes (the hypercall path
+        // applies pending maps); in process mode they are simply there.
+        if self.vm.is_none() {
+            let _ = self.flush_maps();
+        }
+        self.exn_bytes += chunk;
+        // SAFETY: the exception state is a live arena block of EXN_STATE_SIZE bytes.
+        unsafe {
+            self.exn_state.add((vmctx::EXN_NEXT / 8) as usize).write(p + size);
+            self.exn_state.add((vmctx::EXN_END / 8) as usize).write(p + chunk);
+        }
+        p
     }
 }
 

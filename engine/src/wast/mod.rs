@@ -5,6 +5,7 @@
 //! one assertion; a module, `register` or `invoke` that fails where it should not counts as a
 //! failure too. Failures are reported as `file:line: what happened`.
 
+mod legacy;
 mod spectest;
 mod values;
 
@@ -30,6 +31,8 @@ pub struct WastRunner {
     named: HashMap<String, InstanceId>,
     current: Option<InstanceId>,
     settings: Settings,
+    /// `(module definition $M ...)`: compiled modules by name (the last one also as "").
+    definitions: HashMap<String, Module>,
 }
 
 impl WastRunner {
@@ -37,11 +40,15 @@ impl WastRunner {
         let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() })?;
         let mut linker = Linker::new();
         spectest::define(&mut store, &mut linker)?;
-        Ok(WastRunner { store, linker, named: HashMap::new(), current: None, settings: Settings::default() })
+        Ok(WastRunner { store, linker, named: HashMap::new(), current: None, settings: Settings::default(), definitions: HashMap::new() })
     }
 
     /// Run a whole script; `Err` only when the script itself cannot be parsed.
     pub fn run_script(&mut self, name: &str, text: &str) -> Result<Outcome, String> {
+        // The folded legacy `try` form is not parsed by the `wast` crate: unfold it (the line
+        // structure is kept, so reported lines stay right).
+        let unfolded = legacy::unfold(text);
+        let text = unfolded.as_deref().unwrap_or(text);
         let mut lexer = Lexer::new(text);
         lexer.allow_confusing_unicode(true);
         let buf = ParseBuffer::new_with_lexer(lexer).map_err(|e| format!("{name}: {e}"))?;
@@ -69,12 +76,19 @@ impl WastRunner {
         use WastDirective as D;
         match d {
             D::Module(mut module) => (false, self.module(&mut module).map(|_| ())),
-            D::ModuleDefinition(mut module) => (false, module.encode().map(|_| ()).map_err(|e| e.to_string())),
-            D::ModuleInstance { .. } => (false, Err("module instances of definitions are not supported".into())),
+            D::ModuleDefinition(mut module) => (false, self.define_module(&mut module)),
+            D::ModuleInstance { instance, module, .. } => {
+                (false, self.instantiate_definition(instance.map(|i| i.name()), module.map(|m| m.name())))
+            }
             D::Register { name, module, .. } => (false, self.register(name, module.map(|m| m.name()))),
             D::Invoke(invoke) => (false, self.invoke(&invoke).map(|_| ()).map_err(|e| format!("invoke failed: {e}"))),
             D::AssertReturn { exec, results, .. } => (true, self.assert_return(exec, &results)),
             D::AssertTrap { exec, message, .. } => (true, self.assert_trap(exec, message)),
+            D::AssertException { exec, .. } => (true, match self.execute(exec) {
+                Err(Error::Exception) => Ok(()),
+                Ok(_) => Err("expected an exception, but it returned".into()),
+                Err(e) => Err(format!("expected an exception, got: {e}")),
+            }),
             D::AssertExhaustion { call, message, .. } => {
                 (true, expect_trap(self.invoke(&call).map(|_| ()), message))
             }
@@ -116,6 +130,30 @@ impl WastRunner {
         };
         let bytes = module.encode().map_err(|e| format!("module did not encode: {e}"))?;
         self.instantiate(&bytes, name.as_deref()).map_err(|e| format!("module failed: {e}"))
+    }
+
+    fn define_module(&mut self, module: &mut QuoteWat<'_>) -> Result<(), String> {
+        let name = match module {
+            QuoteWat::Wat(Wat::Module(m)) => m.id.map(|id| id.name().to_string()),
+            _ => None,
+        };
+        let bytes = module.encode().map_err(|e| format!("module did not encode: {e}"))?;
+        let compiled = self.compile(&bytes).map_err(|e| format!("module definition failed: {e}"))?;
+        if let Some(name) = name {
+            self.definitions.insert(name, compiled.clone());
+        }
+        self.definitions.insert(String::new(), compiled);
+        Ok(())
+    }
+
+    fn instantiate_definition(&mut self, instance: Option<&str>, module: Option<&str>) -> Result<(), String> {
+        let compiled = self.definitions.get(module.unwrap_or("")).cloned().ok_or_else(|| format!("no module definition {module:?}"))?;
+        let id = self.linker.instantiate(&mut self.store, &compiled).map_err(|e| format!("module instance failed: {e}"))?;
+        self.current = Some(id);
+        if let Some(name) = instance {
+            self.named.insert(name.to_string(), id);
+        }
+        Ok(())
     }
 
     fn register(&mut self, as_name: &str, module: Option<&str>) -> Result<(), String> {

@@ -14,6 +14,7 @@ pub fn arg(a: &WastArgCore<'_>) -> Result<Val, String> {
         WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Func | AbstractHeapType::NoFunc, .. } | HeapType::Concrete(_)) => Val::FuncRef(0),
         WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Extern | AbstractHeapType::NoExtern, .. }) => Val::ExternRef(None),
         WastArgCore::RefExtern(n) => Val::ExternRef(Some(*n)),
+        WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Exn | AbstractHeapType::NoExn, .. }) => Val::ExnRef(0),
         other => return Err(format!("unsupported argument {other:?}")),
     })
 }
@@ -59,6 +60,9 @@ pub fn matches(actual: &Val, expected: &WastRetCore<'_>) -> bool {
         }
         (Val::ExternRef(a), WastRetCore::RefNull(ty)) => {
             a.is_none() && matches!(ty, None | Some(HeapType::Abstract { ty: AbstractHeapType::Extern | AbstractHeapType::NoExtern, .. }))
+        }
+        (Val::ExnRef(a), WastRetCore::RefNull(ty)) => {
+            *a == 0 && matches!(ty, None | Some(HeapType::Abstract { ty: AbstractHeapType::Exn | AbstractHeapType::NoExn, .. }))
         }
         (Val::FuncRef(a), WastRetCore::RefFunc(_)) => *a != 0,
         (Val::ExternRef(a), WastRetCore::RefExtern(e)) => match e {

@@ -88,7 +88,7 @@ fn failure(step: &Step, e: Error) -> Result<Result<Outcome, Inconclusive>, Subje
         Trap::IntegerOverflow => TrapKind::IntegerOverflow,
         Trap::IntegerDivisionByZero => TrapKind::IntegerDivisionByZero,
         Trap::BadConversionToInteger => TrapKind::BadConversionToInteger,
-        Trap::NullReference | Trap::NullFunctionReference => TrapKind::NullReference,
+        Trap::NullReference | Trap::NullFunctionReference | Trap::NullExnReference => TrapKind::NullReference,
         Trap::StackOverflow => return Ok(Err(Inconclusive::StackOverflow)),
         Trap::Interrupt => {
             return Err(fail(format!("timed out after {KVM_TIMEOUT:?}, where wasmi finished within its fuel")))
@@ -133,7 +133,7 @@ fn snapshot(store: &Store, instance: InstanceId, plan: &Plan, outcome: Outcome) 
 }
 
 fn is_null(v: &Val) -> bool {
-    matches!(v, Val::FuncRef(0) | Val::ExternRef(None))
+    matches!(v, Val::FuncRef(0) | Val::ExternRef(None) | Val::ExnRef(0))
 }
 
 fn value(v: &Val) -> Value {
@@ -145,5 +145,6 @@ fn value(v: &Val) -> Value {
         Val::V128(v) => Value::V128(v),
         Val::FuncRef(addr) => Value::FuncRef { null: addr == 0 },
         Val::ExternRef(r) => Value::ExternRef { null: r.is_none() },
+        Val::ExnRef(_) => unreachable!("the generated modules use no exception handling"),
     }
 }

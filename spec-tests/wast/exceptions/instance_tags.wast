@@ -1,0 +1,42 @@
+;; wasce: tags are per instance; an imported tag is the exporter's.
+(module definition $M
+  (tag (export "tag"))
+  (func (export "throw") (throw 0))
+)
+(module instance $I1 $M)
+(module instance $I2 $M)
+(register "I1" $I1)
+(register "I2" $I2)
+(module
+  (import "I1" "tag" (tag $tag1))
+  (import "I2" "tag" (tag $tag2))
+  (import "I1" "throw" (func $throw1))
+  (import "I1" "tag" (tag $tag1b))
+  (func (export "tag") (result i32)
+    (block $on_tag1
+      (block $on_other
+        (try_table (catch $tag1 $on_tag1) (catch_all $on_other)
+          (throw $tag2)
+        )
+        (unreachable)
+      )
+      (return (i32.const 0))
+    )
+    (return (i32.const 1))
+  )
+  (func (export "same") (result i32)
+    (block $on_tag1
+      (block $on_other
+        (try_table (catch $tag1b $on_tag1) (catch_all $on_other)
+          (call $throw1)
+        )
+        (unreachable)
+      )
+      (return (i32.const 0))
+    )
+    (return (i32.const 1))
+  )
+)
+(assert_return (invoke "tag") (i32.const 0))
+(assert_return (invoke "same") (i32.const 1))
+(assert_exception (invoke $I2 "throw"))
