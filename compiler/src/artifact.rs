@@ -57,7 +57,9 @@ pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
 pub const FORMAT_VERSION: u32 = 4;
 /// The version of the compiler that writes and reads artifacts.
-pub const COMPILER_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The crate version and the build id (`build.rs`: a hash of the compiler's sources, the guest
+/// ABI and the locked dependencies), so that artifacts of another build are refused.
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("WASCE_COMPILER_BUILD"));
 /// Sections that may be mapped from the file start at multiples of this.
 pub const PAGE_SIZE: usize = 4096;
 
