@@ -100,6 +100,9 @@ pub enum ArtifactError {
     #[error("artifact was compiled by wasce {artifact}; this is wasce {host}{detail}; recompile it with `wasce compile`")]
     Incompatible { artifact: String, host: String, detail: String },
     /// The MAC matched but the contents do not make sense (a bug, or a crafted file).
+    /// A module this format cannot describe (GC type definitions and constant expressions).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     #[error("malformed artifact: {0}")]
     Malformed(String),
     /// This host has no code generator to compare with.
@@ -186,6 +189,14 @@ fn set_fuel_flag(bytes: &mut [u8], key: &Key) {
 }
 
 fn serialize_for(module: &CompiledModule, bounds: BoundsChecks, features: Features, version: &str, isa: &str, key: &Key) -> Result<Vec<u8>, ArtifactError> {
+    let info = &module.info;
+    if info.uses_gc_types()
+        || info.global_inits.iter().chain(&info.table_inits).chain(info.elems.iter().flat_map(|e| &e.items)).any(|e| matches!(e, ConstExpr::Gc(_)))
+    {
+        return Err(ArtifactError::Unsupported(
+            "artifacts of modules with GC type definitions (struct, array, sub or rec types) or GC constant expressions are not implemented; run the .wasm".into(),
+        ));
+    }
     let mut w = Writer::default();
     w.buf.extend_from_slice(MAGIC);
     w.buf.extend_from_slice(&[0; 3]);
@@ -337,6 +348,7 @@ impl Writer {
     }
     fn expr(&mut self, e: &ConstExpr) {
         match *e {
+            ConstExpr::Gc(_) => unreachable!("refused by serialize_for"),
             ConstExpr::Extended(ref ops) => {
                 self.u8(8);
                 self.len(ops.len());
@@ -727,7 +739,12 @@ impl<'a> Reader<'a> {
                     2 => HeapType::Concrete(self.u32()?),
                     3 => HeapType::NoFunc,
                     4 => HeapType::NoExtern,
-                    // The GC heap types are never compiled.
+                    5 => HeapType::Any,
+                    6 => HeapType::Eq,
+                    7 => HeapType::I31,
+                    8 => HeapType::Struct,
+                    9 => HeapType::Array,
+                    10 => HeapType::None,
                     _ => return Err(self.bad("bad heap type")),
                 };
                 // Normalised, so that equal types compare equal (`WasmType`).
@@ -1037,6 +1054,7 @@ fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: Wa
         _ => Err(format!("global.get {g} of a global not initialised yet ({visible_globals} are)")),
     };
     let ty = match *e {
+        ConstExpr::Gc(_) => return Err("GC constant expression in an artifact".into()),
         // Type-checked by running it over types (values are irrelevant here).
         ConstExpr::Extended(ref ops) => eval_extended(ops, |g| global(g).map(|t| (t, 0)))?.0,
         ConstExpr::I32(_) => WasmType::I32,

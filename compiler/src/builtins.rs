@@ -64,7 +64,30 @@ builtins! {
     // passed first (the store holds the interrupt). `memory.atomic.wait` on a shared memory
     // whose value matched: in a one-thread store nothing can notify it.
     MemoryAtomicWait(1) traps HostError;
+    // GC. (object size in bytes) -> address of a fresh zeroed object of that size from a new
+    // chunk (the GC state's next/end then describe the rest of it), or 0: the store's GC heap
+    // limit (the host holds the error).
+    GcAlloc(1);
+    // (canonical type id, canonical type id) -> 1 if the first is a subtype of the second, else
+    // 0 (unknown ids: 0).
+    GcSubtype(2);
+    // (module type index, data segment, offset, length) -> a new array from the segment's
+    // bytes, or 0 (the host holds the trap).
+    ArrayNewData(4);
+    // (module type index, elem segment, offset, length) -> a new array, or 0.
+    ArrayNewElem(4);
+    // (array, index, data segment, offset, length) -> status.
+    ArrayInitData(5) traps HostError;
+    // (array, index, elem segment, offset, length) -> status.
+    ArrayInitElem(5) traps HostError;
 }
+
+/// Error codes of the array builtins (results below `GC_ERR_LIMIT` are errors, not addresses).
+pub const GC_ERR_MEMORY: u64 = 1;
+pub const GC_ERR_OOM: u64 = 2;
+pub const GC_ERR_TABLE: u64 = 3;
+pub const GC_ERR_ARRAY: u64 = 4;
+pub const GC_ERR_LIMIT: u64 = 16;
 
 impl Builtin {
     /// Offset of this builtin's address in the builtin table.

@@ -40,6 +40,9 @@ features! {
     TAIL_CALL = 5, "tail-call", WasmFeatures::TAIL_CALL;
     /// Typed function references: `(ref null? $t)`, `call_ref`, `br_on_null`, ...
     FUNCTION_REFERENCES = 6, "function-references", WasmFeatures::FUNCTION_REFERENCES;
+    /// Garbage collection: struct, array and i31 references, casts, recursive and sub types
+    /// (`translate/gc.rs`; objects are never freed before their store).
+    GC = 8, "gc", WasmFeatures::GC;
 }
 
 impl Features {

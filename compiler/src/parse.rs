@@ -29,15 +29,31 @@ pub(crate) fn parse(wasm: &[u8], features: crate::Features) -> Result<ParsedModu
         }
         match payload {
             Payload::TypeSection(reader) => {
-                for rec in reader.into_iter_err_on_gc_types() {
-                    let ty = module::func_type(&rec.map_err(invalid)?).map_err(unsupported)?;
-                    // Without GC a type refers only to earlier types (the store canonicalises
-                    // types in order); a recursive type is left to GC support.
-                    let index = info.types.len() as u32;
-                    if ty.params.iter().chain(&ty.results).any(|t| t.concrete_index().is_some_and(|i| i >= index)) {
-                        return Err(unsupported(format!("recursive type {index} (GC)")));
+                for rec in reader {
+                    let rec = rec.map_err(invalid)?;
+                    let start = info.types.len() as u32;
+                    let explicit = rec.is_explicit_rec_group();
+                    for sub in rec.into_types() {
+                        let (def, func) = module::sub_type(&sub).map_err(unsupported)?;
+                        info.types.push(func.unwrap_or_default());
+                        info.type_defs.push(def);
                     }
-                    info.types.push(ty);
+                    let len = info.types.len() as u32 - start;
+                    if explicit && len != 1 {
+                        info.rec_groups.push((start, len));
+                    } else if explicit && len == 1 {
+                        // `(rec (type ...))` of one type is the same as the type alone.
+                    }
+                }
+                // Only final function types that name earlier types: the WebAssembly 2.0
+                // description (no GC type definitions).
+                let plain = info.rec_groups.is_empty()
+                    && info.type_defs.iter().enumerate().all(|(i, d)| {
+                        d.composite == CompositeType::Func && d.is_final && d.supertype.is_none()
+                            && info.types[i].params.iter().chain(&info.types[i].results).all(|t| t.concrete_index().is_none_or(|j| (j as usize) < i))
+                    });
+                if plain {
+                    info.type_defs.clear();
                 }
             }
             Payload::ImportSection(reader) => {

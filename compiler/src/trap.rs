@@ -51,6 +51,16 @@ traps! {
     AtomicWaitNonShared = 16, "expected shared memory";
     // NullFunctionReference: call_ref / return_call_ref of a null reference.
     NullFunctionReference = 17, "null function reference";
+    // GC.
+    CastFailure = 18, "cast failure";
+    NullStructReference = 19, "null structure reference";
+    NullArrayReference = 20, "null array reference";
+    NullI31Reference = 21, "null i31 reference";
+    ArrayOutOfBounds = 22, "out of bounds array access";
+    // AllocationTooLarge: an array larger than the GC heap may ever hold.
+    AllocationTooLarge = 23, "allocation size too large";
+    // GcHeapOutOfMemory: the store's GC heap limit (`max_gc_heap_bytes`) is reached.
+    GcHeapOutOfMemory = 24, "GC heap out of memory";
 }
 
 impl Trap {

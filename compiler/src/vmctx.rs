@@ -9,7 +9,9 @@
 //!                              never by a field the guest could overwrite)
 //! 24  FUEL                     u64: address of the store's fuel cell (i64, remaining fuel)
 //! 32  INTERRUPT                u64: non-zero asks running code to stop (reserved)
-//! 40..64                       reserved
+//! 40                           reserved (exception state)
+//! 48  GC_HEAP                  u64: address of the store's GC allocation state (`GC_*` below)
+//! 56..64                       reserved
 //! 64  type_ids[ntypes]         u64 each: store-canonical id of each module type
 //! ..  funcrefs[nfuncs]         VMFuncRef (24 bytes): {code, vmctx, type_id}, imports first
 //! ..  memories[nmems]          16 bytes: imported = {*VMMemoryDef, 0}; defined = {base, length}
@@ -23,7 +25,15 @@ pub const STACK_LIMIT: u32 = 0;
 pub const BUILTINS: u32 = 8;
 pub const FUEL: u32 = 24;
 pub const INTERRUPT: u32 = 32;
+pub const GC_HEAP: u32 = 48;
 pub const HEADER_SIZE: u32 = 64;
+
+/// The store's GC allocation state (what `GC_HEAP` points at): `next..end` is the free part of
+/// the current chunk of the GC heap. Objects are bump-allocated from it by compiled code; the
+/// `GcAlloc` builtin hands out a new chunk. Guest data: the host never trusts it.
+pub const GC_NEXT: u32 = 0;
+pub const GC_END: u32 = 8;
+pub const GC_STATE_SIZE: u32 = 16;
 
 /// `VMFuncRef`: what a funcref value points at (tables hold these addresses).
 pub const FUNCREF_CODE: u32 = 0;
@@ -41,7 +51,7 @@ pub const GLOBAL_SIZE: u32 = 16;
 /// Size of one table element (a funcref address or an externref handle; null is 0).
 pub const TABLE_ELEM_SIZE: u32 = 8;
 
-const _: () = assert!(HEADER_SIZE >= INTERRUPT + 8);
+const _: () = assert!(HEADER_SIZE >= INTERRUPT + 8 && HEADER_SIZE >= GC_HEAP + 8);
 const _: () = assert!(HEADER_SIZE.is_multiple_of(16) && FUNCREF_SIZE.is_multiple_of(8) && DEF_SIZE.is_multiple_of(16));
 
 /// The offsets of one module's vmctx.

@@ -11,6 +11,7 @@
 
 mod atomic;
 mod call;
+mod gc;
 mod memory;
 mod numeric;
 mod simd;
@@ -688,7 +689,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                     || self.translate_table(op)?
                     || self.translate_simd(op)?
                     || self.translate_atomic(op)?
-                    || self.translate_call_op(op)?)
+                    || self.translate_call_op(op)?
+                    || self.translate_gc(op)?)
                 {
                     return Err(CompileError::Unsupported(format!("operator {op:?}")));
                 }
