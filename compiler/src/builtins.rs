@@ -76,10 +76,10 @@ builtins! {
     ArrayNewData(4);
     // (module type index, elem segment, offset, length) -> a new array, or 0.
     ArrayNewElem(4);
-    // (array, index, data segment, offset, length) -> status.
-    ArrayInitData(5) traps HostError;
-    // (array, index, elem segment, offset, length) -> status.
-    ArrayInitElem(5) traps HostError;
+    // (array, index, array type << 32 | data segment, offset, length) -> 0, or an error code.
+    ArrayInitData(5);
+    // (array, index, array type << 32 | elem segment, offset, length) -> 0, or an error code.
+    ArrayInitElem(5);
 }
 
 /// Error codes of the array builtins (results below `GC_ERR_LIMIT` are errors, not addresses).

@@ -16,6 +16,19 @@ pub enum Val {
     FuncRef(u64),
     /// A host reference value, `None` for null.
     ExternRef(Option<u32>),
+    /// A reference of the any hierarchy (GC), raw: 0 null, an i31 `(v << 1) | 1`, a host
+    /// value `(n + 1) << 2 | 2` (`any.convert_extern` of externref `n`), or an object address
+    /// (see the compiler's `translate/gc.rs`). Embedders may pass null, i31 and host values;
+    /// object addresses are only ever produced by compiled code and are refused as arguments.
+    AnyRef(u64),
+    /// An externref that is an any value converted with `extern.convert_any` (raw, bit 63
+    /// set).
+    ExternAny(u64),
+}
+
+/// The raw any-hierarchy value of host reference `n` (`any.convert_extern` of externref `n`).
+pub fn host_any(n: u32) -> u64 {
+    ((n as u64 + 1) << 2) | 2
 }
 
 impl Val {
@@ -29,7 +42,8 @@ impl Val {
             Val::F64(_) => WasmType::F64,
             Val::V128(_) => WasmType::V128,
             Val::FuncRef(_) => WasmType::FuncRef,
-            Val::ExternRef(_) => WasmType::ExternRef,
+            Val::ExternRef(_) | Val::ExternAny(_) => WasmType::ExternRef,
+            Val::AnyRef(_) => WasmType::reference(true, wasce_compiler::module::HeapType::Any),
         }
     }
 
@@ -43,6 +57,7 @@ impl Val {
             Val::V128(v) => v,
             Val::FuncRef(v) => v as u128,
             Val::ExternRef(v) => v.map_or(0, |n| n as u128 + 1),
+            Val::AnyRef(v) | Val::ExternAny(v) => v as u128,
         }
     }
 
@@ -54,10 +69,15 @@ impl Val {
             WasmType::F64 => Val::F64(slot as u64),
             WasmType::V128 => Val::V128(slot),
             WasmType::FuncRef => Val::FuncRef(slot as u64),
-            WasmType::Ref(r) if r.heap.is_func() => Val::FuncRef(slot as u64),
+            WasmType::Ref(r) if crate::types::top(r.heap) == wasce_compiler::module::HeapType::Func => Val::FuncRef(slot as u64),
+            WasmType::Ref(r) if crate::types::top(r.heap) == wasce_compiler::module::HeapType::Any => Val::AnyRef(slot as u64),
             WasmType::ExternRef | WasmType::Ref(_) => {
                 let raw = slot as u64;
-                Val::ExternRef(if raw == 0 { None } else { Some((raw - 1) as u32) })
+                if raw >> 63 != 0 {
+                    Val::ExternAny(raw)
+                } else {
+                    Val::ExternRef(if raw == 0 { None } else { Some((raw - 1) as u32) })
+                }
             }
         }
     }
@@ -84,6 +104,11 @@ impl std::fmt::Display for Val {
             Val::FuncRef(_) => write!(f, "<funcref>"),
             Val::ExternRef(None) => write!(f, "null"),
             Val::ExternRef(Some(n)) => write!(f, "<externref {n}>"),
+            Val::AnyRef(0) => write!(f, "null"),
+            Val::AnyRef(v) if v & 1 == 1 => write!(f, "<i31 {}>", (*v as u32 as i32) >> 1),
+            Val::AnyRef(v) if v & 3 == 2 => write!(f, "<host {}>", (v >> 2).wrapping_sub(1)),
+            Val::AnyRef(_) => write!(f, "<object>"),
+            Val::ExternAny(_) => write!(f, "<externref (any)>"),
         }
     }
 }

@@ -501,12 +501,12 @@ impl Translator<'_, '_> {
                 self.gc_result_check(r);
                 self.push(r);
             }
-            O::ArrayInitData { array_type_index: _, array_data_index: seg }
-            | O::ArrayInitElem { array_type_index: _, array_elem_index: seg } => {
+            O::ArrayInitData { array_type_index: ty, array_data_index: seg }
+            | O::ArrayInitElem { array_type_index: ty, array_elem_index: seg } => {
                 let len = self.pop();
                 let (arr, dst, src) = self.pop3();
                 self.trapz(arr, Trap::NullArrayReference);
-                let s = self.b.ins().iconst(I64, seg as i64);
+                let s = self.b.ins().iconst(I64, ((ty as u64) << 32 | seg as u64) as i64);
                 let builtin = if matches!(op, O::ArrayInitData { .. }) { Builtin::ArrayInitData } else { Builtin::ArrayInitElem };
                 let r = self.call_builtin(builtin, &[arr, dst, s, src, len]);
                 // 0 on success, else an error code.
