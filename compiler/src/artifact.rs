@@ -1257,8 +1257,23 @@ mod tests {
         assert!(refusal(&|i| i.globals[0].ty = missing).contains("out of range"));
         // ref.func 0 has type (ref 0): not a (ref 1).
         assert!(refusal(&|i| i.globals[0].ty = later).contains("where"));
-        // A GC heap type is never decoded.
+        // GC heap types are decoded (and checked like the others): a function is no anyref.
         let gc = WasmType::Ref(RefType { nullable: true, heap: HeapType::Any });
-        assert!(refusal(&|i| i.globals[0].ty = gc).contains("heap type"));
+        assert!(refusal(&|i| i.globals[0].ty = gc).contains("where"));
+    }
+
+    #[test]
+    fn gc_type_definitions_are_not_serialized() {
+        // (module (type (struct (field i32))) (func (result anyref) (struct.new_default 0)))
+        let wasm = b"\0asm\x01\0\0\0\x01\x09\x02\x5f\x01\x7f\x00\x60\x00\x01\x6e\x03\x02\x01\x01\x0a\x07\x01\x05\x00\xfb\x01\x00\x0b";
+        let module = crate::compile(wasm, &Settings::default()).unwrap();
+        assert!(matches!(serialize(&module, &Settings::default(), &KEY), Err(ArtifactError::Unsupported(_))));
+        // Without GC type definitions (an anyref and ref.i31 only) a module round-trips.
+        // (module (func (param i32) (result anyref) (ref.i31 (local.get 0))))
+        let i31 = b"\0asm\x01\0\0\0\x01\x06\x01\x60\x01\x7f\x01\x6e\x03\x02\x01\x00\x0a\x08\x01\x06\x00\x20\x00\xfb\x1c\x0b";
+        let module = crate::compile(i31, &Settings::default()).unwrap();
+        let bytes = serialize(&module, &Settings::default(), &KEY).unwrap();
+        let decoded = deserialize(&bytes, &KEY).unwrap().into_compiled();
+        assert_eq!(decoded.info.types[0].results, vec![WasmType::reference(true, HeapType::Any)]);
     }
 }
