@@ -246,8 +246,9 @@ impl Store {
         0
     }
 
-    /// Allocate a struct or array for a constant expression: `fields` raw values in order.
-    pub(super) fn gc_new_const(&mut self, inst: &InstanceData, ty: u32, values: &[u128]) -> Result<u64, Error> {
+    /// Allocate a struct or array for a constant expression: `values` raw values in order; an
+    /// array of `fill.1` copies of `fill.0` when `fill` is given.
+    pub(super) fn gc_new_const(&mut self, inst: &InstanceData, ty: u32, values: &[u128], fill: Option<(u128, u64)>) -> Result<u64, Error> {
         let module = &inst.module;
         let def = module.compiled.info.type_defs.get(ty as usize).ok_or_else(|| Error::Limit(format!("type {ty} is not a GC type")))?;
         let id = *module.types.ids.get(ty as usize).ok_or_else(|| Error::Limit(format!("type {ty} out of range")))?;
@@ -281,9 +282,19 @@ impl Store {
             }
             CompositeType::Array(f) => {
                 let f = *f;
-                let (p, elems) = self.host_array(id, f.storage, values.len() as u64).map_err(|_| oom())?;
-                for (k, v) in values.iter().enumerate() {
-                    write(elems + k as u64 * f.storage.size() as u64, f.storage, *v);
+                let (v, n) = fill.unwrap_or((0, values.len() as u64));
+                let (p, elems) = self.host_array(id, f.storage, n).map_err(|_| oom())?;
+                let es = f.storage.size() as u64;
+                if fill.is_some() {
+                    if v != 0 {
+                        for k in 0..n {
+                            write(elems + k * es, f.storage, v);
+                        }
+                    }
+                } else {
+                    for (k, v) in values.iter().enumerate() {
+                        write(elems + k as u64 * es, f.storage, *v);
+                    }
                 }
                 Ok(p)
             }

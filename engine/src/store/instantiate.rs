@@ -436,21 +436,17 @@ impl Store {
                     } else {
                         Vec::new()
                     };
-                    self.gc_new_const(inst, ty, &values)? as u128
+                    self.gc_new_const(inst, ty, &values, None)? as u128
                 }
                 GcConstOp::ArrayNew(ty) | GcConstOp::ArrayNewDefault(ty) => {
                     let n = stack.pop().ok_or_else(|| bad("stack"))? as u32 as u64;
                     let v = if matches!(op, GcConstOp::ArrayNew(_)) { stack.pop().ok_or_else(|| bad("stack"))? } else { 0 };
-                    if n.saturating_mul(16) > self.config.max_gc_heap_bytes {
-                        return Err(Error::Limit("GC heap out of memory (max_gc_heap_bytes)".into()));
-                    }
-                    let values = vec![v; n as usize];
-                    self.gc_new_const(inst, ty, &values)? as u128
+                    self.gc_new_const(inst, ty, &[], Some((v, n)))? as u128
                 }
                 GcConstOp::ArrayNewFixed(ty, n) => {
                     let at = stack.len().checked_sub(n as usize).ok_or_else(|| bad("stack"))?;
                     let values = stack.split_off(at);
-                    self.gc_new_const(inst, ty, &values)? as u128
+                    self.gc_new_const(inst, ty, &values, None)? as u128
                 }
             };
             stack.push(v);

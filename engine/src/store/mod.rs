@@ -652,7 +652,9 @@ impl Store {
 
     pub fn global_set(&mut self, g: GlobalId, v: Val) -> Result<(), Error> {
         let obj = &self.globals[g.0 as usize];
-        if !obj.ty.mutable || obj.ty.ty != v.ty() {
+        // (`val_matches`, not type equality: it refuses GC object addresses, which compiled
+        // code would trust.)
+        if !obj.ty.mutable || !self.val_matches(&v, obj.ty.ty) {
             return Err(Error::Usage("global is immutable or of another type".into()));
         }
         // SAFETY: as in global_get.
