@@ -68,9 +68,6 @@ builtins! {
     // chunk (the GC state's next/end then describe the rest of it), or 0: the store's GC heap
     // limit (the host holds the error).
     GcAlloc(1);
-    // (canonical type id, canonical type id) -> 1 if the first is a subtype of the second, else
-    // 0 (unknown ids: 0).
-    GcSubtype(2);
     // (module type index, data segment, offset, length) -> a new array from the segment's
     // bytes, or 0 (the host holds the trap).
     ArrayNewData(4);

@@ -602,6 +602,21 @@ impl ModuleInfo {
         self.type_defs.get(i as usize).is_none_or(|t| t.is_final)
     }
 
+    /// How many supertypes type `i` has (the length of its declared chain).
+    pub fn type_depth(&self, i: u32) -> u32 {
+        let mut depth = 0;
+        let mut t = i;
+        while let Some(s) = self.type_defs.get(t as usize).and_then(|d| d.supertype) {
+            depth += 1;
+            // Validated: supertypes come first; the bound keeps a crafted chain finite.
+            if s >= t || depth > 64 {
+                break;
+            }
+            t = s;
+        }
+        depth
+    }
+
     /// Whether the module uses GC type definitions (struct/array types, subtyping, recursion
     /// groups) or GC constant expressions.
     pub fn uses_gc_types(&self) -> bool {

@@ -77,9 +77,6 @@ unsafe extern "C" fn memory_atomic_wait(vm: *mut u8, a: u64) -> u64 {
 unsafe extern "C" fn gc_alloc(vm: *mut u8, a: u64) -> u64 {
     dispatch(Builtin::GcAlloc, vm, [a, 0, 0, 0, 0])
 }
-unsafe extern "C" fn gc_subtype(vm: *mut u8, a: u64, b: u64) -> u64 {
-    dispatch(Builtin::GcSubtype, vm, [a, b, 0, 0, 0])
-}
 unsafe extern "C" fn array_new_data(vm: *mut u8, a: u64, b: u64, c: u64, d: u64) -> u64 {
     dispatch(Builtin::ArrayNewData, vm, [a, b, c, d, 0])
 }
@@ -114,7 +111,6 @@ pub(crate) fn table() -> *const u64 {
                     Builtin::HostCall => host_call as *const () as u64,
                     Builtin::MemoryAtomicWait => memory_atomic_wait as *const () as u64,
                     Builtin::GcAlloc => gc_alloc as *const () as u64,
-                    Builtin::GcSubtype => gc_subtype as *const () as u64,
                     Builtin::ArrayNewData => array_new_data as *const () as u64,
                     Builtin::ArrayNewElem => array_new_elem as *const () as u64,
                     Builtin::ArrayInitData => array_init_data as *const () as u64,

@@ -81,6 +81,27 @@ pub fn is_subtype(sub: u64, sup: u64) -> bool {
     })
 }
 
+/// The supertype chain of canonical id `id`, from the root down to `id` (unknown ids: `None`).
+pub fn display(id: u64) -> Option<Vec<u64>> {
+    with_registry(|r| {
+        let mut chain = vec![id];
+        let mut t = id;
+        loop {
+            let (_, sup) = r.defs.get(t.checked_sub(1)? as usize)?;
+            match sup {
+                Some(s) if chain.len() <= 64 => {
+                    chain.push(*s);
+                    t = *s;
+                }
+                Some(_) => return None,
+                None => break,
+            }
+        }
+        chain.reverse();
+        Some(chain)
+    })
+}
+
 /// The kind of canonical id `id` (unknown ids: `None`).
 pub fn kind(id: u64) -> Option<TypeKind> {
     with_registry(|r| id.checked_sub(1).and_then(|i| r.defs.get(i as usize)).map(|d| d.0))

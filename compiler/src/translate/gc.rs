@@ -14,9 +14,10 @@
 //!
 //! Objects are bump-allocated from the store's GC state `{next, end}` (`vmctx::GC_*`); the
 //! `GcAlloc` builtin hands out a new chunk when the current one is full. Nothing is freed
-//! before the store. Casts to a concrete type compare the object's canonical type id with the
-//! target's (in the vmctx's type ids); when they differ and the target is not final, the
-//! `GcSubtype` builtin answers from the host's type registry. An object's header is guest data
+//! before the store. Casts to a concrete type compare the object's (or function's) canonical
+//! type id with the target's (in the vmctx's type ids); when they differ and the target is not
+//! final, the store's subtype table (`vmctx::GC_TYPES_*`: a display of supertypes per canonical
+//! id) decides without leaving compiled code. An object's header is guest data
 //! like its fields: compiled code trusts it as WebAssembly semantics guarantee (no operator can
 //! change a header), the host never does.
 
@@ -248,14 +249,38 @@ impl Translator<'_, '_> {
         if self.module().type_is_final(ty) {
             return eq;
         }
-        let slow = self.b.create_block();
+        // Else the subtype table: display(id)[depth(ty)] == expected.
+        let depth = self.module().type_depth(ty) as i64;
         let join = self.b.create_block();
         self.b.append_block_param(join, I8);
-        self.b.ins().brif(eq, join, &[BlockArg::Value(eq)], slow, &[]);
-        self.b.switch_to_block(slow);
-        self.b.seal_block(slow);
-        let r = self.call_builtin(Builtin::GcSubtype, &[id, expected]);
-        let c = self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+        let no = self.b.ins().iconst(I8, 0);
+        let in_table = self.b.create_block();
+        let has_display = self.b.create_block();
+        let deep_enough = self.b.create_block();
+        let lookup = self.b.create_block();
+        self.b.ins().brif(eq, join, &[BlockArg::Value(eq)], lookup, &[]);
+        self.b.switch_to_block(lookup);
+        self.b.seal_block(lookup);
+        let cell = self.vmctx_load(I64, vmctx::GC_TYPES);
+        let len = self.b.ins().load(I64, super::trusted(), cell, vmctx::GC_TYPES_LEN as i32);
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, id, len);
+        self.b.ins().brif(inside, in_table, &[], join, &[BlockArg::Value(no)]);
+        self.b.switch_to_block(in_table);
+        self.b.seal_block(in_table);
+        let table = self.b.ins().load(I64, super::trusted(), cell, vmctx::GC_TYPES_TABLE as i32);
+        let off = self.b.ins().ishl_imm_s(id, 3);
+        let slot = self.b.ins().iadd(table, off);
+        let display = self.b.ins().load(I64, obj_flags(), slot, 0);
+        self.b.ins().brif(display, has_display, &[], join, &[BlockArg::Value(no)]);
+        self.b.switch_to_block(has_display);
+        self.b.seal_block(has_display);
+        let d = self.b.ins().load(I64, obj_flags(), display, 0);
+        let deep = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, d, depth);
+        self.b.ins().brif(deep, deep_enough, &[], join, &[BlockArg::Value(no)]);
+        self.b.switch_to_block(deep_enough);
+        self.b.seal_block(deep_enough);
+        let sup = self.b.ins().load(I64, obj_flags(), display, 8 + 8 * depth as i32);
+        let c = self.b.ins().icmp(IntCC::Equal, sup, expected);
         self.b.ins().jump(join, &[BlockArg::Value(c)]);
         self.b.switch_to_block(join);
         self.b.seal_block(join);

@@ -31,11 +31,27 @@ pub(crate) struct GcHeap {
     /// The host's own allocation chunk.
     host_next: u64,
     host_end: u64,
+    /// The subtype table cell (`vmctx::GC_TYPES_*`, in the arena), the table's capacity in
+    /// entries, and the ids whose displays it holds.
+    pub(crate) types_cell: *mut u64,
+    types_table: *mut u64,
+    types_cap: u64,
+    types_done: std::collections::HashSet<u64>,
 }
 
 impl GcHeap {
-    pub(crate) fn new(state: *mut u64) -> GcHeap {
-        GcHeap { state, chunks: BTreeMap::new(), bytes: 0, host_next: 0, host_end: 0 }
+    pub(crate) fn new(state: *mut u64, types_cell: *mut u64) -> GcHeap {
+        GcHeap {
+            state,
+            chunks: BTreeMap::new(),
+            bytes: 0,
+            host_next: 0,
+            host_end: 0,
+            types_cell,
+            types_table: std::ptr::null_mut(),
+            types_cap: 0,
+            types_done: std::collections::HashSet::new(),
+        }
     }
 }
 
@@ -126,6 +142,48 @@ impl Store {
             (Some(id), Some(kind), true) => AnyKind::Object { kind, type_id: id as u64 },
             _ => AnyKind::Unknown,
         }
+    }
+
+    /// Enter these canonical ids (a module's types) in the subtype table compiled code reads for
+    /// casts to non-final types. Nothing here is read back from guest-writable memory: the
+    /// host's record is `types_done`, `types_cap` and the registry.
+    pub(crate) fn gc_register_types(&mut self, ids: &[u64]) -> Result<(), Error> {
+        for &id in ids {
+            if self.gc.types_done.contains(&id) {
+                continue;
+            }
+            let Some(display) = crate::types::display(id) else { continue };
+            if id >= self.gc.types_cap {
+                // Grow the table (the old one stays in the arena, unused).
+                let cap = (id + 1).next_power_of_two().max(64);
+                let table = self.arena_alloc(cap * 8, 8)? as *mut u64;
+                // SAFETY: the cell is a live GC_TYPES_SIZE arena block; the old table (if any)
+                // is the host's live block of `types_cap` entries, the new one has `cap` >= that.
+                unsafe {
+                    let old = self.gc.types_table;
+                    if !old.is_null() {
+                        std::ptr::copy_nonoverlapping(old, table, self.gc.types_cap as usize);
+                    }
+                    self.gc.types_cell.add((vmctx::GC_TYPES_TABLE / 8) as usize).write(table as u64);
+                    self.gc.types_cell.add((vmctx::GC_TYPES_LEN / 8) as usize).write(cap);
+                }
+                self.gc.types_cap = cap;
+                self.gc.types_table = table;
+            }
+            let rec = self.arena_alloc(8 * (display.len() as u64 + 1), 8)? as *mut u64;
+            // SAFETY: a fresh arena block of display.len() + 1 u64s; the host's table has
+            // `types_cap` > id entries (grown above).
+            unsafe {
+                rec.write(display.len() as u64 - 1);
+                for (k, s) in display.iter().enumerate() {
+                    rec.add(k + 1).write(*s);
+                }
+                self.gc.types_table.add(id as usize).write(rec as u64);
+            }
+            self.gc.types_done.insert(id);
+        }
+        let _ = self.flush_maps();
+        Ok(())
     }
 
     /// Element size and canonical id of array type `ty` of the instance's module.

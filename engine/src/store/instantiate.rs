@@ -168,6 +168,10 @@ impl Store {
         inst.write_u64(vmctx::BUILTINS, builtins);
         inst.write_u64(vmctx::FUEL, self.fuel as u64);
         inst.write_u64(vmctx::GC_HEAP, self.gc.state as u64);
+        inst.write_u64(vmctx::GC_TYPES, self.gc.types_cell as u64);
+        if info.uses_gc_types() {
+            self.gc_register_types(&module.types.ids)?;
+        }
         for (i, id) in module.types.ids.iter().enumerate() {
             inst.write_u64(layout.type_id(i as u32), *id);
         }

@@ -323,6 +323,8 @@ impl Store {
         unsafe { fuel.write(config.fuel.map_or(i64::MAX, |f| f.min(i64::MAX as u64) as i64)) };
         // The GC state starts empty (next = end = 0): the first allocation asks for a chunk.
         let gc_state = arena.alloc(vmctx::GC_STATE_SIZE as u64, 8)? as *mut u64;
+        // The subtype table starts empty (len 0: every lookup misses).
+        let gc_types = arena.alloc(vmctx::GC_TYPES_SIZE as u64, 8)? as *mut u64;
         let mut store = Store {
             vm,
             config,
@@ -341,7 +343,7 @@ impl Store {
             guest_stack,
             stack_limit,
             fuel,
-            gc: gc::GcHeap::new(gc_state),
+            gc: gc::GcHeap::new(gc_state, gc_types),
             depth: 0,
             pending_error: None,
             deadline: None,
