@@ -617,6 +617,33 @@ impl ModuleInfo {
         depth
     }
 
+    /// Whether module type `a` is `b` or declares it as a (transitive) supertype.
+    pub fn type_subtype(&self, a: u32, b: u32) -> bool {
+        let mut t = a;
+        for _ in 0..=64 {
+            if t == b {
+                return true;
+            }
+            match self.type_defs.get(t as usize).and_then(|d| d.supertype) {
+                Some(s) if s < t => t = s,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Value subtyping between types of this module (module type indices), with the GC
+    /// hierarchy and declared subtypes.
+    pub fn val_subtype(&self, a: WasmType, b: WasmType) -> bool {
+        match (a.as_ref_type(), b.as_ref_type()) {
+            (Some(x), Some(y)) => {
+                (!x.nullable || y.nullable)
+                    && x.heap.is_subtype_in(y.heap, &|i| self.type_kind(i), &|s, t| self.type_subtype(s, t))
+            }
+            _ => a == b,
+        }
+    }
+
     /// Whether the module uses GC type definitions (struct/array types, subtyping, recursion
     /// groups) or GC constant expressions.
     pub fn uses_gc_types(&self) -> bool {
