@@ -80,3 +80,33 @@ fn embedders_pass_null_i31_and_host_values_but_not_objects() {
         }
     }
 }
+
+/// GC type definitions (a recursion group, a final subtype) and GC constant expressions in
+/// globals and element segments survive an artifact, in both modes.
+#[test]
+fn gc_modules_run_from_artifacts() {
+    let wat = r#"(module
+      (rec (type $node (sub (struct (field i32) (field (ref null $node))))) (type $f (func (result i32))))
+      (type $sub (sub final $node (struct (field i32) (field (ref null $node)) (field i8))))
+      (type $pts (array (ref null $node)))
+      (global $g (ref $pts) (array.new_fixed $pts 2 (struct.new $node (i32.const 5) (ref.null $node))
+        (struct.new $sub (i32.const 6) (ref.null none) (i32.const 300))))
+      (elem $e (ref null $node) (item (struct.new_default $node)))
+      (func (export "main") (result i32)
+        (i32.add (struct.get $node 0 (ref.cast (ref $node) (array.get $pts (global.get $g) (i32.const 1))))
+                 (struct.get_u $sub 2 (ref.cast (ref $sub) (array.get $pts (global.get $g) (i32.const 1))))))
+      (func (export "elem") (result i32)
+        (struct.get $node 0 (array.get $pts (array.new_elem $pts $e (i32.const 0) (i32.const 1)) (i32.const 0)))))"#;
+    let bytes = wasce_engine::compile_to_artifact(&wat::parse_str(wat).unwrap(), &Settings::default()).unwrap();
+    let path = std::env::temp_dir().join(format!("wasce-gc-{}.cwasm", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let module = wasce_engine::load_artifact(&path);
+    let _ = std::fs::remove_file(&path);
+    let module = module.unwrap();
+    for isolation in [Isolation::Process, Isolation::Kvm] {
+        let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).unwrap();
+        let inst = Linker::new().instantiate(&mut store, &module).unwrap();
+        assert_eq!(call(&mut store, inst, "main", &[]).unwrap(), [Val::I32(50)], "{isolation:?}");
+        assert_eq!(call(&mut store, inst, "elem", &[]).unwrap(), [Val::I32(0)], "{isolation:?}");
+    }
+}
