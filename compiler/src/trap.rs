@@ -57,10 +57,9 @@ traps! {
     NullArrayReference = 20, "null array reference";
     NullI31Reference = 21, "null i31 reference";
     ArrayOutOfBounds = 22, "out of bounds array access";
-    // AllocationTooLarge: an array larger than the GC heap may ever hold.
-    AllocationTooLarge = 23, "allocation size too large";
-    // GcHeapOutOfMemory: the store's GC heap limit (`max_gc_heap_bytes`) is reached.
-    GcHeapOutOfMemory = 24, "GC heap out of memory";
+    // GcHeapOutOfMemory: the store's GC heap limit (`max_gc_heap_bytes`) is reached (any
+    // allocation, however large).
+    GcHeapOutOfMemory = 23, "GC heap out of memory";
 }
 
 impl Trap {
