@@ -55,7 +55,7 @@ use std::ops::Range;
 /// The first bytes of every artifact.
 pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The version of the compiler that writes and reads artifacts.
 /// The crate version and the build id (`build.rs`: a hash of the compiler's sources, the guest
 /// ABI and the locked dependencies), so that artifacts of another build are refused.
@@ -102,6 +102,9 @@ pub enum ArtifactError {
     #[error("artifact was compiled by wasce {artifact}; this is wasce {host}{detail}; recompile it with `wasce compile`")]
     Incompatible { artifact: String, host: String, detail: String },
     /// The MAC matched but the contents do not make sense (a bug, or a crafted file).
+    /// A module this format cannot describe (GC type definitions and constant expressions).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     #[error("malformed artifact: {0}")]
     Malformed(String),
     /// This host has no code generator to compare with.
@@ -342,6 +345,63 @@ impl Writer {
     }
     fn expr(&mut self, e: &ConstExpr) {
         match *e {
+            ConstExpr::Gc(ref ops) => {
+                self.u8(9);
+                self.len(ops.len());
+                for op in ops.iter() {
+                    match *op {
+                        GcConstOp::Const(t, v) => {
+                            self.u8(0);
+                            self.ty(t);
+                            self.u128(v);
+                        }
+                        GcConstOp::RefNull => self.u8(1),
+                        GcConstOp::RefFunc(f) => {
+                            self.u8(2);
+                            self.u32(f);
+                        }
+                        GcConstOp::GlobalGet(g) => {
+                            self.u8(3);
+                            self.u32(g);
+                        }
+                        GcConstOp::Arith(a) => {
+                            self.u8(4);
+                            self.u8(match a {
+                                ConstOp::I32Add => 3,
+                                ConstOp::I32Sub => 4,
+                                ConstOp::I32Mul => 5,
+                                ConstOp::I64Add => 6,
+                                ConstOp::I64Sub => 7,
+                                _ => 8,
+                            });
+                        }
+                        GcConstOp::StructNew(t) => {
+                            self.u8(5);
+                            self.u32(t);
+                        }
+                        GcConstOp::StructNewDefault(t) => {
+                            self.u8(6);
+                            self.u32(t);
+                        }
+                        GcConstOp::ArrayNew(t) => {
+                            self.u8(7);
+                            self.u32(t);
+                        }
+                        GcConstOp::ArrayNewDefault(t) => {
+                            self.u8(8);
+                            self.u32(t);
+                        }
+                        GcConstOp::ArrayNewFixed(t, n) => {
+                            self.u8(9);
+                            self.u32(t);
+                            self.u32(n);
+                        }
+                        GcConstOp::RefI31 => self.u8(10),
+                        GcConstOp::AnyConvertExtern => self.u8(11),
+                        GcConstOp::ExternConvertAny => self.u8(12),
+                    }
+                }
+            }
             ConstExpr::Extended(ref ops) => {
                 self.u8(8);
                 self.len(ops.len());
@@ -418,8 +478,6 @@ fn write_meta(w: &mut Writer, m: &CompiledModule) {
         w.types(&t.params);
         w.types(&t.results);
     }
-    w.len(info.rec_group_starts.len());
-    info.rec_group_starts.iter().for_each(|s| w.u32(*s));
     w.len(info.imports.len());
     for i in &info.imports {
         w.str(&i.module);
@@ -509,6 +567,40 @@ fn write_meta(w: &mut Writer, m: &CompiledModule) {
         }
         w.u64(d.range.start as u64);
         w.u64(d.range.end as u64);
+    }
+    // GC type definitions (empty for a module without them) and recursion groups.
+    w.len(info.type_defs.len());
+    for d in &info.type_defs {
+        let field = |w: &mut Writer, f: &FieldType| {
+            match f.storage {
+                StorageType::I8 => w.u8(0),
+                StorageType::I16 => w.u8(1),
+                StorageType::Val(t) => {
+                    w.u8(2);
+                    w.ty(t);
+                }
+            }
+            w.bool(f.mutable);
+        };
+        match &d.composite {
+            CompositeType::Func => w.u8(0),
+            CompositeType::Struct(fields) => {
+                w.u8(1);
+                w.len(fields.len());
+                fields.iter().for_each(|f| field(w, f));
+            }
+            CompositeType::Array(f) => {
+                w.u8(2);
+                field(w, f);
+            }
+        }
+        w.opt_u64(d.supertype.map(u64::from));
+        w.bool(d.is_final);
+    }
+    w.len(info.rec_groups.len());
+    for (start, len) in &info.rec_groups {
+        w.u32(*start);
+        w.u32(*len);
     }
     // Sorted, so that the same module always gives the same bytes.
     let mut names: Vec<_> = info.func_names.iter().collect();
@@ -742,9 +834,14 @@ impl<'a> Reader<'a> {
                     2 => HeapType::Concrete(self.u32()?),
                     3 => HeapType::NoFunc,
                     4 => HeapType::NoExtern,
+                    5 => HeapType::Any,
+                    6 => HeapType::Eq,
+                    7 => HeapType::I31,
+                    8 => HeapType::Struct,
+                    9 => HeapType::Array,
+                    10 => HeapType::None,
                     11 => HeapType::Exn,
                     12 => HeapType::NoExn,
-                    // The GC heap types are never compiled.
                     _ => return Err(self.bad("bad heap type")),
                 };
                 // Normalised, so that equal types compare equal (`WasmType`).
@@ -794,8 +891,46 @@ impl<'a> Reader<'a> {
                 })?;
                 ConstExpr::Extended(ops.into())
             }
+            9 => {
+                let ops = self.vec(|r| {
+                    Ok(match r.u8()? {
+                        0 => GcConstOp::Const(r.ty()?, r.u128()?),
+                        1 => GcConstOp::RefNull,
+                        2 => GcConstOp::RefFunc(r.u32()?),
+                        3 => GcConstOp::GlobalGet(r.u32()?),
+                        4 => GcConstOp::Arith(match r.u8()? {
+                            3 => ConstOp::I32Add,
+                            4 => ConstOp::I32Sub,
+                            5 => ConstOp::I32Mul,
+                            6 => ConstOp::I64Add,
+                            7 => ConstOp::I64Sub,
+                            8 => ConstOp::I64Mul,
+                            _ => return Err(r.bad("bad constant instruction")),
+                        }),
+                        5 => GcConstOp::StructNew(r.u32()?),
+                        6 => GcConstOp::StructNewDefault(r.u32()?),
+                        7 => GcConstOp::ArrayNew(r.u32()?),
+                        8 => GcConstOp::ArrayNewDefault(r.u32()?),
+                        9 => GcConstOp::ArrayNewFixed(r.u32()?, r.u32()?),
+                        10 => GcConstOp::RefI31,
+                        11 => GcConstOp::AnyConvertExtern,
+                        12 => GcConstOp::ExternConvertAny,
+                        _ => return Err(r.bad("bad constant instruction")),
+                    })
+                })?;
+                ConstExpr::Gc(ops.into())
+            }
             _ => return Err(self.bad("bad constant expression")),
         })
+    }
+    fn field(&mut self) -> Result<FieldType, ArtifactError> {
+        let storage = match self.u8()? {
+            0 => StorageType::I8,
+            1 => StorageType::I16,
+            2 => StorageType::Val(self.ty()?),
+            _ => return Err(self.bad("bad storage type")),
+        };
+        Ok(FieldType { storage, mutable: self.bool()? })
     }
     fn locs(&mut self) -> Result<Vec<FuncLoc>, ArtifactError> {
         self.vec(|r| Ok(FuncLoc { offset: r.u32()?, len: r.u32()? }))
@@ -805,7 +940,6 @@ impl<'a> Reader<'a> {
 fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
     let mut info = ModuleInfo {
         types: r.vec(|r| Ok(FuncType { params: r.vec(Reader::ty)?, results: r.vec(Reader::ty)? }))?,
-        rec_group_starts: r.vec(Reader::u32)?,
         imports: r.vec(|r| {
             let (module, name) = (r.str()?, r.str()?);
             let kind = match r.u8()? {
@@ -864,6 +998,20 @@ fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
         })?,
         ..ModuleInfo::default()
     };
+    info.type_defs = r.vec(|r| {
+        let composite = match r.u8()? {
+            0 => CompositeType::Func,
+            1 => CompositeType::Struct(r.vec(Reader::field)?),
+            2 => CompositeType::Array(r.field()?),
+            _ => return Err(r.bad("bad type definition")),
+        };
+        let supertype = match r.opt_u64()? {
+            None => None,
+            Some(s) => Some(u32::try_from(s).map_err(|_| r.bad("bad supertype"))?),
+        };
+        Ok(SubType { composite, supertype, is_final: r.bool()? })
+    })?;
+    info.rec_groups = r.vec(|r| Ok((r.u32()?, r.u32()?)))?;
     let names = r.vec(|r| Ok((r.u32()?, r.str()?)))?;
     info.func_names = HashMap::with_capacity(names.len());
     for (f, name) in names {
@@ -934,27 +1082,45 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
     if let Some(ty) = info.funcs.iter().find(|t| **t as usize >= ntypes) {
         return bad(format!("function type {ty} out of range"));
     }
-    // Recursion groups: contiguous runs of types. Concrete reference types name a type: in the
-    // type section, one before the end of the type's group (the engine canonicalises groups in
-    // order); anywhere else, any type.
-    let starts = &info.rec_group_starts;
-    if !starts.is_empty() {
-        let ok = starts.len() == ntypes
-            && starts.iter().enumerate().all(|(i, &s)| s as usize == i || (i > 0 && starts[i - 1] == s));
-        if !ok {
-            return bad("recursion groups do not match the types".into());
+    // GC type definitions: one per type (or none), kinds that agree with the function types,
+    // supertypes earlier and of the same kind; recursion groups in range and disjoint.
+    if !info.type_defs.is_empty() && info.type_defs.len() != ntypes {
+        return bad("type definition count does not match the types".into());
+    }
+    for (i, d) in info.type_defs.iter().enumerate() {
+        let func_ok = match d.composite {
+            CompositeType::Func => true,
+            _ => info.types[i] == FuncType::default(),
+        };
+        let super_ok = d.supertype.is_none_or(|s| (s as usize) < i && info.type_defs[s as usize].kind() == d.kind() && !info.type_defs[s as usize].is_final);
+        if !func_ok || !super_ok {
+            return bad(format!("type definition {i} is inconsistent"));
         }
     }
-    let type_ok = |t: &WasmType, limit: usize| t.concrete_index().is_none_or(|i| (i as usize) < limit);
-    let mut end = 0;
-    for (i, ty) in info.types.iter().enumerate() {
-        if i >= end {
-            end = i + 1;
-            while end < ntypes && starts.get(end).is_some_and(|s| *s as usize == i) {
-                end += 1;
-            }
+    let mut group_end: Vec<usize> = (1..=ntypes).collect();
+    let mut prev_end = 0u64;
+    for &(start, len) in &info.rec_groups {
+        let end = start as u64 + len as u64;
+        if len < 2 || (start as u64) < prev_end || end > ntypes as u64 || info.type_defs.is_empty() {
+            return bad("recursion groups out of range or overlapping".into());
         }
-        if !ty.params.iter().chain(&ty.results).all(|t| type_ok(t, end)) {
+        for e in &mut group_end[start as usize..end as usize] {
+            *e = end as usize;
+        }
+        prev_end = end;
+    }
+    // Concrete reference types name a type: one defined before the end of the referring
+    // type's recursion group within the type section (the engine canonicalises groups in
+    // order), any one elsewhere.
+    let type_ok = |t: &WasmType, limit: usize| t.concrete_index().is_none_or(|i| (i as usize) < limit);
+    for (i, ty) in info.types.iter().enumerate() {
+        let limit = if info.type_defs.is_empty() { i } else { group_end[i] };
+        let fields: Vec<WasmType> = match info.type_defs.get(i).map(|d| &d.composite) {
+            Some(CompositeType::Struct(fs)) => fs.iter().map(|f| f.storage.unpacked()).collect(),
+            Some(CompositeType::Array(f)) => vec![f.storage.unpacked()],
+            _ => Vec::new(),
+        };
+        if !ty.params.iter().chain(&ty.results).chain(&fields).all(|t| type_ok(t, limit)) {
             return bad(format!("type {i} refers to a later type"));
         }
     }
@@ -1005,7 +1171,7 @@ fn validate(m: &CompiledModule, code_len: usize) -> Result<(), ArtifactError> {
         }
         if let ElemMode::Active { table, offset } = &seg.mode {
             let Some(t) = info.tables.get(*table as usize) else { return Err(err(format!("table {table} out of range"))) };
-            if !seg.ty.is_subtype_of(t.elem) {
+            if !info.val_subtype(seg.ty, t.elem) {
                 return Err(err(format!("{} elements for a table of {}", seg.ty, t.elem)));
             }
             const_expr(info, offset, nglobals, WasmType::I32).map_err(err)?;
@@ -1083,6 +1249,7 @@ fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: Wa
         _ => Err(format!("global.get {g} of a global not initialised yet ({visible_globals} are)")),
     };
     let ty = match *e {
+        ConstExpr::Gc(ref ops) => gc_const_type(info, ops, global)?,
         // Type-checked by running it over types (values are irrelevant here).
         ConstExpr::Extended(ref ops) => eval_extended(ops, |g| global(g).map(|t| (t, 0)))?.0,
         ConstExpr::I32(_) => WasmType::I32,
@@ -1096,10 +1263,95 @@ fn const_expr(info: &ModuleInfo, e: &ConstExpr, visible_globals: usize, want: Wa
         ConstExpr::RefFunc(f) => return Err(format!("ref.func {f} out of range")),
         ConstExpr::GlobalGet(g) => global(g)?,
     };
-    if !ty.is_subtype_of(want) {
+    if !info.val_subtype(ty, want) {
         return Err(format!("constant of type {ty} where {want} is expected"));
     }
     Ok(())
+}
+
+/// The type of a GC constant expression, checked instruction by instruction.
+fn gc_const_type(info: &ModuleInfo, ops: &[GcConstOp], global: impl Fn(u32) -> Result<WasmType, String>) -> Result<WasmType, String> {
+    let mut stack: Vec<WasmType> = Vec::new();
+    // `ref.null` (its heap type is not recorded) stands for a null of any hierarchy.
+    let null = WasmType::reference(true, HeapType::None);
+    let pop = |stack: &mut Vec<WasmType>, want: WasmType| match stack.pop() {
+        Some(t) if info.val_subtype(t, want) || (t == null && want.is_nullable()) => Ok(()),
+        Some(t) => Err(format!("{t} where {want} is expected")),
+        None => Err("operand stack underflow".to_string()),
+    };
+    let fields = |ty: u32| -> Result<&[FieldType], String> {
+        match info.type_defs.get(ty as usize).map(|d| &d.composite) {
+            Some(CompositeType::Struct(f)) => Ok(f),
+            Some(CompositeType::Array(f)) => Ok(std::slice::from_ref(f)),
+            _ => Err(format!("type {ty} is not a struct or array type")),
+        }
+    };
+    let is_array = |ty: u32| matches!(info.type_defs.get(ty as usize).map(|d| &d.composite), Some(CompositeType::Array(_)));
+    for op in ops {
+        let t = match *op {
+            GcConstOp::Const(t, _) if !t.is_ref() => t,
+            GcConstOp::Const(t, _) => return Err(format!("constant of reference type {t}")),
+            GcConstOp::RefNull => WasmType::reference(true, HeapType::None),
+            GcConstOp::RefFunc(f) if (f as usize) < info.funcs.len() => WasmType::reference(false, HeapType::Concrete(info.funcs[f as usize])),
+            GcConstOp::RefFunc(f) => return Err(format!("ref.func {f} out of range")),
+            GcConstOp::GlobalGet(g) => global(g)?,
+            GcConstOp::Arith(a) => {
+                let (t, _) = a.binary().ok_or("bad arithmetic")?;
+                pop(&mut stack, t)?;
+                pop(&mut stack, t)?;
+                t
+            }
+            GcConstOp::StructNew(ty) | GcConstOp::StructNewDefault(ty) if !is_array(ty) => {
+                let fs = fields(ty)?;
+                if matches!(op, GcConstOp::StructNew(_)) {
+                    for f in fs.iter().rev() {
+                        pop(&mut stack, f.storage.unpacked())?;
+                    }
+                }
+                WasmType::reference(false, HeapType::Concrete(ty))
+            }
+            GcConstOp::ArrayNew(ty) | GcConstOp::ArrayNewDefault(ty) | GcConstOp::ArrayNewFixed(ty, _) if is_array(ty) => {
+                let elem = fields(ty)?[0].storage.unpacked();
+                match *op {
+                    GcConstOp::ArrayNew(_) => {
+                        pop(&mut stack, WasmType::I32)?;
+                        pop(&mut stack, elem)?;
+                    }
+                    GcConstOp::ArrayNewDefault(_) => pop(&mut stack, WasmType::I32)?,
+                    GcConstOp::ArrayNewFixed(_, n) => {
+                        if n as usize > stack.len() {
+                            return Err("operand stack underflow".into());
+                        }
+                        for _ in 0..n {
+                            pop(&mut stack, elem)?;
+                        }
+                    }
+                    _ => unreachable!(),
+                }
+                WasmType::reference(false, HeapType::Concrete(ty))
+            }
+            GcConstOp::StructNew(ty) | GcConstOp::StructNewDefault(ty) | GcConstOp::ArrayNew(ty) | GcConstOp::ArrayNewDefault(ty) | GcConstOp::ArrayNewFixed(ty, _) => {
+                return Err(format!("type {ty} of the wrong kind"));
+            }
+            GcConstOp::RefI31 => {
+                pop(&mut stack, WasmType::I32)?;
+                WasmType::reference(false, HeapType::I31)
+            }
+            GcConstOp::AnyConvertExtern => {
+                pop(&mut stack, WasmType::ExternRef)?;
+                WasmType::reference(true, HeapType::Any)
+            }
+            GcConstOp::ExternConvertAny => {
+                pop(&mut stack, WasmType::reference(true, HeapType::Any))?;
+                WasmType::ExternRef
+            }
+        };
+        stack.push(t);
+    }
+    match stack[..] {
+        [t] => Ok(t),
+        _ => Err(format!("constant expression leaves {} values", stack.len())),
+    }
 }
 
 #[cfg(test)]
@@ -1263,7 +1515,6 @@ mod tests {
         let info = &decoded.info;
         assert_eq!(info.types[1].params, vec![WasmType::Ref(RefType { nullable: false, heap: HeapType::Concrete(0) })]);
         assert_eq!(info.globals[0].ty, WasmType::reference(true, HeapType::Concrete(0)));
-        assert_eq!(info.rec_group_starts, vec![0, 1]);
         assert_eq!(serialize(&decoded, &Settings::default(), &KEY).unwrap(), bytes);
     }
 
@@ -1276,25 +1527,54 @@ mod tests {
             let bytes = serialize(&m, &Settings::default(), &KEY).unwrap();
             match deserialize(&bytes, &KEY) {
                 Err(ArtifactError::Malformed(what)) => what,
-                other => panic!("accepted: {:?} {:?}", other.map(|_| ()), m.info.rec_group_starts),
+                other => panic!("accepted: {:?}", other.map(|_| ())),
             }
         };
         let later = WasmType::reference(true, HeapType::Concrete(1));
         assert!(refusal(&|i| i.types[0].results = vec![later]).contains("later type"));
-        // Type 0 may name type 1 once they are one recursion group; groups are contiguous runs.
-        let mut m = module.clone();
-        m.info.types[0].results = vec![later];
-        m.info.rec_group_starts = vec![0, 0];
-        assert!(deserialize(&serialize(&m, &Settings::default(), &KEY).unwrap(), &KEY).is_ok());
-        assert!(refusal(&|i| i.rec_group_starts = vec![1, 1]).contains("recursion groups"));
-        assert!(refusal(&|i| i.rec_group_starts = vec![0]).contains("recursion groups"));
         assert!(refusal(&|i| i.types[0].params = vec![WasmType::reference(false, HeapType::Concrete(1))]).contains("later type"));
         let missing = WasmType::reference(true, HeapType::Concrete(9));
         assert!(refusal(&|i| i.globals[0].ty = missing).contains("out of range"));
         // ref.func 0 has type (ref 0): not a (ref 1).
         assert!(refusal(&|i| i.globals[0].ty = later).contains("where"));
-        // A GC heap type is never decoded.
+        // GC heap types are decoded (and checked like the others): a function is no anyref.
         let gc = WasmType::Ref(RefType { nullable: true, heap: HeapType::Any });
-        assert!(refusal(&|i| i.globals[0].ty = gc).contains("heap type"));
+        assert!(refusal(&|i| i.globals[0].ty = gc).contains("where"));
+    }
+
+    #[test]
+    fn gc_type_definitions_round_trip_and_are_checked() {
+        // (module (type (struct (field i32))) (func (result anyref) (struct.new_default 0)))
+        let wasm = b"\0asm\x01\0\0\0\x01\x09\x02\x5f\x01\x7f\x00\x60\x00\x01\x6e\x03\x02\x01\x01\x0a\x07\x01\x05\x00\xfb\x01\x00\x0b";
+        let module = crate::compile(wasm, &Settings::default()).unwrap();
+        assert_eq!(module.info.type_defs.len(), 2);
+        let bytes = serialize(&module, &Settings::default(), &KEY).unwrap();
+        let decoded = deserialize(&bytes, &KEY).unwrap().into_compiled();
+        assert_eq!(decoded.info.type_defs, module.info.type_defs);
+        assert_eq!(serialize(&decoded, &Settings::default(), &KEY).unwrap(), bytes);
+        let refusal = |edit: &dyn Fn(&mut ModuleInfo)| {
+            let mut m = module.clone();
+            edit(&mut m.info);
+            let bytes = serialize(&m, &Settings::default(), &KEY).unwrap();
+            match deserialize(&bytes, &KEY) {
+                Err(ArtifactError::Malformed(what)) => what,
+                other => panic!("accepted: {:?}", other.map(|_| ())),
+            }
+        };
+        // A struct type that claims a function signature, a later or final supertype, a
+        // definition count that does not match, a recursion group out of range.
+        assert!(refusal(&|i| i.types[0].results = vec![WasmType::I32]).contains("inconsistent"));
+        assert!(refusal(&|i| i.type_defs[0].supertype = Some(1)).contains("inconsistent"));
+        assert!(refusal(&|i| i.type_defs[1].supertype = Some(0)).contains("inconsistent"));
+        assert!(refusal(&|i| { i.type_defs.pop(); }).contains("count"));
+        assert!(refusal(&|i| i.rec_groups = vec![(1, 2)]).contains("recursion groups"));
+        // A struct field naming a later type outside its group.
+        let later = StorageType::Val(WasmType::reference(true, HeapType::Concrete(1)));
+        assert!(refusal(&|i| i.type_defs[0].composite = CompositeType::Struct(vec![FieldType { storage: later, mutable: false }])).contains("later type"));
+        // A GC constant expression of the wrong type.
+        assert!(refusal(&|i| {
+            i.globals.push(GlobalType { ty: WasmType::reference(false, HeapType::Concrete(0)), mutable: false });
+            i.global_inits.push(ConstExpr::Gc(vec![GcConstOp::Const(WasmType::I32, 1), GcConstOp::RefI31].into()));
+        }).contains("where"));
     }
 }

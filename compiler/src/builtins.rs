@@ -67,7 +67,27 @@ builtins! {
     // (object size) -> address of a fresh exception object of that size from a new chunk (the
     // state's next/end then describe the rest of the chunk), or 0 (limit; the host holds the error)
     ExnAlloc(1);
+    // GC. (object size in bytes) -> address of a fresh zeroed object of that size from a new
+    // chunk (the GC state's next/end then describe the rest of it), or 0: the store's GC heap
+    // limit (the host holds the error).
+    GcAlloc(1);
+    // (module type index, data segment, offset, length) -> a new array from the segment's
+    // bytes, or 0 (the host holds the trap).
+    ArrayNewData(4);
+    // (module type index, elem segment, offset, length) -> a new array, or 0.
+    ArrayNewElem(4);
+    // (array, index, array type << 32 | data segment, offset, length) -> 0, or an error code.
+    ArrayInitData(5);
+    // (array, index, array type << 32 | elem segment, offset, length) -> 0, or an error code.
+    ArrayInitElem(5);
 }
+
+/// Error codes of the array builtins (results below `GC_ERR_LIMIT` are errors, not addresses).
+pub const GC_ERR_MEMORY: u64 = 1;
+pub const GC_ERR_OOM: u64 = 2;
+pub const GC_ERR_TABLE: u64 = 3;
+pub const GC_ERR_ARRAY: u64 = 4;
+pub const GC_ERR_LIMIT: u64 = 16;
 
 impl Builtin {
     /// Offset of this builtin's address in the builtin table.

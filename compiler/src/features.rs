@@ -44,6 +44,9 @@ features! {
     EXCEPTIONS = 7, "exceptions", WasmFeatures::EXCEPTIONS;
     /// The legacy exception-handling form (`try`/`catch`/`rethrow`/`delegate`).
     LEGACY_EXCEPTIONS = 9, "legacy-exceptions", WasmFeatures::LEGACY_EXCEPTIONS;
+    /// Garbage collection: struct, array and i31 references, casts, recursive and sub types
+    /// (`translate/gc.rs`; objects are never freed before their store).
+    GC = 8, "gc", WasmFeatures::GC;
 }
 
 impl Features {

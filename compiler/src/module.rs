@@ -35,8 +35,8 @@ pub struct RefType {
     pub heap: HeapType,
 }
 
-/// A heap type. Only the function and extern hierarchies are compiled; the GC proposal's types
-/// are representable (so the description can grow) but rejected by `WasmType::from_ref`.
+/// A heap type: the function, extern and (GC) any hierarchies. `Concrete` names a function,
+/// struct or array type; which one is known from the module's (or the store's) type table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HeapType {
     Func,
@@ -60,8 +60,47 @@ pub enum HeapType {
 
 impl HeapType {
     /// Whether this heap type is in the function hierarchy (values are `VMFuncRef` addresses).
+    /// A concrete type counts as a function type here: callers that may see struct or array
+    /// types use `hierarchy` with the type table.
     pub fn is_func(self) -> bool {
         matches!(self, HeapType::Func | HeapType::Concrete(_) | HeapType::NoFunc)
+    }
+
+    /// The top of this heap type's hierarchy (`Func`, `Extern`, `Exn` or `Any`); `kind` says what a
+    /// concrete type is.
+    pub fn top(self, kind: impl Fn(u32) -> TypeKind) -> HeapType {
+        match self {
+            HeapType::Func | HeapType::NoFunc => HeapType::Func,
+            HeapType::Extern | HeapType::NoExtern => HeapType::Extern,
+            HeapType::Exn | HeapType::NoExn => HeapType::Exn,
+            HeapType::Concrete(i) => match kind(i) {
+                TypeKind::Func => HeapType::Func,
+                _ => HeapType::Any,
+            },
+            _ => HeapType::Any,
+        }
+    }
+
+    /// Heap subtyping with the GC proposal's hierarchy: `kind` says what a concrete type is,
+    /// `concrete` whether one concrete type is a declared subtype of another (reflexive).
+    pub fn is_subtype_in(self, other: HeapType, kind: &dyn Fn(u32) -> TypeKind, concrete: &dyn Fn(u32, u32) -> bool) -> bool {
+        use HeapType as H;
+        match (self, other) {
+            (a, b) if a == b => true,
+            (H::Concrete(a), H::Concrete(b)) => concrete(a, b),
+            (H::NoFunc, b) => b.top(kind) == H::Func,
+            (H::NoExtern, b) => b == H::Extern,
+            (H::NoExn, b) => b == H::Exn,
+            (H::None, b) => b.top(kind) == H::Any,
+            (H::Concrete(a), b) => match kind(a) {
+                TypeKind::Func => b == H::Func,
+                TypeKind::Struct => matches!(b, H::Struct | H::Eq | H::Any),
+                TypeKind::Array => matches!(b, H::Array | H::Eq | H::Any),
+            },
+            (H::I31 | H::Struct | H::Array, b) => matches!(b, H::Eq | H::Any),
+            (H::Eq, b) => b == H::Any,
+            _ => false,
+        }
     }
 
     /// Whether the GC proposal is needed for it (not compiled).
@@ -104,7 +143,13 @@ impl WasmType {
                 A::NoExtern => HeapType::NoExtern,
                 A::Exn => HeapType::Exn,
                 A::NoExn => HeapType::NoExn,
-                _ => return Err(format!("unsupported reference type {r:?} (GC)")),
+                A::Any => HeapType::Any,
+                A::Eq => HeapType::Eq,
+                A::I31 => HeapType::I31,
+                A::Struct => HeapType::Struct,
+                A::Array => HeapType::Array,
+                A::None => HeapType::None,
+                _ => return Err(format!("unsupported reference type {r:?}")),
             },
             wp::HeapType::Concrete(wp::UnpackedIndex::Module(i)) => HeapType::Concrete(i),
             _ => return Err(format!("unsupported reference type {r:?}")),
@@ -217,6 +262,109 @@ impl std::fmt::Display for WasmType {
     }
 }
 
+/// What a defined type is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TypeKind {
+    Func,
+    Struct,
+    Array,
+}
+
+/// How a struct field or array element is stored: packed 8/16-bit integers, or a value type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StorageType {
+    I8,
+    I16,
+    Val(WasmType),
+}
+
+impl StorageType {
+    /// Bytes the field takes in an object (and its alignment).
+    pub fn size(self) -> u32 {
+        match self {
+            StorageType::I8 => 1,
+            StorageType::I16 => 2,
+            StorageType::Val(WasmType::I32 | WasmType::F32) => 4,
+            StorageType::Val(WasmType::V128) => 16,
+            StorageType::Val(_) => 8,
+        }
+    }
+
+    /// The type of the field's value on the operand stack.
+    pub fn unpacked(self) -> WasmType {
+        match self {
+            StorageType::I8 | StorageType::I16 => WasmType::I32,
+            StorageType::Val(t) => t,
+        }
+    }
+
+    pub fn map_concrete(self, f: impl FnOnce(u32) -> u32) -> StorageType {
+        match self {
+            StorageType::Val(t) => StorageType::Val(t.map_concrete(f)),
+            other => other,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FieldType {
+    pub storage: StorageType,
+    pub mutable: bool,
+}
+
+/// A struct's, array's or function's definition (GC: `CompositeType`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CompositeType {
+    /// A function type: the module's `types[i]` holds it.
+    Func,
+    Struct(Vec<FieldType>),
+    Array(FieldType),
+}
+
+/// A defined type with its place in the subtype hierarchy (GC: `sub`, `final`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SubType {
+    pub composite: CompositeType,
+    /// The declared supertype (a module type index; a canonical id in the store).
+    pub supertype: Option<u32>,
+    pub is_final: bool,
+}
+
+impl SubType {
+    pub fn kind(&self) -> TypeKind {
+        match self.composite {
+            CompositeType::Func => TypeKind::Func,
+            CompositeType::Struct(_) => TypeKind::Struct,
+            CompositeType::Array(_) => TypeKind::Array,
+        }
+    }
+}
+
+/// Object layout (GC): a struct or array object is 8-aligned and starts with a header:
+/// `u32` canonical type id, `u32` kind (`OBJ_KIND_*`), `u32` array length, `u32` zero; fields or
+/// elements follow at `OBJ_HEADER`.
+pub const OBJ_TYPE_ID: u32 = 0;
+pub const OBJ_KIND: u32 = 4;
+pub const OBJ_LENGTH: u32 = 8;
+pub const OBJ_HEADER: u32 = 16;
+pub const OBJ_KIND_STRUCT: u32 = 1;
+pub const OBJ_KIND_ARRAY: u32 = 2;
+
+/// The offset of each field of a struct with these fields, and the object's size (a multiple
+/// of 8): fields in order, each aligned to its size (at most 8).
+pub fn struct_layout(fields: &[FieldType]) -> (Vec<u32>, u32) {
+    let mut off = OBJ_HEADER;
+    let mut offsets = Vec::with_capacity(fields.len());
+    for f in fields {
+        let size = f.storage.size();
+        let align = size.min(8);
+        off = off.div_ceil(align) * align;
+        offsets.push(off);
+        off += size;
+    }
+    (offsets, off.div_ceil(8) * 8)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FuncType {
     pub params: Vec<WasmType>,
@@ -279,6 +427,28 @@ pub enum ConstExpr {
     /// An extended constant expression that reads a global: its instructions in order (a
     /// stack machine over i32/i64 values), evaluated at instantiation.
     Extended(Box<[ConstOp]>),
+    /// A constant expression with GC instructions (`struct.new`, `array.new*`, `ref.i31`,
+    /// `any.convert_extern`, ...): its instructions in order, evaluated at instantiation.
+    Gc(Box<[GcConstOp]>),
+}
+
+/// One instruction of a GC constant expression (a stack machine over raw 128-bit values).
+#[derive(Clone, Debug, PartialEq)]
+pub enum GcConstOp {
+    Const(WasmType, u128),
+    RefNull,
+    RefFunc(u32),
+    GlobalGet(u32),
+    /// i32/i64 `add`, `sub`, `mul` (extended constant expressions).
+    Arith(ConstOp),
+    StructNew(u32),
+    StructNewDefault(u32),
+    ArrayNew(u32),
+    ArrayNewDefault(u32),
+    ArrayNewFixed(u32, u32),
+    RefI31,
+    AnyConvertExtern,
+    ExternConvertAny,
 }
 
 /// One instruction of an extended constant expression.
@@ -418,10 +588,13 @@ pub struct DataSegment {
 /// Everything about a module but its code.
 #[derive(Clone, Debug, Default)]
 pub struct ModuleInfo {
+    /// Every type; a struct or array type has an empty placeholder here (see `type_defs`).
     pub types: Vec<FuncType>,
-    /// The first type of each type's recursion group (`rec`), per type; empty when every type
-    /// is its own group. A type names only types before the end of its group.
-    pub rec_group_starts: Vec<u32>,
+    /// Every type's definition and subtyping (GC); empty means every type is a final function
+    /// type in a recursion group of its own (the WebAssembly 2.0 case).
+    pub type_defs: Vec<SubType>,
+    /// The first type index of each recursion group of more than one type, and its length.
+    pub rec_groups: Vec<(u32, u32)>,
     pub imports: Vec<Import>,
     /// Type index of every function, imported ones first.
     pub funcs: Vec<u32>,
@@ -451,19 +624,62 @@ pub struct ModuleInfo {
 }
 
 impl ModuleInfo {
-    /// The recursion groups, in order, as ranges of type indices (each type its own group when
-    /// `rec_group_starts` is empty).
-    pub fn rec_groups(&self) -> Vec<std::ops::Range<u32>> {
-        let n = self.types.len() as u32;
-        let mut groups: Vec<std::ops::Range<u32>> = Vec::new();
-        for i in 0..n {
-            let start = self.rec_group_starts.get(i as usize).copied().unwrap_or(i);
-            match groups.last_mut() {
-                Some(g) if g.start == start => g.end = i + 1,
-                _ => groups.push(i..i + 1),
+    /// What type `i` is (a function type when the module has no GC type definitions).
+    pub fn type_kind(&self, i: u32) -> TypeKind {
+        self.type_defs.get(i as usize).map_or(TypeKind::Func, SubType::kind)
+    }
+
+    /// Whether type `i` is final (no other type may declare it as its supertype).
+    pub fn type_is_final(&self, i: u32) -> bool {
+        self.type_defs.get(i as usize).is_none_or(|t| t.is_final)
+    }
+
+    /// How many supertypes type `i` has (the length of its declared chain).
+    pub fn type_depth(&self, i: u32) -> u32 {
+        let mut depth = 0;
+        let mut t = i;
+        while let Some(s) = self.type_defs.get(t as usize).and_then(|d| d.supertype) {
+            depth += 1;
+            // Validated: supertypes come first; the bound keeps a crafted chain finite.
+            if s >= t || depth > 64 {
+                break;
+            }
+            t = s;
+        }
+        depth
+    }
+
+    /// Whether module type `a` is `b` or declares it as a (transitive) supertype.
+    pub fn type_subtype(&self, a: u32, b: u32) -> bool {
+        let mut t = a;
+        for _ in 0..=64 {
+            if t == b {
+                return true;
+            }
+            match self.type_defs.get(t as usize).and_then(|d| d.supertype) {
+                Some(s) if s < t => t = s,
+                _ => return false,
             }
         }
-        groups
+        false
+    }
+
+    /// Value subtyping between types of this module (module type indices), with the GC
+    /// hierarchy and declared subtypes.
+    pub fn val_subtype(&self, a: WasmType, b: WasmType) -> bool {
+        match (a.as_ref_type(), b.as_ref_type()) {
+            (Some(x), Some(y)) => {
+                (!x.nullable || y.nullable)
+                    && x.heap.is_subtype_in(y.heap, &|i| self.type_kind(i), &|s, t| self.type_subtype(s, t))
+            }
+            _ => a == b,
+        }
+    }
+
+    /// Whether the module uses GC type definitions (struct/array types, subtyping, recursion
+    /// groups) or GC constant expressions.
+    pub fn uses_gc_types(&self) -> bool {
+        !self.type_defs.is_empty()
     }
 
     pub fn func_type(&self, func: u32) -> &FuncType {
@@ -525,6 +741,12 @@ pub(crate) fn const_expr(expr: &wp::ConstExpr<'_>) -> Result<ConstExpr, String> 
             op => ops.push(op),
         }
     }
+    if ops.iter().any(|op| matches!(op, wp::Operator::StructNew { .. } | wp::Operator::StructNewDefault { .. }
+        | wp::Operator::ArrayNew { .. } | wp::Operator::ArrayNewDefault { .. } | wp::Operator::ArrayNewFixed { .. }
+        | wp::Operator::RefI31 | wp::Operator::AnyConvertExtern | wp::Operator::ExternConvertAny))
+    {
+        return gc_const_expr(&ops);
+    }
     if let [op] = &ops[..] {
         return Ok(match *op {
             wp::Operator::I32Const { value } => ConstExpr::I32(value),
@@ -564,6 +786,66 @@ pub(crate) fn const_expr(expr: &wp::ConstExpr<'_>) -> Result<ConstExpr, String> 
         (WasmType::I32, v) => Ok(ConstExpr::I32(v as u32 as i32)),
         (_, v) => Ok(ConstExpr::I64(v as i64)),
     }
+}
+
+fn gc_const_expr(ops: &[wp::Operator<'_>]) -> Result<ConstExpr, String> {
+    use wp::Operator as O;
+    let mut program = Vec::with_capacity(ops.len());
+    for op in ops {
+        program.push(match *op {
+            O::I32Const { value } => GcConstOp::Const(WasmType::I32, value as u32 as u128),
+            O::I64Const { value } => GcConstOp::Const(WasmType::I64, value as u64 as u128),
+            O::F32Const { value } => GcConstOp::Const(WasmType::F32, value.bits() as u128),
+            O::F64Const { value } => GcConstOp::Const(WasmType::F64, value.bits() as u128),
+            O::V128Const { value } => GcConstOp::Const(WasmType::V128, value.i128() as u128),
+            O::RefNull { .. } => GcConstOp::RefNull,
+            O::RefFunc { function_index } => GcConstOp::RefFunc(function_index),
+            O::GlobalGet { global_index } => GcConstOp::GlobalGet(global_index),
+            O::I32Add => GcConstOp::Arith(ConstOp::I32Add),
+            O::I32Sub => GcConstOp::Arith(ConstOp::I32Sub),
+            O::I32Mul => GcConstOp::Arith(ConstOp::I32Mul),
+            O::I64Add => GcConstOp::Arith(ConstOp::I64Add),
+            O::I64Sub => GcConstOp::Arith(ConstOp::I64Sub),
+            O::I64Mul => GcConstOp::Arith(ConstOp::I64Mul),
+            O::StructNew { struct_type_index } => GcConstOp::StructNew(struct_type_index),
+            O::StructNewDefault { struct_type_index } => GcConstOp::StructNewDefault(struct_type_index),
+            O::ArrayNew { array_type_index } => GcConstOp::ArrayNew(array_type_index),
+            O::ArrayNewDefault { array_type_index } => GcConstOp::ArrayNewDefault(array_type_index),
+            O::ArrayNewFixed { array_type_index, array_size } => GcConstOp::ArrayNewFixed(array_type_index, array_size),
+            O::RefI31 => GcConstOp::RefI31,
+            O::AnyConvertExtern => GcConstOp::AnyConvertExtern,
+            O::ExternConvertAny => GcConstOp::ExternConvertAny,
+            ref other => return Err(format!("unsupported instruction in a constant expression: {other:?}")),
+        });
+    }
+    Ok(ConstExpr::Gc(program.into()))
+}
+
+/// A GC type definition from wasmparser's (module type indices).
+pub(crate) fn sub_type(t: &wp::SubType) -> Result<(SubType, Option<FuncType>), String> {
+    let supertype = match t.supertype_idxs[..] {
+        [] => None,
+        [i] => Some(i.as_module_index().ok_or("supertype is not a module type index")?),
+        _ => return Err("more than one supertype".into()),
+    };
+    if t.composite_type.shared || t.composite_type.describes_idx.is_some() || t.composite_type.descriptor_idx.is_some() {
+        return Err("unsupported type definition (shared or custom descriptors)".into());
+    }
+    let field = |f: &wp::FieldType| -> Result<FieldType, String> {
+        let storage = match f.element_type {
+            wp::StorageType::I8 => StorageType::I8,
+            wp::StorageType::I16 => StorageType::I16,
+            wp::StorageType::Val(v) => StorageType::Val(WasmType::from_wp(v)?),
+        };
+        Ok(FieldType { storage, mutable: f.mutable })
+    };
+    let (composite, func) = match &t.composite_type.inner {
+        wp::CompositeInnerType::Func(f) => (CompositeType::Func, Some(func_type(f)?)),
+        wp::CompositeInnerType::Struct(s) => (CompositeType::Struct(s.fields.iter().map(field).collect::<Result<_, _>>()?), None),
+        wp::CompositeInnerType::Array(a) => (CompositeType::Array(field(&a.0)?), None),
+        other => return Err(format!("unsupported type definition {other:?}")),
+    };
+    Ok((SubType { composite, supertype, is_final: t.is_final }, func))
 }
 
 pub(crate) fn table_type(t: &wp::TableType) -> Result<TableType, String> {

@@ -29,28 +29,31 @@ pub(crate) fn parse(wasm: &[u8], features: crate::Features) -> Result<ParsedModu
         }
         match payload {
             Payload::TypeSection(reader) => {
-                for group in reader {
-                    let group = group.map_err(invalid)?;
+                for rec in reader {
+                    let rec = rec.map_err(invalid)?;
                     let start = info.types.len() as u32;
-                    for sub in group.into_types() {
-                        // Function types, final and without declared supertypes; the rest of
-                        // GC (structs, arrays, `sub`) is not compiled.
-                        let wp::CompositeInnerType::Func(f) = &sub.composite_type.inner else {
-                            return Err(unsupported("struct and array types (GC)".into()));
-                        };
-                        if !sub.is_final || !sub.supertype_idxs.is_empty() || sub.composite_type.shared || sub.composite_type.descriptor_idx.is_some() || sub.composite_type.describes_idx.is_some() {
-                            return Err(unsupported("subtyping of function types (GC)".into()));
-                        }
-                        info.types.push(module::func_type(f).map_err(unsupported)?);
-                        info.rec_group_starts.push(start);
+                    let explicit = rec.is_explicit_rec_group();
+                    for sub in rec.into_types() {
+                        let (def, func) = module::sub_type(&sub).map_err(unsupported)?;
+                        info.types.push(func.unwrap_or_default());
+                        info.type_defs.push(def);
                     }
-                    // A type names types before the end of its group (the validator checks it).
-                    let end = info.types.len() as u32;
-                    for ty in &info.types[start as usize..] {
-                        if ty.params.iter().chain(&ty.results).any(|t| t.concrete_index().is_some_and(|i| i >= end)) {
-                            return Err(CompileError::Invalid(format!("type refers to a later recursion group (type {start})")));
-                        }
+                    let len = info.types.len() as u32 - start;
+                    if explicit && len != 1 {
+                        info.rec_groups.push((start, len));
+                    } else if explicit && len == 1 {
+                        // `(rec (type ...))` of one type is the same as the type alone.
                     }
+                }
+                // Only final function types that name earlier types: the WebAssembly 2.0
+                // description (no GC type definitions).
+                let plain = info.rec_groups.is_empty()
+                    && info.type_defs.iter().enumerate().all(|(i, d)| {
+                        d.composite == CompositeType::Func && d.is_final && d.supertype.is_none()
+                            && info.types[i].params.iter().chain(&info.types[i].results).all(|t| t.concrete_index().is_none_or(|j| (j as usize) < i))
+                    });
+                if plain {
+                    info.type_defs.clear();
                 }
             }
             Payload::ImportSection(reader) => {

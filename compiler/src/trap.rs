@@ -53,6 +53,15 @@ traps! {
     NullFunctionReference = 17, "null function reference";
     // throw_ref of a null exnref.
     NullExnReference = 24, "null exception reference";
+    // GC.
+    CastFailure = 18, "cast failure";
+    NullStructReference = 19, "null structure reference";
+    NullArrayReference = 20, "null array reference";
+    NullI31Reference = 21, "null i31 reference";
+    ArrayOutOfBounds = 22, "out of bounds array access";
+    // GcHeapOutOfMemory: the store's GC heap limit (`max_gc_heap_bytes`) is reached (any
+    // allocation, however large).
+    GcHeapOutOfMemory = 23, "GC heap out of memory";
 }
 
 impl Trap {

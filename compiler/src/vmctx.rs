@@ -10,7 +10,8 @@
 //! 24  FUEL                     u64: address of the store's fuel cell (i64, remaining fuel)
 //! 32  INTERRUPT                u64: non-zero asks running code to stop (reserved)
 //! 40  EXN                      u64: address of the store's exception state (`EXN_*` below)
-//! 48..64                       reserved
+//! 48  GC_HEAP                  u64: address of the store's GC allocation state (`GC_*` below)
+//! 56  GC_TYPES                 u64: address of the store's subtype table cell (`GC_TYPES_*`)
 //! 64  type_ids[ntypes]         u64 each: store-canonical id of each module type
 //! ..  funcrefs[nfuncs]         VMFuncRef (24 bytes): {code, vmctx, type_id}, imports first
 //! ..  memories[nmems]          16 bytes: imported = {*VMMemoryDef, 0}; defined = {base, length}
@@ -32,7 +33,27 @@ pub const BUILTINS: u32 = 8;
 pub const FUEL: u32 = 24;
 pub const INTERRUPT: u32 = 32;
 pub const EXN: u32 = 40;
+pub const GC_HEAP: u32 = 48;
+pub const GC_TYPES: u32 = 56;
 pub const HEADER_SIZE: u32 = 64;
+
+/// The store's subtype table (what `GC_TYPES` points at): `{table, len}`, where `table` is an
+/// array of `len` u64s indexed by canonical type id, each 0 or the address of that type's
+/// display: `u64 depth`, then `depth + 1` u64 canonical ids, its supertypes from the root of
+/// its chain down to itself. A cast to a non-final type of depth `d` succeeds for type id `t`
+/// when `display(t)[d]` is the target's id. Filled by the host for every type of every
+/// instance before the instance runs; guest data (the host never reads it back).
+pub const GC_TYPES_TABLE: u32 = 0;
+pub const GC_TYPES_LEN: u32 = 8;
+pub const GC_TYPES_SIZE: u32 = 16;
+
+/// The store's GC allocation state (what `GC_HEAP` points at): `next..end` is the free part of
+/// the current chunk of the GC heap. Objects are bump-allocated from it by compiled code; the
+/// `GcAlloc` builtin hands out a new chunk. Guest data: the host never trusts it.
+pub const GC_NEXT: u32 = 0;
+pub const GC_END: u32 = 8;
+pub const GC_STATE_SIZE: u32 = 16;
+
 
 /// The store's exception state (what `EXN` points at).
 pub const EXN_PENDING: u32 = 0;
@@ -71,7 +92,7 @@ pub const GLOBAL_SIZE: u32 = 16;
 /// Size of one table element (a funcref address or an externref handle; null is 0).
 pub const TABLE_ELEM_SIZE: u32 = 8;
 
-const _: () = assert!(HEADER_SIZE >= INTERRUPT + 8 && HEADER_SIZE >= EXN + 8);
+const _: () = assert!(HEADER_SIZE >= INTERRUPT + 8 && HEADER_SIZE >= EXN + 8 && HEADER_SIZE >= GC_TYPES + 8);
 const _: () = assert!(HEADER_SIZE.is_multiple_of(16) && FUNCREF_SIZE.is_multiple_of(8) && DEF_SIZE.is_multiple_of(16));
 
 /// The offsets of one module's vmctx.

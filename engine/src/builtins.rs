@@ -77,6 +77,22 @@ unsafe extern "C" fn memory_atomic_wait(vm: *mut u8, a: u64) -> u64 {
     dispatch(Builtin::MemoryAtomicWait, vm, [a, 0, 0, 0, 0])
 }
 
+unsafe extern "C" fn gc_alloc(vm: *mut u8, a: u64) -> u64 {
+    dispatch(Builtin::GcAlloc, vm, [a, 0, 0, 0, 0])
+}
+unsafe extern "C" fn array_new_data(vm: *mut u8, a: u64, b: u64, c: u64, d: u64) -> u64 {
+    dispatch(Builtin::ArrayNewData, vm, [a, b, c, d, 0])
+}
+unsafe extern "C" fn array_new_elem(vm: *mut u8, a: u64, b: u64, c: u64, d: u64) -> u64 {
+    dispatch(Builtin::ArrayNewElem, vm, [a, b, c, d, 0])
+}
+unsafe extern "C" fn array_init_data(vm: *mut u8, a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+    dispatch(Builtin::ArrayInitData, vm, [a, b, c, d, e])
+}
+unsafe extern "C" fn array_init_elem(vm: *mut u8, a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+    dispatch(Builtin::ArrayInitElem, vm, [a, b, c, d, e])
+}
+
 /// The builtin table, in `Builtin` order.
 pub(crate) fn table() -> *const u64 {
     static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
@@ -98,6 +114,11 @@ pub(crate) fn table() -> *const u64 {
                     Builtin::HostCall => host_call as *const () as u64,
                     Builtin::MemoryAtomicWait => memory_atomic_wait as *const () as u64,
                     Builtin::ExnAlloc => exn_alloc as *const () as u64,
+                    Builtin::GcAlloc => gc_alloc as *const () as u64,
+                    Builtin::ArrayNewData => array_new_data as *const () as u64,
+                    Builtin::ArrayNewElem => array_new_elem as *const () as u64,
+                    Builtin::ArrayInitData => array_init_data as *const () as u64,
+                    Builtin::ArrayInitElem => array_init_elem as *const () as u64,
                 })
                 .collect()
         })

@@ -1,70 +1,126 @@
-//! Canonical function type ids, shared by every store in the process: `call_indirect` compares
-//! the id in the callee's `VMFuncRef` with the id of the expected type.
+//! Canonical type ids, shared by every store in the process: `call_indirect` and casts compare
+//! the id in the callee's `VMFuncRef` (or an object's header) with the id of the expected type.
 //!
-//! A module's types may name each other (typed function references: `(ref $t)`), by module
-//! index, within recursion groups (`rec`). Types are equivalent iso-recursively: two groups are
-//! the same when they have the same shape, references inside a group compared by position in
-//! it and references out of it by canonical id. Each distinct group is interned once and its
-//! types get consecutive ids. The store keeps types in canonical form, where
-//! `HeapType::Concrete(n)` names canonical id `n`; two types are the same exactly when their
-//! ids are equal, whichever modules they come from. A type names only types before the end of
-//! its group (the compiler and the artifact decoder check it), so groups are canonicalised in
-//! order. Function types have no declared subtypes (GC's `sub` is not compiled), so type
-//! equality is all `call_indirect` and linking need.
+//! A module's types may name each other (typed references `(ref $t)`, GC struct fields), by
+//! module index. The store keeps types in canonical form, where `HeapType::Concrete(n)` names
+//! canonical id `n` instead. Types are canonicalised by recursion group (GC, iso-recursive
+//! equivalence): a group's canonical key is its types with references to earlier types
+//! replaced by their canonical ids and references within the group by their position in it
+//! (`REC | k`); two groups with equal keys are the same group, whichever modules they come
+//! from, and type `k` of a group gets id `base + k`. A type outside any explicit group is a
+//! group of one, so a WebAssembly 2.0 function type keeps the id `type_id` gives it.
+//!
+//! The registry also records each id's kind and declared supertype, for the subtype checks of
+//! casts (`is_subtype`, the `GcSubtype` builtin), imports and embedder values.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use wasce_compiler::module::{FuncType, GlobalType, ModuleInfo, TableType, WasmType};
+use wasce_compiler::module::{
+    CompositeType, FieldType, FuncType, GlobalType, HeapType, ModuleInfo, SubType, TableType, TypeKind, WasmType,
+};
 
-/// A value type in a group's key: a type reference is to a group member or to a canonical id.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum KeyType {
-    Plain(WasmType),
-    Canonical { nullable: bool, id: u64 },
-    InGroup { nullable: bool, index: u32 },
-}
+/// Marks a reference to a type of the same recursion group in a canonical key.
+const REC: u32 = 1 << 31;
 
-type GroupKey = Vec<(Vec<KeyType>, Vec<KeyType>)>;
+type GroupKey = Vec<(SubType, FuncType)>;
 
 struct Registry {
     groups: HashMap<GroupKey, u64>,
-    next: u64,
+    /// By id - 1: kind and declared supertype (an id).
+    defs: Vec<(TypeKind, Option<u64>)>,
 }
 
 static TYPES: Mutex<Option<Registry>> = Mutex::new(None);
 
-/// The first id of the group `key` (its types have consecutive ids), interning it if new.
-fn intern(key: GroupKey) -> u64 {
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     let mut guard = TYPES.lock().unwrap_or_else(|e| e.into_inner());
-    // Ids start at 1, so a zeroed funcref never matches.
-    let reg = guard.get_or_insert_with(|| Registry { groups: HashMap::new(), next: 1 });
-    let len = key.len() as u64;
-    let next = reg.next;
-    let first = *reg.groups.entry(key).or_insert(next);
-    if first == next {
-        reg.next += len;
-    }
-    first
+    f(guard.get_or_insert_with(|| Registry { groups: HashMap::new(), defs: Vec::new() }))
 }
 
-fn key_type(t: WasmType, ref_of: impl Fn(u32) -> Result<KeyType, String>) -> Result<KeyType, String> {
-    match (t.concrete_index(), t.as_ref_type()) {
-        (Some(i), Some(r)) => Ok(match ref_of(i)? {
-            KeyType::Canonical { id, .. } => KeyType::Canonical { nullable: r.nullable, id },
-            KeyType::InGroup { index, .. } => KeyType::InGroup { nullable: r.nullable, index },
-            plain => plain,
-        }),
-        _ => Ok(KeyType::Plain(t)),
-    }
+/// The first id of the group with this key, registered if new.
+fn intern(key: GroupKey, base_of: impl Fn(&SubType, u64) -> Option<u64>) -> Result<u64, String> {
+    with_registry(|r| {
+        if let Some(base) = r.groups.get(&key) {
+            return Ok(*base);
+        }
+        let base = r.defs.len() as u64 + 1;
+        if base + key.len() as u64 >= REC as u64 {
+            return Err("too many distinct types in this process".into());
+        }
+        for (sub, _) in &key {
+            r.defs.push((sub.kind(), base_of(sub, base)));
+        }
+        r.groups.insert(key, base);
+        Ok(base)
+    })
 }
 
-/// The canonical id of a function type in canonical form, as a group of its own (host
-/// functions' types; wasm functions have their ids in their `VMFuncRef`s).
+/// The canonical id of a function type in canonical form, as a final type in a group of its
+/// own (never 0, so a zeroed funcref never matches).
 pub fn type_id(ty: &FuncType) -> u64 {
-    let canonical = |t: &WasmType| {
-        key_type(*t, |id| Ok(KeyType::Canonical { nullable: false, id: id as u64 })).expect("canonical ids need no lookup")
-    };
-    intern(vec![(ty.params.iter().map(canonical).collect(), ty.results.iter().map(canonical).collect())])
+    let key = vec![(SubType { composite: CompositeType::Func, supertype: None, is_final: true }, ty.clone())];
+    intern(key, |_, _| None).unwrap_or(u64::MAX)
+}
+
+/// Whether canonical id `sub` is `sup` or one of its declared subtypes (unknown ids: no).
+pub fn is_subtype(sub: u64, sup: u64) -> bool {
+    if sub == sup {
+        return sub != 0;
+    }
+    with_registry(|r| {
+        let mut t = sub;
+        // Validation bounds subtype chains (depth 63); the bound keeps this finite regardless.
+        for _ in 0..64 {
+            match t.checked_sub(1).and_then(|i| r.defs.get(i as usize)) {
+                Some((_, Some(s))) if *s == sup => return true,
+                Some((_, Some(s))) => t = *s,
+                _ => return false,
+            }
+        }
+        false
+    })
+}
+
+/// The supertype chain of canonical id `id`, from the root down to `id` (unknown ids: `None`).
+pub fn display(id: u64) -> Option<Vec<u64>> {
+    with_registry(|r| {
+        let mut chain = vec![id];
+        let mut t = id;
+        loop {
+            let (_, sup) = r.defs.get(t.checked_sub(1)? as usize)?;
+            match sup {
+                Some(s) if chain.len() <= 64 => {
+                    chain.push(*s);
+                    t = *s;
+                }
+                Some(_) => return None,
+                None => break,
+            }
+        }
+        chain.reverse();
+        Some(chain)
+    })
+}
+
+/// The kind of canonical id `id` (unknown ids: `None`).
+pub fn kind(id: u64) -> Option<TypeKind> {
+    with_registry(|r| id.checked_sub(1).and_then(|i| r.defs.get(i as usize)).map(|d| d.0))
+}
+
+/// Value subtyping between types in canonical form.
+pub fn val_subtype(a: WasmType, b: WasmType) -> bool {
+    match (a.as_ref_type(), b.as_ref_type()) {
+        (Some(x), Some(y)) => {
+            (!x.nullable || y.nullable)
+                && x.heap.is_subtype_in(y.heap, &|i| kind(i as u64).unwrap_or(TypeKind::Func), &|s, t| is_subtype(s as u64, t as u64))
+        }
+        _ => a == b,
+    }
+}
+
+/// The top of the hierarchy of a heap type in canonical form.
+pub fn top(h: HeapType) -> HeapType {
+    h.top(|i| kind(i as u64).unwrap_or(TypeKind::Func))
 }
 
 /// A module's types in the store's canonical form, and their canonical ids.
@@ -77,32 +133,70 @@ pub struct CanonicalTypes {
 impl CanonicalTypes {
     pub fn new(info: &ModuleInfo) -> Result<CanonicalTypes, String> {
         let mut c = CanonicalTypes::default();
-        for group in info.rec_groups() {
-            let (start, end) = (group.start as usize, group.end as usize);
-            let ref_of = |i: u32| match i as usize {
-                i if i < start => Ok(KeyType::Canonical { nullable: false, id: c.ids[i] }),
-                i if i < end => Ok(KeyType::InGroup { nullable: false, index: (i - start) as u32 }),
-                _ => Err(format!("type {i} is named before its recursion group")),
+        let n = info.types.len();
+        let mut i = 0;
+        while i < n {
+            let len = info.rec_groups.iter().find(|g| g.0 as usize == i).map_or(1, |g| g.1 as usize).max(1);
+            let end = (i + len).min(n);
+            let start = i;
+            // The key: earlier types by id, types of this group by position.
+            let map = |j: u32, c: &CanonicalTypes| -> Result<u32, String> {
+                let j = j as usize;
+                if j < start {
+                    let id = c.ids.get(j).ok_or("bad type index")?;
+                    u32::try_from(*id).map_err(|_| "too many distinct types in this process".to_string())
+                } else if j < end {
+                    Ok(REC | (j - start) as u32)
+                } else {
+                    Err(format!("type {j} is not defined before its use"))
+                }
             };
             let mut key = Vec::with_capacity(end - start);
-            for ty in &info.types[start..end] {
-                let list = |ts: &[WasmType]| ts.iter().map(|t| key_type(*t, ref_of)).collect::<Result<Vec<_>, _>>();
-                key.push((list(&ty.params)?, list(&ty.results)?));
-            }
-            let first = intern(key);
-            c.ids.extend((0..(end - start) as u64).map(|k| first + k));
-            for ty in &info.types[start..end] {
-                let ty = FuncType {
-                    params: ty.params.iter().map(|t| c.val(*t)).collect::<Result<_, _>>()?,
-                    results: ty.results.iter().map(|t| c.val(*t)).collect::<Result<_, _>>()?,
+            for k in start..end {
+                let def = info.type_defs.get(k).cloned().unwrap_or(SubType { composite: CompositeType::Func, supertype: None, is_final: true });
+                let ft = &info.types[k];
+                let val = |t: WasmType| -> Result<WasmType, String> {
+                    match t.concrete_index() {
+                        Some(j) => {
+                            let m = map(j, &c)?;
+                            Ok(t.map_concrete(|_| m))
+                        }
+                        None => Ok(t),
+                    }
                 };
-                c.types.push(ty);
+                let field = |f: FieldType| -> Result<FieldType, String> {
+                    Ok(FieldType { storage: match f.storage { wasce_compiler::module::StorageType::Val(t) => wasce_compiler::module::StorageType::Val(val(t)?), s => s }, mutable: f.mutable })
+                };
+                let composite = match def.composite {
+                    CompositeType::Func => CompositeType::Func,
+                    CompositeType::Struct(fs) => CompositeType::Struct(fs.into_iter().map(field).collect::<Result<_, _>>()?),
+                    CompositeType::Array(f) => CompositeType::Array(field(f)?),
+                };
+                let supertype = match def.supertype {
+                    Some(s) => Some(map(s, &c)?),
+                    None => None,
+                };
+                let ft = FuncType {
+                    params: ft.params.iter().map(|t| val(*t)).collect::<Result<_, _>>()?,
+                    results: ft.results.iter().map(|t| val(*t)).collect::<Result<_, _>>()?,
+                };
+                key.push((SubType { composite, supertype, is_final: def.is_final }, ft));
             }
+            let base = intern(key.clone(), |sub, base| {
+                sub.supertype.map(|s| if s & REC != 0 { base + (s & !REC) as u64 } else { s as u64 })
+            })?;
+            // The group's types with every reference absolute.
+            let abs = |t: WasmType| t.map_concrete(|j| if j & REC != 0 { (base + (j & !REC) as u64) as u32 } else { j });
+            for (k, (_, ft)) in key.iter().enumerate() {
+                c.ids.push(base + k as u64);
+                c.types.push(FuncType { params: ft.params.iter().map(|t| abs(*t)).collect(), results: ft.results.iter().map(|t| abs(*t)).collect() });
+            }
+            i = end;
         }
         Ok(c)
     }
 
-    /// A value type of the module in canonical form (its types canonicalised so far).
+    /// A value type of the module in canonical form.
     pub fn val(&self, t: WasmType) -> Result<WasmType, String> {
         let Some(i) = t.concrete_index() else { return Ok(t) };
         let id = self.ids.get(i as usize).ok_or_else(|| format!("type {i} is not defined"))?;
@@ -132,8 +226,18 @@ mod tests {
         FuncType { params, results: vec![] }
     }
 
+    /// A module of function types; `starts[i]`: the first type of type i's recursion group.
     fn module(types: Vec<FuncType>, starts: Vec<u32>) -> ModuleInfo {
-        ModuleInfo { types, rec_group_starts: starts, ..ModuleInfo::default() }
+        let mut rec_groups: Vec<(u32, u32)> = Vec::new();
+        for (i, &s) in starts.iter().enumerate() {
+            match rec_groups.last_mut() {
+                Some(g) if g.0 == s => g.1 += 1,
+                _ => rec_groups.push((s, 1)),
+            }
+            debug_assert!(s as usize <= i);
+        }
+        rec_groups.retain(|g| g.1 > 1);
+        ModuleInfo { types, rec_groups, ..ModuleInfo::default() }
     }
 
     #[test]

@@ -18,6 +18,19 @@ pub enum Val {
     ExternRef(Option<u32>),
     /// Address of an exception object, 0 for null.
     ExnRef(u64),
+    /// A reference of the any hierarchy (GC), raw: 0 null, an i31 `(v << 1) | 1`, a host
+    /// value `(n + 1) << 2 | 2` (`any.convert_extern` of externref `n`), or an object address
+    /// (see the compiler's `translate/gc.rs`). Embedders may pass null, i31 and host values;
+    /// object addresses are only ever produced by compiled code and are refused as arguments.
+    AnyRef(u64),
+    /// An externref that is an any value converted with `extern.convert_any` (raw, bit 63
+    /// set).
+    ExternAny(u64),
+}
+
+/// The raw any-hierarchy value of host reference `n` (`any.convert_extern` of externref `n`).
+pub fn host_any(n: u32) -> u64 {
+    ((n as u64 + 1) << 2) | 2
 }
 
 impl Val {
@@ -31,7 +44,8 @@ impl Val {
             Val::F64(_) => WasmType::F64,
             Val::V128(_) => WasmType::V128,
             Val::FuncRef(_) => WasmType::FuncRef,
-            Val::ExternRef(_) => WasmType::ExternRef,
+            Val::ExternRef(_) | Val::ExternAny(_) => WasmType::ExternRef,
+            Val::AnyRef(_) => WasmType::reference(true, wasce_compiler::module::HeapType::Any),
             Val::ExnRef(_) => WasmType::ExnRef,
         }
     }
@@ -47,6 +61,7 @@ impl Val {
             Val::FuncRef(v) => v as u128,
             Val::ExternRef(v) => v.map_or(0, |n| n as u128 + 1),
             Val::ExnRef(v) => v as u128,
+            Val::AnyRef(v) | Val::ExternAny(v) => v as u128,
         }
     }
 
@@ -59,10 +74,15 @@ impl Val {
             WasmType::V128 => Val::V128(slot),
             WasmType::FuncRef => Val::FuncRef(slot as u64),
             WasmType::ExnRef => Val::ExnRef(slot as u64),
-            WasmType::Ref(r) if r.heap.is_func() => Val::FuncRef(slot as u64),
+            WasmType::Ref(r) if crate::types::top(r.heap) == wasce_compiler::module::HeapType::Func => Val::FuncRef(slot as u64),
+            WasmType::Ref(r) if crate::types::top(r.heap) == wasce_compiler::module::HeapType::Any => Val::AnyRef(slot as u64),
             WasmType::ExternRef | WasmType::Ref(_) => {
                 let raw = slot as u64;
-                Val::ExternRef(if raw == 0 { None } else { Some((raw - 1) as u32) })
+                if raw >> 63 != 0 {
+                    Val::ExternAny(raw)
+                } else {
+                    Val::ExternRef(if raw == 0 { None } else { Some((raw - 1) as u32) })
+                }
             }
         }
     }
@@ -91,6 +111,11 @@ impl std::fmt::Display for Val {
             Val::ExternRef(Some(n)) => write!(f, "<externref {n}>"),
             Val::ExnRef(0) => write!(f, "null"),
             Val::ExnRef(_) => write!(f, "<exnref>"),
+            Val::AnyRef(0) => write!(f, "null"),
+            Val::AnyRef(v) if v & 1 == 1 => write!(f, "<i31 {}>", (*v as u32 as i32) >> 1),
+            Val::AnyRef(v) if v & 3 == 2 => write!(f, "<host {}>", (v >> 2).wrapping_sub(1)),
+            Val::AnyRef(_) => write!(f, "<object>"),
+            Val::ExternAny(_) => write!(f, "<externref (any)>"),
         }
     }
 }

@@ -12,6 +12,7 @@
 mod atomic;
 mod call;
 mod exceptions;
+mod gc;
 mod memory;
 mod numeric;
 mod simd;
@@ -720,7 +721,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                     || self.translate_simd(op)?
                     || self.translate_atomic(op)?
                     || self.translate_call_op(op)?
-                    || self.translate_exceptions(op)?)
+                    || self.translate_exceptions(op)?
+                    || self.translate_gc(op)?)
                 {
                     return Err(CompileError::Unsupported(format!("operator {op:?}")));
                 }

@@ -57,9 +57,9 @@ impl Translator<'_, '_> {
         let funcref = self.b.ins().load(I64, trusted(), addr, 0);
         self.trapz(funcref, Trap::IndirectCallToNull);
         let actual = self.b.ins().load(I64, trusted(), funcref, vmctx::FUNCREF_TYPE_ID as i32);
-        let expected = self.vmctx_load(I64, self.layout().type_id(type_index));
-        let mismatch = self.b.ins().icmp(IntCC::NotEqual, actual, expected);
-        self.trapnz(mismatch, Trap::BadSignature);
+        // Subtypes of a non-final type match too (GC).
+        let matches = self.type_matches_pub(actual, type_index);
+        self.trapz(matches, Trap::BadSignature);
         let code = self.b.ins().load(I64, trusted(), funcref, vmctx::FUNCREF_CODE as i32);
         let callee_vmctx = self.b.ins().load(I64, trusted(), funcref, vmctx::FUNCREF_VMCTX as i32);
         (code, callee_vmctx)

@@ -40,6 +40,10 @@ pub struct ExecArgs {
     /// Most elements of each table.
     #[arg(long, value_name = "N")]
     max_table_elements: Option<u64>,
+    /// Most bytes of GC objects (structs and arrays) the program may allocate (e.g. 64MiB);
+    /// they are never freed, and allocating past it traps with `GC heap out of memory`.
+    #[arg(long, value_name = "SIZE", value_parser = parse::size)]
+    max_gc_heap: Option<u64>,
     /// Native stack compiled code may use (e.g. 512KiB); deeper recursion traps with
     /// `call stack exhausted`.
     #[arg(long, value_name = "SIZE", value_parser = parse::size)]
@@ -96,6 +100,9 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
         config.max_table_elements = n;
         // One table may use all of its limit; the store-wide bound never asks for less.
         config.max_table_elements_total = config.max_table_elements_total.max(n);
+    }
+    if let Some(bytes) = a.max_gc_heap {
+        config.max_gc_heap_bytes = bytes;
     }
     if let Some(bytes) = a.max_stack {
         config.max_wasm_stack = usize::try_from(bytes).map_err(|_| Error::Usage(format!("--max-stack {bytes} is too large")))?;

@@ -13,7 +13,7 @@ use super::{Extern, FuncData, FuncId, GlobalId, GlobalObj, InstanceData, Instanc
 use crate::error::Error;
 use crate::kvm::Perm;
 use crate::{builtins, types};
-use wasce_compiler::module::{eval_extended, ConstExpr, DataMode, ElemMode, ImportKind, WasmType};
+use wasce_compiler::module::{eval_extended, CompositeType, ConstExpr, DataMode, ElemMode, GcConstOp, ImportKind, WasmType};
 use wasce_compiler::{vmctx, CompileError};
 
 /// A module whose metadata does not hold together (only a crafted artifact could be one).
@@ -33,7 +33,7 @@ impl Store {
             min >= want_min && match want_max { None => true, Some(wm) => max.is_some_and(|m| m <= wm) }
         };
         let ok = match (&import.kind, ext) {
-            (ImportKind::Func(ty), Extern::Func(f)) => *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("import type {ty} out of range")))? == self.func_type_id(f),
+            (ImportKind::Func(ty), Extern::Func(f)) => types::is_subtype(self.func_type_id(f), *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("import type {ty} out of range")))?),
             (ImportKind::Memory(want), Extern::Memory(m)) => {
                 let have = self.memory_type(m);
                 have.shared == want.shared && have.memory64 == want.memory64 && limits_ok(have.min, have.max, want.min, want.max)
@@ -47,7 +47,7 @@ impl Store {
                 // Immutable globals are covariant; mutable ones must match exactly.
                 let have = self.global_type(g);
                 let want = module.types.global(*want).map_err(malformed)?;
-                have.mutable == want.mutable && if want.mutable { have.ty == want.ty } else { have.ty.is_subtype_of(want.ty) }
+                have.mutable == want.mutable && if want.mutable { have.ty == want.ty } else { types::val_subtype(have.ty, want.ty) }
             }
             (ImportKind::Tag(ty), Extern::Tag(t)) => *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("tag type {ty} out of range")))? == types::type_id(&self.tag_type(t)),
             _ => false,
@@ -183,6 +183,11 @@ impl Store {
         inst.write_u64(vmctx::BUILTINS, builtins);
         inst.write_u64(vmctx::FUEL, self.fuel as u64);
         inst.write_u64(vmctx::EXN, self.exn_state as u64);
+        inst.write_u64(vmctx::GC_HEAP, self.gc.state as u64);
+        inst.write_u64(vmctx::GC_TYPES, self.gc.types_cell as u64);
+        if info.uses_gc_types() {
+            self.gc_register_types(&module.types.ids)?;
+        }
         for (i, id) in module.types.ids.iter().enumerate() {
             inst.write_u64(layout.type_id(i as u32), *id);
         }
@@ -261,7 +266,7 @@ impl Store {
             inst.write_u64(off + vmctx::FUNCREF_CODE, code_base + loc.offset as u64);
             inst.write_u64(off + vmctx::FUNCREF_VMCTX, vm as u64);
             inst.write_u64(off + vmctx::FUNCREF_TYPE_ID, *type_id);
-            self.funcs.push(FuncData::Wasm { instance: id, index, ty });
+            self.funcs.push(FuncData::Wasm { instance: id, index, ty, type_id: *type_id });
             inst.funcs.push(FuncId(self.funcs.len() as u32 - 1));
         }
 
@@ -306,7 +311,7 @@ impl Store {
         // Defined globals, evaluated in order (they may read imported globals).
         for (i, init) in info.global_inits.iter().enumerate() {
             let index = info.num_imported_globals + i as u32;
-            let value = self.eval_const(&inst, init)?;
+            let value = self.eval_const_gc(&inst, init)?;
             // SAFETY: the slot is inside the vmctx and 16-byte aligned.
             let ptr = unsafe { vm.add(layout.global(index) as usize) } as *mut u128;
             // SAFETY: as above.
@@ -316,13 +321,20 @@ impl Store {
             inst.globals.push(GlobalId(self.globals.len() as u32 - 1));
         }
         for (i, init) in info.table_inits.iter().enumerate() {
-            let value = self.eval_const(&inst, init)? as u64;
+            let value = self.eval_const_gc(&inst, init)? as u64;
             if value != 0 {
                 let t = inst.tables[info.num_imported_tables as usize + i];
                 self.tables[t.0 as usize].elems_mut().fill(value);
             }
         }
-        let elems = info.elems.iter().map(|seg| seg.items.iter().map(|e| self.eval_const(&inst, e).map(|v| v as u64)).collect()).collect::<Result<_, _>>()?;
+        let mut elems = Vec::with_capacity(info.elems.len());
+        for seg in &info.elems {
+            let mut items = Vec::with_capacity(seg.items.len());
+            for e in &seg.items {
+                items.push(self.eval_const_gc(&inst, e)? as u64);
+            }
+            elems.push(items);
+        }
         inst.elems = elems;
         debug_assert_eq!(id as usize, self.instances.len());
         Ok((inst, records))
@@ -413,7 +425,69 @@ impl Store {
             ConstExpr::RefFunc(f) if (f as usize) < inst.funcs.len() => inst.vmctx as u128 + inst.layout().funcref(f) as u128,
             ConstExpr::RefFunc(f) => return Err(malformed(format!("constant expression refers to function {f}, which does not exist"))),
             ConstExpr::GlobalGet(g) => global(g)?,
+            ConstExpr::Gc(_) => return Err(malformed("GC constant expression out of place".into())),
         })
+    }
+
+    /// Evaluate a constant expression that may allocate (GC instructions).
+    fn eval_const_gc(&mut self, inst: &InstanceData, expr: &ConstExpr) -> Result<u128, Error> {
+        let ConstExpr::Gc(ops) = expr else { return self.eval_const(inst, expr) };
+        let bad = |what: &str| malformed(format!("GC constant expression: {what}"));
+        let mut stack: Vec<u128> = Vec::new();
+        for op in ops.iter() {
+            let v = match *op {
+                GcConstOp::Const(_, v) => v,
+                GcConstOp::RefNull => 0,
+                GcConstOp::RefFunc(f) => self.eval_const(inst, &ConstExpr::RefFunc(f))?,
+                GcConstOp::GlobalGet(g) => self.eval_const(inst, &ConstExpr::GlobalGet(g))?,
+                GcConstOp::Arith(a) => {
+                    let (ty, f) = a.binary().ok_or_else(|| bad("operator"))?;
+                    let (b, a) = (stack.pop().ok_or_else(|| bad("stack"))?, stack.pop().ok_or_else(|| bad("stack"))?);
+                    let r = f(a as u64, b as u64);
+                    if ty == WasmType::I32 { r as u32 as u128 } else { r as u128 }
+                }
+                GcConstOp::RefI31 => {
+                    let v = stack.pop().ok_or_else(|| bad("stack"))? as u32;
+                    (((v << 1) | 1) as u64) as u128
+                }
+                GcConstOp::AnyConvertExtern => {
+                    let e = stack.pop().ok_or_else(|| bad("stack"))? as u64;
+                    (if e >> 63 != 0 { e & !(1 << 63) } else if e == 0 { 0 } else { (e << 2) | 2 }) as u128
+                }
+                GcConstOp::ExternConvertAny => {
+                    let a = stack.pop().ok_or_else(|| bad("stack"))? as u64;
+                    (if a & 3 == 2 { a >> 2 } else if a == 0 { 0 } else { a | 1 << 63 }) as u128
+                }
+                GcConstOp::StructNew(ty) | GcConstOp::StructNewDefault(ty) => {
+                    let n = match inst.module.compiled.info.type_defs.get(ty as usize).map(|d| &d.composite) {
+                        Some(CompositeType::Struct(f)) => f.len(),
+                        _ => return Err(bad("struct.new of a type that is not a struct")),
+                    };
+                    let values = if matches!(op, GcConstOp::StructNew(_)) {
+                        let at = stack.len().checked_sub(n).ok_or_else(|| bad("stack"))?;
+                        stack.split_off(at)
+                    } else {
+                        Vec::new()
+                    };
+                    self.gc_new_const(inst, ty, &values, None)? as u128
+                }
+                GcConstOp::ArrayNew(ty) | GcConstOp::ArrayNewDefault(ty) => {
+                    let n = stack.pop().ok_or_else(|| bad("stack"))? as u32 as u64;
+                    let v = if matches!(op, GcConstOp::ArrayNew(_)) { stack.pop().ok_or_else(|| bad("stack"))? } else { 0 };
+                    self.gc_new_const(inst, ty, &[], Some((v, n)))? as u128
+                }
+                GcConstOp::ArrayNewFixed(ty, n) => {
+                    let at = stack.len().checked_sub(n as usize).ok_or_else(|| bad("stack"))?;
+                    let values = stack.split_off(at);
+                    self.gc_new_const(inst, ty, &values, None)? as u128
+                }
+            };
+            stack.push(v);
+        }
+        match stack[..] {
+            [v] => Ok(v),
+            _ => Err(bad("not exactly one value")),
+        }
     }
 }
 

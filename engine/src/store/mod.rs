@@ -11,6 +11,8 @@
 
 mod call;
 pub(crate) use call::prime_thread_stack;
+mod gc;
+pub use gc::AnyKind;
 mod instantiate;
 mod ops;
 #[doc(hidden)]
@@ -83,6 +85,10 @@ pub struct StoreConfig {
     /// freed before the store except for a caught object that was the last thrown); throwing
     /// past it traps.
     pub max_exception_bytes: u64,
+    /// Bytes of GC objects (structs and arrays) the store may hold: the GC heap is chunks of
+    /// the store arena, never freed before the store; allocating past it traps with "GC heap
+    /// out of memory".
+    pub max_gc_heap_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -97,6 +103,7 @@ impl Default for StoreConfig {
             hostcall: HostcallTransport::Auto,
             fuel: None,
             max_exception_bytes: 64 << 20,
+            max_gc_heap_bytes: 256 << 20,
         }
     }
 }
@@ -133,7 +140,7 @@ pub struct Caller<'a> {
 pub type HostFn = Arc<dyn Fn(&mut Caller<'_>, &[Val], &mut [Val]) -> Result<(), Error> + Send + Sync>;
 
 enum FuncData {
-    Wasm { instance: u32, index: u32, ty: FuncType },
+    Wasm { instance: u32, index: u32, ty: FuncType, type_id: u64 },
     Host { ty: FuncType, f: HostFn },
     /// A host function with an exit-free implementation in the guest runtime (VM only):
     /// `routine` is its guest address, `data` what its context points at; `f` serves the calls
@@ -275,6 +282,8 @@ pub struct Store {
     /// and the bytes of exception chunks handed out so far.
     exn_state: *mut u64,
     exn_bytes: u64,
+    /// The GC heap (`gc.rs`).
+    gc: gc::GcHeap,
     /// Nesting depth of host → wasm calls.
     depth: u32,
     /// The error a host function reported, surfaced when its `HostError` trap unwinds.
@@ -339,6 +348,10 @@ impl Store {
         unsafe { fuel.write(config.fuel.map_or(i64::MAX, |f| f.min(i64::MAX as u64) as i64)) };
         // Zero when handed out: nothing pending, an empty chunk.
         let exn_state = arena.alloc(vmctx::EXN_STATE_SIZE as u64, 16)? as *mut u64;
+        // The GC state starts empty (next = end = 0): the first allocation asks for a chunk.
+        let gc_state = arena.alloc(vmctx::GC_STATE_SIZE as u64, 8)? as *mut u64;
+        // The subtype table starts empty (len 0: every lookup misses).
+        let gc_types = arena.alloc(vmctx::GC_TYPES_SIZE as u64, 8)? as *mut u64;
         let mut store = Store {
             vm,
             config,
@@ -360,6 +373,7 @@ impl Store {
             fuel,
             exn_state,
             exn_bytes: 0,
+            gc: gc::GcHeap::new(gc_state, gc_types),
             depth: 0,
             pending_error: None,
             deadline: None,
@@ -574,15 +588,10 @@ impl Store {
         }
     }
 
-    /// The canonical type id of function `f` (`crate::types`): a wasm function's is in its
-    /// `VMFuncRef` (it may belong to a recursion group); a host function's type is a group of
-    /// its own.
+    /// The canonical type id of function `f`.
     pub fn func_type_id(&self, f: FuncId) -> u64 {
         match &self.funcs[f.0 as usize] {
-            FuncData::Wasm { instance, index, .. } => {
-                let inst = &self.instances[*instance as usize];
-                inst.read_u64(inst.layout().funcref(*index) + vmctx::FUNCREF_TYPE_ID)
-            }
+            FuncData::Wasm { type_id, .. } => *type_id,
             FuncData::Host { ty, .. } | FuncData::Guest { ty, .. } => crate::types::type_id(ty),
         }
     }
@@ -593,14 +602,27 @@ impl Store {
     pub fn val_matches(&self, v: &Val, t: wasce_compiler::module::WasmType) -> bool {
         use wasce_compiler::module::HeapType;
         let Some(r) = t.as_ref_type() else { return v.ty() == t };
+        let top = crate::types::top(r.heap);
         match *v {
-            Val::FuncRef(0) | Val::ExternRef(None) => r.nullable && v.ty().as_ref_type().is_some_and(|h| h.heap.is_func() == r.heap.is_func()),
+            // (A null of a concrete type may be spelled as a null funcref by embedders.)
+            Val::FuncRef(0) => r.nullable && (top == HeapType::Func || matches!(r.heap, HeapType::Concrete(_))),
+            Val::ExternRef(None) => r.nullable && top == HeapType::Extern,
+            Val::AnyRef(0) => r.nullable && top == HeapType::Any,
             Val::FuncRef(addr) => match r.heap {
                 HeapType::Func => true,
-                HeapType::Concrete(id) => self.funcref_type_id(addr) == Some(id as u64),
+                HeapType::Concrete(id) if top == HeapType::Func => self.funcref_type_id(addr).is_some_and(|f| crate::types::is_subtype(f, id as u64)),
                 _ => false,
             },
             Val::ExternRef(Some(_)) => r.heap == HeapType::Extern,
+            // Only an i31 can be inside an externalised value the embedder passes.
+            Val::ExternAny(raw) => r.heap == HeapType::Extern && raw & 1 == 1,
+            // Embedders pass null, i31 and host values; object addresses are refused (compiled
+            // code would trust them).
+            Val::AnyRef(raw) => match self.any_kind(raw) {
+                AnyKind::I31(_) => matches!(r.heap, HeapType::Any | HeapType::Eq | HeapType::I31),
+                AnyKind::Host(_) => r.heap == HeapType::Any,
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -675,8 +697,10 @@ impl Store {
     }
 
     pub fn global_set(&mut self, g: GlobalId, v: Val) -> Result<(), Error> {
-        let ty = self.globals[g.0 as usize].ty;
-        if !ty.mutable || !self.val_matches(&v, ty.ty) {
+        let obj = &self.globals[g.0 as usize];
+        // (`val_matches`, not type equality: it refuses GC object addresses, which compiled
+        // code would trust.)
+        if !obj.ty.mutable || !self.val_matches(&v, obj.ty.ty) {
             return Err(Error::Usage("global is immutable or of another type".into()));
         }
         // SAFETY: as in global_get.

@@ -47,6 +47,11 @@ pub fn dispatch_builtin(store: &mut Store, number: u64, vmctx: u64, a: [u64; 5])
         Builtin::HostCall => store.host_call(a[0], a[1]),
         Builtin::MemoryAtomicWait => store.atomic_wait(a[0] as i64),
         Builtin::ExnAlloc => store.exn_alloc(a[0]),
+        Builtin::GcAlloc => store.gc_alloc_builtin(a[0]),
+        Builtin::ArrayNewData => store.array_new_data(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64),
+        Builtin::ArrayNewElem => store.array_new_elem(i, u32a, u32b, a[2] as u32 as u64, a[3] as u32 as u64),
+        Builtin::ArrayInitData => store.array_init_data(i, a[0], a[1] as u32 as u64, a[2], a[3] as u32 as u64, a[4] as u32 as u64),
+        Builtin::ArrayInitElem => store.array_init_elem(i, a[0], a[1] as u32 as u64, a[2], a[3] as u32 as u64, a[4] as u32 as u64),
     }
 }
 

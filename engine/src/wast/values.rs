@@ -1,7 +1,9 @@
 //! Converting script values to wasce values and matching results against expectations
 //! (NaN patterns, v128 lanes, references).
 
+use crate::store::AnyKind;
 use crate::Val;
+use wasce_compiler::module::{OBJ_KIND_ARRAY, OBJ_KIND_STRUCT};
 use wast::core::{AbstractHeapType, HeapType, NanPattern, V128Pattern, WastArgCore, WastRetCore};
 
 pub fn arg(a: &WastArgCore<'_>) -> Result<Val, String> {
@@ -15,7 +17,8 @@ pub fn arg(a: &WastArgCore<'_>) -> Result<Val, String> {
         WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Extern | AbstractHeapType::NoExtern, .. }) => Val::ExternRef(None),
         WastArgCore::RefExtern(n) => Val::ExternRef(Some(*n)),
         WastArgCore::RefNull(HeapType::Abstract { ty: AbstractHeapType::Exn | AbstractHeapType::NoExn, .. }) => Val::ExnRef(0),
-        other => return Err(format!("unsupported argument {other:?}")),
+        WastArgCore::RefHost(n) => Val::AnyRef(crate::values::host_any(*n)),
+        WastArgCore::RefNull(_) => Val::AnyRef(0),
     })
 }
 
@@ -47,8 +50,22 @@ fn v128_matches(v: u128, p: &V128Pattern) -> bool {
     }
 }
 
-pub fn matches(actual: &Val, expected: &WastRetCore<'_>) -> bool {
+/// Whether `actual` matches `expected`; `kind` classifies any-hierarchy values (the store's
+/// bounds-checked view of the GC heap).
+pub fn matches(actual: &Val, expected: &WastRetCore<'_>, kind: &dyn Fn(u64) -> AnyKind) -> bool {
     match (actual, expected) {
+        (Val::AnyRef(a), WastRetCore::RefNull(ty)) => {
+            *a == 0
+                && matches!(ty, None | Some(HeapType::Abstract { ty: AbstractHeapType::Any | AbstractHeapType::Eq | AbstractHeapType::I31 | AbstractHeapType::Struct | AbstractHeapType::Array | AbstractHeapType::None, .. } | HeapType::Concrete(_)))
+        }
+        (Val::AnyRef(a), WastRetCore::RefHost(n)) => kind(*a) == AnyKind::Host(*n),
+        (Val::AnyRef(a), WastRetCore::RefAny) => !matches!(kind(*a), AnyKind::Null | AnyKind::Unknown),
+        (Val::AnyRef(a), WastRetCore::RefEq) => matches!(kind(*a), AnyKind::I31(_) | AnyKind::Object { .. }),
+        (Val::AnyRef(a), WastRetCore::RefI31) => matches!(kind(*a), AnyKind::I31(_)),
+        (Val::AnyRef(a), WastRetCore::RefStruct) => matches!(kind(*a), AnyKind::Object { kind: OBJ_KIND_STRUCT, .. }),
+        (Val::AnyRef(a), WastRetCore::RefArray) => matches!(kind(*a), AnyKind::Object { kind: OBJ_KIND_ARRAY, .. }),
+        (Val::ExternAny(_), WastRetCore::RefExtern(None)) => true,
+        (Val::FuncRef(a), WastRetCore::RefNull(Some(HeapType::Concrete(_)))) => *a == 0,
         (Val::I32(a), WastRetCore::I32(e)) => a == e,
         (Val::I64(a), WastRetCore::I64(e)) => a == e,
         (Val::F32(a), WastRetCore::F32(p)) => f32_matches(*a, p),
@@ -69,7 +86,7 @@ pub fn matches(actual: &Val, expected: &WastRetCore<'_>) -> bool {
             Some(n) => *a == Some(*n),
             None => a.is_some(),
         },
-        (a, WastRetCore::Either(options)) => options.iter().any(|e| matches(a, e)),
+        (a, WastRetCore::Either(options)) => options.iter().any(|e| matches(a, e, kind)),
         _ => false,
     }
 }
