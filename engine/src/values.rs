@@ -76,6 +76,7 @@ impl Val {
             WasmType::ExnRef => Val::ExnRef(slot as u64),
             WasmType::Ref(r) if crate::types::top(r.heap) == wasce_compiler::module::HeapType::Func => Val::FuncRef(slot as u64),
             WasmType::Ref(r) if crate::types::top(r.heap) == wasce_compiler::module::HeapType::Any => Val::AnyRef(slot as u64),
+            WasmType::Ref(r) if crate::types::top(r.heap) == wasce_compiler::module::HeapType::Exn => Val::ExnRef(slot as u64),
             WasmType::ExternRef | WasmType::Ref(_) => {
                 let raw = slot as u64;
                 if raw >> 63 != 0 {

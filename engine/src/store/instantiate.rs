@@ -49,7 +49,7 @@ impl Store {
                 let want = module.types.global(*want).map_err(malformed)?;
                 have.mutable == want.mutable && if want.mutable { have.ty == want.ty } else { types::val_subtype(have.ty, want.ty) }
             }
-            (ImportKind::Tag(ty), Extern::Tag(t)) => *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("tag type {ty} out of range")))? == types::type_id(&self.tag_type(t)),
+            (ImportKind::Tag(ty), Extern::Tag(t)) => *module.types.ids.get(*ty as usize).ok_or_else(|| malformed(format!("tag type {ty} out of range")))? == self.tag_type_id(t),
             _ => false,
         };
         // Compiled code makes no exception check after calls to these imports.
@@ -273,7 +273,8 @@ impl Store {
         // Defined tags: a new identity per instance.
         for x in info.num_imported_tags..info.tags.len() as u32 {
             let ty = info.types.get(info.tags[x as usize] as usize).ok_or_else(|| malformed(format!("tag {x} has no type")))?;
-            let t = self.new_tag(ty.clone())?;
+            let type_id = *module.types.ids.get(info.tags[x as usize] as usize).ok_or_else(|| malformed(format!("tag {x} has no type")))?;
+            let t = self.add_tag(ty.clone(), type_id)?;
             inst.write_u64(layout.tag(x), t.identity());
             inst.tags.push(t);
         }

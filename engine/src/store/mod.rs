@@ -207,6 +207,8 @@ struct GlobalObj {
 /// An exception tag: its type, and (by its index) the identity compiled code compares.
 struct TagObj {
     ty: FuncType,
+    /// The canonical id of its type (`crate::types`).
+    type_id: u64,
 }
 
 impl TagId {
@@ -663,8 +665,23 @@ impl Store {
         if !ty.results.is_empty() {
             return Err(Error::Usage("a tag's type has no results".into()));
         }
-        self.tags.push(TagObj { ty });
+        let type_id = crate::types::type_id(&ty);
+        self.add_tag(ty, type_id)
+    }
+
+    /// A tag of type `ty`, whose canonical id is `type_id`.
+    pub(crate) fn add_tag(&mut self, ty: FuncType, type_id: u64) -> Result<TagId, Error> {
+        if !ty.results.is_empty() {
+            return Err(Error::Usage("a tag's type has no results".into()));
+        }
+        self.tags.push(TagObj { ty, type_id });
         Ok(TagId(self.tags.len() as u32 - 1))
+    }
+
+    /// The canonical id of tag `t`'s type (a module's tag: the id of its type in that module,
+    /// which may belong to a recursion group; a host tag's type is a group of its own).
+    pub fn tag_type_id(&self, t: TagId) -> u64 {
+        self.tags[t.0 as usize].type_id
     }
     // ---- Exports ----------------------------------------------------------------------------
 
