@@ -60,26 +60,50 @@ fn host() -> &'static Host {
             .open("/dev/kvm")
             .map(OwnedFd::from)
             .map_err(|e| format!("/dev/kvm: {e}"));
-        let key_file = std::env::var_os("WASCE_SHIM_KEY_FILE").filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(DEFAULT_KEY_FILE), PathBuf::from);
+        let key_file = std::env::var_os("WASCE_SHIM_KEY_FILE")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_KEY_FILE), PathBuf::from);
         let key = wasce_engine::key::load_or_create(&key_file).map_err(|e| e.to_string());
         // cgroup v1's memory controller, else the v2 unified hierarchy.
         let memory_cgroups = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
             .iter()
-            .find(|d| std::path::Path::new(d).join("memory.limit_in_bytes").exists() || std::path::Path::new(d).join("cgroup.controllers").exists())
-            .and_then(|d| std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(d).ok())
+            .find(|d| {
+                std::path::Path::new(d)
+                    .join("memory.limit_in_bytes")
+                    .exists()
+                    || std::path::Path::new(d).join("cgroup.controllers").exists()
+            })
+            .and_then(|d| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                    .open(d)
+                    .ok()
+            })
             .map(OwnedFd::from);
-        Host { kvm, key, isolation, memory_cgroups }
+        Host {
+            kvm,
+            key,
+            isolation,
+            memory_cgroups,
+        }
     })
 }
 
 fn settings() -> wasce_engine::Settings {
-    wasce_engine::Settings { features: wasce_engine::Features::all(), ..Default::default() }
+    wasce_engine::Settings {
+        features: wasce_engine::Features::all(),
+        ..Default::default()
+    }
 }
 
 /// The compile worker inside a container: the shim binary itself, through the magic link (the
 /// binary's host path is not in the container's mount namespace).
 fn compile_limits(worker: Option<PathBuf>) -> wasce_engine::CompileLimits {
-    wasce_engine::CompileLimits { worker, ..Default::default() }
+    wasce_engine::CompileLimits {
+        worker,
+        ..Default::default()
+    }
 }
 
 struct WasceShim;
@@ -109,7 +133,11 @@ impl Shim for WasceShim {
     }
 
     fn supported_layers_types() -> &'static [&'static str] {
-        &["application/vnd.bytecodealliance.wasm.component.layer.v0+wasm", "application/wasm", "application/vnd.w3c.wasm.module.v1+wasm"]
+        &[
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+            "application/wasm",
+            "application/vnd.w3c.wasm.module.v1+wasm",
+        ]
     }
 }
 
@@ -130,7 +158,10 @@ fn prepare_and_exec(ctx: &impl RuntimeContext) -> Result<std::convert::Infallibl
         let entry = ctx.entrypoint();
         let (bytes, precompiled) = match &entry.source {
             Source::File(path) => {
-                let bytes = entry.source.as_bytes().with_context(|| format!("reading the entrypoint {}", path.display()))?;
+                let bytes = entry
+                    .source
+                    .as_bytes()
+                    .with_context(|| format!("reading the entrypoint {}", path.display()))?;
                 (bytes, false)
             }
             Source::Oci(_) => (entry.source.as_bytes()?, entry.source.is_precompiled()?),
@@ -148,7 +179,16 @@ fn prepare_and_exec(ctx: &impl RuntimeContext) -> Result<std::convert::Infallibl
         if precompiled && key.is_none() {
             bail!("a precompiled layer, but no artifact key");
         }
-        let envs = ctx.envs().iter().map(|e| e.split_once('=').map_or((e.clone(), String::new()), |(k, v)| (k.to_string(), v.to_string()))).collect();
+        let envs = ctx
+            .envs()
+            .iter()
+            .map(|e| {
+                e.split_once('=')
+                    .map_or((e.clone(), String::new()), |(k, v)| {
+                        (k.to_string(), v.to_string())
+                    })
+            })
+            .collect();
         let job = runner::Job {
             memory_limit: memory_limit(host),
             isolation: host.isolation,
@@ -157,7 +197,15 @@ fn prepare_and_exec(ctx: &impl RuntimeContext) -> Result<std::convert::Infallibl
             args: ctx.args().to_vec(),
             envs,
         };
-        log::info!("wasce: running {} ({} bytes{}) with {} isolation", entry.arg0.map_or("module".into(), |p| p.display().to_string()), bytes.len(), if precompiled { ", precompiled" } else { "" }, host.isolation.name());
+        log::info!(
+            "wasce: running {} ({} bytes{}) with {} isolation",
+            entry
+                .arg0
+                .map_or("module".into(), |p| p.display().to_string()),
+            bytes.len(),
+            if precompiled { ", precompiled" } else { "" },
+            host.isolation.name()
+        );
         // Does not return: the container's init becomes the runner.
         Err(runner::exec(&job, &bytes, kvm, key))
     }
@@ -169,7 +217,10 @@ fn prepare_and_exec(ctx: &impl RuntimeContext) -> Result<std::convert::Infallibl
 /// hierarchy the shim opened, at the path `/proc/self/cgroup` names.
 fn memory_limit(host: &Host) -> Option<u64> {
     let parse = |s: String| s.trim().parse::<u64>().ok().filter(|&b| b < 1 << 62);
-    for own in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+    for own in [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ] {
         if let Ok(s) = std::fs::read_to_string(own) {
             return parse(s);
         }
@@ -204,13 +255,25 @@ impl Compiler for WasceCompiler {
         // Artifacts are valid for this wasce, this host's ISA and this key only (the loader
         // checks all three; a key fingerprint here means a new key makes containerd compile
         // again rather than keep a blob that no longer loads).
-        let isa = wasce_compiler::artifact::host_isa().unwrap_or("unknown-isa").to_string();
-        let fingerprint = host().key.as_ref().map(|k| blake3::keyed_hash(&k.0, b"containerd-shim-wasce cache key").to_hex()[..16].to_string()).unwrap_or_default();
+        let isa = wasce_compiler::artifact::host_isa()
+            .unwrap_or("unknown-isa")
+            .to_string();
+        let fingerprint = host()
+            .key
+            .as_ref()
+            .map(|k| {
+                blake3::keyed_hash(&k.0, b"containerd-shim-wasce cache key").to_hex()[..16]
+                    .to_string()
+            })
+            .unwrap_or_default();
         format!("{}-{isa}-{fingerprint}", env!("CARGO_PKG_VERSION"))
     }
 
     async fn compile(&self, layers: &[WasmLayer]) -> Result<Vec<Option<Vec<u8>>>> {
-        let key = host().key.as_ref().map_err(|e| anyhow::anyhow!("no artifact key: {e}"))?;
+        let key = host()
+            .key
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("no artifact key: {e}"))?;
         let settings = settings();
         let mut out = Vec::with_capacity(layers.len());
         for layer in layers {
@@ -219,9 +282,16 @@ impl Compiler for WasceCompiler {
                 continue;
             }
             // Compiled by a confined worker (the shim binary, on the host here).
-            let compiled = wasce_engine::compile_confined(&layer.layer, &settings, &compile_limits(None))?;
-            let artifact = wasce_compiler::artifact::serialize(&compiled, &settings, key).map_err(|e| anyhow::anyhow!("sealing the artifact: {e}"))?;
-            log::info!("wasce: precompiled layer {} ({} -> {} bytes)", layer.config.digest(), layer.layer.len(), artifact.len());
+            let compiled =
+                wasce_engine::compile_confined(&layer.layer, &settings, &compile_limits(None))?;
+            let artifact = wasce_compiler::artifact::serialize(&compiled, &settings, key)
+                .map_err(|e| anyhow::anyhow!("sealing the artifact: {e}"))?;
+            log::info!(
+                "wasce: precompiled layer {} ({} -> {} bytes)",
+                layer.config.digest(),
+                layer.layer.len(),
+                artifact.len()
+            );
             out.push(Some(artifact));
         }
         Ok(out)
@@ -238,9 +308,15 @@ fn main() -> ExitCode {
     }
     // Open /dev/kvm and load the key now: the zygote that builds containers forks from here.
     let flags: Vec<_> = std::env::args().collect();
-    if !flags.iter().any(|a| a == "-v" || a == "--version" || a == "-info") {
+    if !flags
+        .iter()
+        .any(|a| a == "-v" || a == "--version" || a == "-info")
+    {
         let _ = host();
     }
-    WasceShim::run(Config { default_log_level: "info".into(), ..Default::default() });
+    WasceShim::run(Config {
+        default_log_level: "info".into(),
+        ..Default::default()
+    });
     ExitCode::SUCCESS
 }

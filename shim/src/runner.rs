@@ -77,7 +77,11 @@ fn set_cloexec(fd: RawFd, on: bool) -> std::io::Result<()> {
         if flags < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let flags = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+        let flags = if on {
+            flags | libc::FD_CLOEXEC
+        } else {
+            flags & !libc::FD_CLOEXEC
+        };
         if libc::fcntl(fd, libc::F_SETFD, flags) < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -86,7 +90,12 @@ fn set_cloexec(fd: RawFd, on: bool) -> std::io::Result<()> {
 }
 
 /// Become the runner (`execve` of this binary); returns only on failure.
-pub fn exec(job: &Job, module: &[u8], kvm: Option<RawFd>, key: Option<&wasce_compiler::artifact::Key>) -> anyhow::Error {
+pub fn exec(
+    job: &Job,
+    module: &[u8],
+    kvm: Option<RawFd>,
+    key: Option<&wasce_compiler::artifact::Key>,
+) -> anyhow::Error {
     let inner = || -> anyhow::Result<std::convert::Infallible> {
         let module = memfd("wasce-module", module)?;
         let key = match (job.precompiled, key) {
@@ -102,14 +111,25 @@ pub fn exec(job: &Job, module: &[u8], kvm: Option<RawFd>, key: Option<&wasce_com
             .arg(fd_arg(kvm))
             .arg(module.as_raw_fd().to_string())
             .arg(fd_arg(key.as_ref().map(|k| k.as_raw_fd())))
-            .arg(if std::env::var_os("WASCE_SHIM_STATS").is_some() { "stats" } else { "-" })
+            .arg(if std::env::var_os("WASCE_SHIM_STATS").is_some() {
+                "stats"
+            } else {
+                "-"
+            })
             .arg(&job.func)
             .arg(job.args.len().to_string())
             .args(&job.args)
             .arg(job.envs.len().to_string())
             .args(job.envs.iter().map(|(k, v)| format!("{k}={v}")))
             .env_clear();
-        for fd in [kvm, Some(module.as_raw_fd()), key.as_ref().map(|k| k.as_raw_fd())].into_iter().flatten() {
+        for fd in [
+            kvm,
+            Some(module.as_raw_fd()),
+            key.as_ref().map(|k| k.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
             set_cloexec(fd, false)?;
         }
         Err(cmd.exec().into())
@@ -166,12 +186,18 @@ fn inherited(arg: &str) -> Result<Option<OwnedFd>, Error> {
 
 fn read_all(fd: OwnedFd) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
-    std::fs::File::from(fd).read_to_end(&mut bytes).map_err(|e| usage(format!("reading an inherited memfd: {e}")))?;
+    std::fs::File::from(fd)
+        .read_to_end(&mut bytes)
+        .map_err(|e| usage(format!("reading an inherited memfd: {e}")))?;
     Ok(bytes)
 }
 
 fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Parsed, Error> {
-    let mut next = || it.next().and_then(|s| s.into_string().ok()).ok_or_else(|| usage("truncated or non-UTF-8 command line"));
+    let mut next = || {
+        it.next()
+            .and_then(|s| s.into_string().ok())
+            .ok_or_else(|| usage("truncated or non-UTF-8 command line"))
+    };
     let isolation = match next()?.as_str() {
         "kvm" => Isolation::Kvm,
         "process" => Isolation::Process,
@@ -179,14 +205,19 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Parsed, Error> {
     };
     let memory_limit = match next()?.as_str() {
         "-" => None,
-        n => Some(n.parse::<u64>().map_err(|_| usage(format!("memory limit `{n}`")))?),
+        n => Some(
+            n.parse::<u64>()
+                .map_err(|_| usage(format!("memory limit `{n}`")))?,
+        ),
     };
     let kvm = inherited(&next()?)?;
     let module = read_all(inherited(&next()?)?.ok_or_else(|| usage("no module"))?)?;
     let key = match inherited(&next()?)? {
         Some(fd) => {
             let bytes = read_all(fd)?;
-            let key: [u8; 32] = bytes.try_into().map_err(|_| usage("the key is not 32 bytes"))?;
+            let key: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| usage("the key is not 32 bytes"))?;
             Some(wasce_compiler::artifact::Key(key))
         }
         None => None,
@@ -197,9 +228,26 @@ fn parse(mut it: impl Iterator<Item = OsString>) -> Result<Parsed, Error> {
     let args = (0..n).map(|_| next()).collect::<Result<Vec<_>, _>>()?;
     let n: usize = next()?.parse().map_err(|_| usage("envc"))?;
     let envs = (0..n)
-        .map(|_| next().map(|e| e.split_once('=').map_or((e.clone(), String::new()), |(k, v)| (k.to_string(), v.to_string()))))
+        .map(|_| {
+            next().map(|e| {
+                e.split_once('=')
+                    .map_or((e.clone(), String::new()), |(k, v)| {
+                        (k.to_string(), v.to_string())
+                    })
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Parsed { isolation, memory_limit, kvm, module, key, stats, func, args, envs })
+    Ok(Parsed {
+        isolation,
+        memory_limit,
+        kvm,
+        module,
+        key,
+        stats,
+        func,
+        args,
+        envs,
+    })
 }
 
 /// Ending the guest on `ctr task kill`: the runner is its pid namespace's init, to which the
@@ -230,30 +278,55 @@ fn run(p: Parsed) -> Result<ExitCode, Error> {
     let settings = super::settings();
     let module = if p.key.is_some() {
         // Sealed by this shim's precompiler and cached by containerd: verified under the key.
-        wasce_engine::LoadedModule::from_artifact_bytes(&p.module, p.key.as_ref().expect("checked"))?
+        wasce_engine::LoadedModule::from_artifact_bytes(
+            &p.module,
+            p.key.as_ref().expect("checked"),
+        )?
     } else {
         // The shim binary, through the magic link: its host path is not in this mount namespace.
-        wasce_engine::load_confined(&p.module, &settings, &super::compile_limits(Some(PathBuf::from("/proc/self/exe"))))?
+        wasce_engine::load_confined(
+            &p.module,
+            &settings,
+            &super::compile_limits(Some(PathBuf::from("/proc/self/exe"))),
+        )?
     };
     drop(p.module);
 
     let isolation = match p.isolation {
         Isolation::Kvm => {
-            let fd = p.kvm.ok_or_else(|| Error::Resource("KVM isolation, but the shim passed no /dev/kvm".into()))?;
+            let fd = p.kvm.ok_or_else(|| {
+                Error::Resource("KVM isolation, but the shim passed no /dev/kvm".into())
+            })?;
             wasce_engine::kvm::use_device(fd).map_err(|_| usage("KVM device set twice"))?;
             wasce_engine::Isolation::Kvm
         }
         Isolation::Process => wasce_engine::Isolation::Process,
     };
-    let mut config = StoreConfig { isolation, ..StoreConfig::default() };
+    let mut config = StoreConfig {
+        isolation,
+        ..StoreConfig::default()
+    };
     if let Some(limit) = p.memory_limit {
-        config.max_memory_pages = config.max_memory_pages.min(limit / wasce_engine::memory::WASM_PAGE);
+        config.max_memory_pages = config
+            .max_memory_pages
+            .min(limit / wasce_engine::memory::WASM_PAGE);
     }
     // The container's root filesystem, as `/`. Path resolution stays on that filesystem
     // (RESOLVE_NO_XDEV): /proc, /sys, /dev and other mounts below it are not reachable.
-    let preopens = vec![Preopen { host: "/".into(), guest: "/".into() }];
-    let policy = sandbox::Policy { dirs: preopens.iter().map(|p| p.host.clone()).collect(), exclusive: true };
-    let wasi = WasiConfig { args: p.args, env: p.envs, preopens, ..WasiConfig::default() };
+    let preopens = vec![Preopen {
+        host: "/".into(),
+        guest: "/".into(),
+    }];
+    let policy = sandbox::Policy {
+        dirs: preopens.iter().map(|p| p.host.clone()).collect(),
+        exclusive: true,
+    };
+    let wasi = WasiConfig {
+        args: p.args,
+        env: p.envs,
+        preopens,
+        ..WasiConfig::default()
+    };
     let mut store = Store::new(config)?;
     let mut linker = Linker::new();
     wasi::add_to_linker(&mut store, &mut linker, wasi)?;
@@ -273,7 +346,12 @@ fn run(p: Parsed) -> Result<ExitCode, Error> {
     result
 }
 
-fn instantiate_and_call(store: &mut Store, linker: &mut Linker, module: &wasce_engine::Module, func: &str) -> Result<ExitCode, Error> {
+fn instantiate_and_call(
+    store: &mut Store,
+    linker: &mut Linker,
+    module: &wasce_engine::Module,
+    func: &str,
+) -> Result<ExitCode, Error> {
     let exit = |r: Result<Vec<wasce_engine::Val>, Error>| match r {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(Error::Exit(code)) => Ok(ExitCode::from(code as u8)),
@@ -293,12 +371,22 @@ fn instantiate_and_call(store: &mut Store, linker: &mut Linker, module: &wasce_e
         Some(Extern::Func(f)) => f,
         _ if func == "_start" => match store.export(instance, "") {
             Some(Extern::Func(f)) => f,
-            _ => return Err(Error::Usage("the module exports no `_start` function (not a WASI command)".into())),
+            _ => {
+                return Err(Error::Usage(
+                    "the module exports no `_start` function (not a WASI command)".into(),
+                ))
+            }
         },
-        _ => return Err(Error::Usage(format!("the module exports no function `{func}`"))),
+        _ => {
+            return Err(Error::Usage(format!(
+                "the module exports no function `{func}`"
+            )))
+        }
     };
     if !store.func_type(f).params.is_empty() {
-        return Err(Error::Usage(format!("`{func}` takes parameters; the entrypoint must take none")));
+        return Err(Error::Usage(format!(
+            "`{func}` takes parameters; the entrypoint must take none"
+        )));
     }
     exit(store.call(f, &[]))
 }
