@@ -143,7 +143,13 @@ def grow():
     return module([PROC_EXIT], body)
 
 
-MODULES = {"hello": hello, "exit7": exit7, "trap": trap, "spin": spin, "args_env": args_env, "grow": grow}
+def artifact():
+    """Not WebAssembly: bytes that start like a wasce AOT artifact (.cwasm), which the shim must
+    refuse to load from an image (only artifacts it sealed itself are code)."""
+    return b"WASCE\0AOT" + bytes(200)
+
+
+MODULES = {"artifact": artifact, "hello": hello, "exit7": exit7, "trap": trap, "spin": spin, "args_env": args_env, "grow": grow}
 
 
 def blob(blobs, data, media_type):

@@ -94,23 +94,27 @@ IMG=docker.io/library/wasce-test:latest
 OCI=docker.io/library/wasce-hello-oci:latest
 python3 scripts/shim-test-image.py "$T/rootfs.tar" "$IMG" rootfs hello hello exit7 trap spin args_env grow
 ctr_ images import --snapshotter native "$T/rootfs.tar" >/dev/null
-# A WASM OCI image (runwasi's format). containerd >= 1.6.25/1.7.7 imports and unpacks it as it
-# is (no diff IDs, nothing to unpack); older ones (Debian 12's 1.6.20) refuse it, so there the
-# image lists its layer's digest as diff ID, is imported without unpacking, and an empty
-# snapshot committed under that chain ID is its root filesystem.
-python3 scripts/shim-test-image.py "$T/oci.tar" "$OCI" wasm hello
-if ! ctr_ images import --snapshotter native --all-platforms "$T/oci.tar" >/dev/null 2>"$T/import.err"; then
-    echo "  (this containerd refuses WASM OCI images as they are: $(cat "$T/import.err"); committing an empty rootfs snapshot instead)"
-    python3 scripts/shim-test-image.py --diff-id "$T/oci.tar" "$OCI" wasm hello
-    ctr_ images import --snapshotter native --all-platforms --no-unpack "$T/oci.tar" >/dev/null
-    # The layer is the module itself: its digest is the diff ID, and the chain ID of one layer.
-    python3 scripts/shim-test-image.py --module hello "$T/hello.wasm"
-    chain="sha256:$(sha256sum "$T/hello.wasm" | cut -d' ' -f1)"
-    ctr_ snapshots --snapshotter native prepare "$T-empty" >/dev/null
-    ctr_ snapshots --snapshotter native commit "$chain" "$T-empty"
-    ctr_ snapshots --snapshotter native label "$chain" containerd.io/gc.root=shim-test >/dev/null
-fi
-ctr_ images ls -q | grep -qx "$IMG" || { ctr_ images ls; echo "import of $IMG failed" >&2; exit 1; }
+# WASM OCI images (runwasi's format). containerd >= 1.6.25/1.7.7 imports and unpacks them as
+# they are (no diff IDs, nothing to unpack); older ones (Debian 12's 1.6.20) refuse them, so
+# there the image lists its layer's digest as diff ID, is imported without unpacking, and an
+# empty snapshot committed under that chain ID is its root filesystem.
+import_wasm_image() { # import_wasm_image REF MODULE
+    python3 scripts/shim-test-image.py "$T/$2.tar" "$1" wasm "$2"
+    if ! ctr_ images import --snapshotter native --all-platforms "$T/$2.tar" >/dev/null 2>"$T/import.err"; then
+        echo "  ($1: this containerd refuses WASM OCI images as they are: $(cat "$T/import.err"); committing an empty rootfs snapshot instead)"
+        python3 scripts/shim-test-image.py --diff-id "$T/$2.tar" "$1" wasm "$2"
+        ctr_ images import --snapshotter native --all-platforms --no-unpack "$T/$2.tar" >/dev/null
+        # The layer is the module itself: its digest is the diff ID, and the chain ID of one layer.
+        python3 scripts/shim-test-image.py --module "$2" "$T/$2.wasm"
+        local chain="sha256:$(sha256sum "$T/$2.wasm" | cut -d' ' -f1)"
+        ctr_ snapshots --snapshotter native prepare "$T-empty-$2" >/dev/null
+        ctr_ snapshots --snapshotter native commit "$chain" "$T-empty-$2"
+        ctr_ snapshots --snapshotter native label "$chain" containerd.io/gc.root=shim-test >/dev/null
+    fi
+}
+FAKE=docker.io/library/wasce-fake-artifact:latest
+import_wasm_image "$OCI" hello
+import_wasm_image "$FAKE" artifact
 
 RUN=(run --rm --snapshotter native --runtime io.containerd.wasce.v1)
 n=0
@@ -180,16 +184,21 @@ done
 # 7. A WASM OCI layer (application/wasm): the first run precompiles it into a wasce artifact
 #    that containerd keeps in its content store; the second run loads that, compiling nothing.
 run --platform wasip1/wasm "$OCI" "t$n"
+first=$(grep -o 'module=[a-z]*' "$T/err" || true)
 if [ $rc = 0 ] && grep -qx "hello from wasce" "$T/out"; then ok "WASM OCI layer: hello"; else bad "WASM OCI layer: rc=$rc out=$(cat "$T/out") err=$(cat "$T/err")"; fi
 run --platform wasip1/wasm "$OCI" "t$n"
-precompiled=$(grep -c "wasce: precompiled layer" "$T/containerd.log" || true)
-cached=$(grep -c "bytes, precompiled) with" "$T/containerd.log" || true)
+second=$(grep -o 'module=[a-z]*' "$T/err" || true)
+compiles=$(grep -c "wasce: precompiled layer" "$T/containerd.log" || true)
 labels=$(ctr_ content ls 2>/dev/null | grep -c "runwasi.io/precompiled/wasce" || true)
-if [ $rc = 0 ] && [ "$precompiled" = 1 ] && [ "$cached" -ge 2 ] && [ "$labels" -ge 1 ]; then
-    ok "precompile: compiled once, cached in the content store ($labels labelled blob), run precompiled twice"
+if [ $rc = 0 ] && [ "$compiles" = 1 ] && [ "$first" = module=precompiled ] && [ "$second" = module=precompiled ] && [ "$labels" -ge 1 ]; then
+    ok "precompile: compiled once by the shim, kept in the content store ($labels blobs with the runwasi.io/precompiled/wasce label), both runs loaded the artifact"
 else
-    bad "precompile: rc=$rc precompiled=$precompiled runs-from-artifact=$cached labels=$labels"
+    bad "precompile: rc=$rc compiles=$compiles first=$first second=$second labels=$labels"
 fi
+
+# 8. A layer holding what claims to be a wasce artifact is not loaded as code.
+run --platform wasip1/wasm "$FAKE" "t$n"
+if [ $rc != 0 ] && grep -q "holds a wasce artifact" "$T/err"; then ok "an artifact in an image is refused (exit $rc): $(grep -m1 -o 'the image holds a wasce artifact[^;]*' "$T/err")"; else bad "artifact in an image: rc=$rc err=$(cat "$T/err")"; fi
 
 # ---- Latency --------------------------------------------------------------------------------
 runs=${SHIM_RUNS:-10}

@@ -206,6 +206,8 @@ fn prepare_and_exec(ctx: &impl RuntimeContext) -> Result<std::convert::Infallibl
             if precompiled { ", precompiled" } else { "" },
             host.isolation.name()
         );
+        // The shim's logger writes to containerd's log pipe; nothing buffered survives exec.
+        log::logger().flush();
         // Does not return: the container's init becomes the runner.
         Err(runner::exec(&job, &bytes, kvm, key))
     }

@@ -276,7 +276,8 @@ fn run(p: Parsed) -> Result<ExitCode, Error> {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"wasce-guest".as_ptr()) };
     let settings = super::settings();
-    let module = if p.key.is_some() {
+    let precompiled = p.key.is_some();
+    let module = if precompiled {
         // Sealed by this shim's precompiler and cached by containerd: verified under the key.
         wasce_engine::LoadedModule::from_artifact_bytes(
             &p.module,
@@ -336,11 +337,12 @@ fn run(p: Parsed) -> Result<ExitCode, Error> {
     if p.stats {
         let s = store.stats();
         eprintln!(
-            "wasce-shim: isolation={} vm-exits={} ring-calls={} max-memory-pages={}",
+            "wasce-shim: isolation={} vm-exits={} ring-calls={} max-memory-pages={} module={}",
             p.isolation.name(),
             s.hypercalls,
             s.ring_calls,
-            store.config().max_memory_pages
+            store.config().max_memory_pages,
+            if precompiled { "precompiled" } else { "compiled" }
         );
     }
     result
