@@ -3,6 +3,7 @@
 
     shim-test-image.py OUT.tar NAME rootfs ENTRY [MODULE...]   a regular image: one tar layer
                                                                holding the modules at /
+                                                               (MODULE may be NAME=HOSTFILE)
     shim-test-image.py [--diff-id] OUT.tar NAME wasm MODULE    a WASM OCI image: the module as a
                                                                layer of type application/wasm
     shim-test-image.py --module MODULE OUT.wasm                 just write one test module
@@ -174,10 +175,13 @@ def image(out, ref, kind, rest):
     blobs = {}
     if kind == "rootfs":
         entry, mods = rest[0], rest[1:]
-        layer_data = tar_bytes([(f"{m}.wasm", MODULES[m]()) for m in mods])
+        # NAME=HOSTFILE puts a host file at /NAME (the runc baseline's static busybox).
+        files = [(m.split("=", 1)[0], open(m.split("=", 1)[1], "rb").read()) if "=" in m else (f"{m}.wasm", MODULES[m]()) for m in mods]
+        entry = entry if "/" in entry else f"/{entry}.wasm"
+        layer_data = tar_bytes(files)
         layer = blob(blobs, layer_data, "application/vnd.oci.image.layer.v1.tar")
         config = {"architecture": "amd64", "os": "linux",
-                  "config": {"Entrypoint": [f"/{entry}.wasm"], "Env": ["PATH=/"], "WorkingDir": "/"},
+                  "config": {"Entrypoint": [entry], "Env": ["PATH=/"], "WorkingDir": "/"},
                   "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}
         platform = {"architecture": "amd64", "os": "linux"}
     elif kind == "wasm":

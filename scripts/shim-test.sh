@@ -202,12 +202,13 @@ if [ $rc != 0 ] && grep -q "holds a wasce artifact" "$T/err"; then ok "an artifa
 
 # ---- Latency --------------------------------------------------------------------------------
 runs=${SHIM_RUNS:-10}
-latency() { # latency LABEL ARGS...: ms per `ctr run --rm` over $runs runs
+after=() # the command line after the container ID, if any
+latency() { # latency LABEL ARGS...: ms per `ctr run --rm ARGS ID ${after[@]}` over $runs runs
     local label=$1; shift
     local ms=()
     for i in $(seq "$runs"); do
         local s=$(date +%s%N)
-        ctr_ "${RUN[@]}" "$@" "lat$i" >/dev/null 2>&1
+        ctr_ "${RUN[@]}" "$@" "lat$i" "${after[@]}" >/dev/null 2>&1
         ms+=($((($(date +%s%N) - s) / 1000000)))
     done
     local sorted=($(printf '%s\n' "${ms[@]}" | sort -n))
@@ -216,6 +217,17 @@ latency() { # latency LABEL ARGS...: ms per `ctr run --rm` over $runs runs
 echo "== latency (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 latency "hello from the rootfs (compiled at each run)" "$IMG"
 latency "hello as a WASM OCI layer (precompiled, from the content store)" --platform wasip1/wasm "$OCI"
+# Context: the same `ctr run --rm` of a Linux container under runc (static busybox `true`), when
+# Debian's busybox-static is installed.
+if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then
+    python3 scripts/shim-test-image.py "$T/busybox.tar" docker.io/library/wasce-busybox:latest rootfs /busybox busybox=/bin/busybox
+    ctr_ images import --snapshotter native "$T/busybox.tar" >/dev/null
+    RUN=(run --rm --snapshotter native --runtime io.containerd.runc.v2)
+    after=(/busybox true)
+    latency "runc, busybox true (a Linux container, for comparison)" docker.io/library/wasce-busybox:latest
+    after=()
+    RUN=(run --rm --snapshotter native --runtime io.containerd.wasce.v1)
+fi
 if command -v containerd-shim-wasmtime-v1 >/dev/null; then
     latency "containerd-shim-wasmtime-v1, same image" --runtime io.containerd.wasmtime.v1 "$IMG"
 fi

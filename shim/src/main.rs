@@ -272,22 +272,19 @@ impl Compiler for WasceCompiler {
     }
 
     async fn compile(&self, layers: &[WasmLayer]) -> Result<Vec<Option<Vec<u8>>>> {
-        let key = host()
-            .key
-            .as_ref()
-            .map_err(|e| anyhow::anyhow!("no artifact key: {e}"))?;
-        let settings = settings();
         let mut out = Vec::with_capacity(layers.len());
         for layer in layers {
             if wasce_engine::is_artifact(&layer.layer) || layer.precompiled {
                 out.push(None);
                 continue;
             }
-            // Compiled by a confined worker (the shim binary, on the host here).
-            let compiled =
-                wasce_engine::compile_confined(&layer.layer, &settings, &compile_limits(None))?;
-            let artifact = wasce_compiler::artifact::serialize(&compiled, &settings, key)
-                .map_err(|e| anyhow::anyhow!("sealing the artifact: {e}"))?;
+            // In the zygote, not here: this process is a containerd shim, whose reaper thread
+            // waits for every child, the compile worker included (its status then never reaches
+            // the engine: ECHILD). The zygote, forked before that thread existed, reaps nothing.
+            let artifact = containerd_shimkit::zygote::Zygote::global()
+                .try_run(compile_and_seal, &layer.layer)
+                .map_err(|e| anyhow::anyhow!("the zygote: {e}"))?
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             log::info!(
                 "wasce: precompiled layer {} ({} -> {} bytes)",
                 layer.config.digest(),
@@ -298,6 +295,17 @@ impl Compiler for WasceCompiler {
         }
         Ok(out)
     }
+}
+
+/// Compile a module in a confined worker (the shim binary, on the host) and seal the result as
+/// an artifact under the shim's key.
+fn compile_and_seal(wasm: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    let key = host().key.as_ref().map_err(|e| format!("no artifact key: {e}"))?;
+    let settings = settings();
+    let compiled = wasce_engine::compile_confined(&wasm, &settings, &compile_limits(None))
+        .map_err(|e| e.to_string())?;
+    wasce_compiler::artifact::serialize(&compiled, &settings, key)
+        .map_err(|e| format!("sealing the artifact: {e}"))
 }
 
 fn main() -> ExitCode {
