@@ -207,6 +207,35 @@ fn reserve_runtime_window() -> Result<(), Error> {
         .map_err(Error::Resource)
 }
 
+/// The KVM device an embedder opened for every VM of this process (`use_device`).
+static DEVICE: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// Create every VM of this process through `device`, an open `/dev/kvm`, instead of opening the
+/// node. For an embedder that loses sight of the node before it runs guests: a container shim
+/// opens it on the host, then runs the module inside the container (another mount namespace,
+/// a device cgroup that does not allow the node). Set once; a second call hands `device` back.
+pub fn use_device(device: std::os::fd::OwnedFd) -> Result<(), std::os::fd::OwnedFd> {
+    DEVICE.set(device)
+}
+
+/// The KVM system fd for a new VM: a duplicate of the `use_device` one, else the node
+/// (`WASCE_KVM_DEVICE`, default `/dev/kvm`) opened.
+fn open_kvm() -> Result<Kvm, Error> {
+    if let Some(fd) = DEVICE.get() {
+        let dup = fd.try_clone().map_err(|e| Error::Resource(format!("KVM is not available (the device fd the embedder gave: {e})")))?;
+        // SAFETY: `dup` is a fresh fd this process owns; `Kvm` takes it over (and closes it).
+        return Ok(unsafe { <Kvm as std::os::fd::FromRawFd>::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(dup)) });
+    }
+    // WASCE_KVM_DEVICE names another device node (tests use it to simulate a missing KVM).
+    let device = std::env::var("WASCE_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_string());
+    let path = std::ffi::CString::new(device.clone()).map_err(|_| Error::Usage("WASCE_KVM_DEVICE contains a NUL byte".into()))?;
+    Kvm::new_with_path(&path).map_err(|e| {
+        Error::Resource(format!(
+            "KVM is not available ({device}: {e}); run with `--isolation process` to run without a VM"
+        ))
+    })
+}
+
 impl Vm {
     /// Create the VM: slot 0 with GDT, TSS, runtime page and page tables; the stack; one vCPU at
     /// CPL3; the ring server if `use_ring`, the watchdog thread if `timeouts`. Fails with a
@@ -214,14 +243,7 @@ impl Vm {
     pub fn new(stack_size: u64, use_ring: bool, timeouts: bool) -> Result<Vm, Error> {
         reserve_runtime_window()?;
         kick::install();
-        // WASCE_KVM_DEVICE names another device node (tests use it to simulate a missing KVM).
-        let device = std::env::var("WASCE_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".to_string());
-        let path = std::ffi::CString::new(device.clone()).map_err(|_| Error::Usage("WASCE_KVM_DEVICE contains a NUL byte".into()))?;
-        let kvm = Kvm::new_with_path(&path).map_err(|e| {
-            Error::Resource(format!(
-                "KVM is not available ({device}: {e}); run with `--isolation process` to run without a VM"
-            ))
-        })?;
+        let kvm = open_kvm()?;
         if !kvm.check_extension(Cap::SyncRegs) || !kvm.check_extension(Cap::ImmediateExit) {
             return Err(Error::Resource("KVM lacks KVM_CAP_SYNC_REGS or KVM_CAP_IMMEDIATE_EXIT".into()));
         }
