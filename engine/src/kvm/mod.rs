@@ -127,6 +127,9 @@ pub struct Vm {
     ring: Option<RingServer>,
     /// The watchdog thread, when calls have a timeout.
     kicker: Option<Kicker>,
+    /// The vCPU's FPU/SIMD state as created, put back by `scrub` (None if KVM would not
+    /// report it in the legacy 4 KiB XSAVE layout; then `KVM_SET_FPU` zeroes the legacy part).
+    pristine_fpu: Option<Box<kvm_bindings::kvm_xsave>>,
     _regions: [HostRegion; 2],
 }
 
@@ -275,6 +278,7 @@ impl Vm {
             stack_size,
             ring: None,
             kicker: None,
+            pristine_fpu: None,
             _regions: [HostRegion { ptr: system, len: SYSTEM_SIZE }, HostRegion { ptr: stack, len: stack_size + STACK_GUARD }],
         };
         // The runtime page (read-execute) and the hypercall page (no memslot behind it).
@@ -320,6 +324,7 @@ impl Vm {
         this.user_sregs = segments::user_sregs(&base, this.pt.pml4, flavour);
         this.establish()?;
         this.tsc_khz = this.vcpu.get_tsc_khz().ok().filter(|k| *k > 0);
+        this.pristine_fpu = this.vcpu.get_xsave().ok().map(Box::new);
         this.vcpu.set_sync_valid_reg(SyncReg::Register);
         this.vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
         this.vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
@@ -464,6 +469,42 @@ impl Vm {
             m.mapped = len;
             let pages = (len - mapped) / PAGE_SIZE;
             self.pt_map(host + mapped, gpa + mapped, pages, perm)?;
+        }
+        Ok(())
+    }
+
+    /// Wipe what a finished call left in the VM outside the store's memory, so that the next
+    /// call (a pooled VM's next user) cannot see it: the FPU/SIMD registers go back to their
+    /// state at creation, and the pages of the guest stack that were touched (resident, as
+    /// `mincore` reports) are zeroed where they are not zero already. The stack pages stay
+    /// resident and mapped, so the next call does not fault them in again. Only while the
+    /// guest is not running.
+    pub fn scrub(&mut self) -> Result<(), Error> {
+        self.flush_pending_io();
+        match &self.pristine_fpu {
+            // SAFETY: a kvm_xsave that KVM itself produced for this vCPU.
+            Some(x) => unsafe { self.vcpu.set_xsave(x) }.map_err(|e| kvm_err("KVM_SET_XSAVE", e))?,
+            None => {
+                let fpu = kvm_bindings::kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+                self.vcpu.set_fpu(&fpu).map_err(|e| kvm_err("KVM_SET_FPU", e))?
+            }
+        }
+        let (lo, hi) = self.stack_range();
+        let pages = ((hi - lo) / PAGE_SIZE) as usize;
+        let mut resident = vec![0u8; pages];
+        // SAFETY: [lo, hi) is the stack mapping this VM owns; `resident` has a byte per page.
+        if unsafe { libc::mincore(lo as *mut _, (hi - lo) as usize, resident.as_mut_ptr()) } != 0 {
+            return Err(Error::Resource(format!("mincore of the guest stack: {}", std::io::Error::last_os_error())));
+        }
+        for (i, r) in resident.iter().enumerate() {
+            if r & 1 == 0 {
+                continue;
+            }
+            // SAFETY: one page of the stack mapping; the guest is not running.
+            let page = unsafe { std::slice::from_raw_parts_mut((lo + i as u64 * PAGE_SIZE) as *mut u8, PAGE_SIZE as usize) };
+            if page.iter().any(|b| *b != 0) {
+                page.fill(0);
+            }
         }
         Ok(())
     }

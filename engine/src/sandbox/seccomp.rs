@@ -84,6 +84,8 @@ pub const KVM_SET_SREGS: u64 = kvm_iow(0x84, std::mem::size_of::<kvm_bindings::k
 pub const KVM_SET_MSRS: u64 = kvm_iow(0x89, std::mem::size_of::<kvm_bindings::kvm_msrs>());
 pub const KVM_SET_XCRS: u64 = kvm_iow(0xa7, std::mem::size_of::<kvm_bindings::kvm_xcrs>());
 pub const KVM_SET_DEVICE_ATTR: u64 = kvm_iow(0xe1, std::mem::size_of::<kvm_bindings::kvm_device_attr>());
+pub const KVM_SET_XSAVE: u64 = kvm_iow(0xa5, std::mem::size_of::<kvm_bindings::kvm_xsave>());
+pub const KVM_SET_FPU: u64 = kvm_iow(0x8d, std::mem::size_of::<kvm_bindings::kvm_fpu>());
 pub const KVM_HAS_DEVICE_ATTR: u64 = kvm_iow(0xe3, std::mem::size_of::<kvm_bindings::kvm_device_attr>());
 
 use libc::*;
@@ -183,6 +185,17 @@ pub const KVM: Group = Group {
         when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_HAS_DEVICE_ATTR))], "KVM_HAS_DEVICE_ATTR: re-align the guest TSC after a vCPU reset (standard KVM)"),
         when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_DEVICE_ATTR))], "KVM_SET_DEVICE_ATTR: re-align the guest TSC after a vCPU reset (standard KVM)"),
         when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_MSRS))], "KVM_SET_MSRS: re-align the guest TSC after a vCPU reset, on kernels without KVM_VCPU_TSC_OFFSET"),
+    ],
+};
+
+/// A pooled VM reset between runs (`crate::warm`): nothing of one run may be visible to the next.
+pub const WARM: Group = Group {
+    name: "warm",
+    allow: &[
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_XSAVE))], "KVM_SET_XSAVE: a pooled VM's FPU/SIMD registers back to their state at creation after each run"),
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_FPU))], "KVM_SET_FPU: as KVM_SET_XSAVE, where KVM did not report the XSAVE state"),
+        any(SYS_mincore, "which guest stack pages a run touched, to zero them before the next run"),
+        when(SYS_fcntl, &[Cond::Eq(1, konst(F_DUPFD_CLOEXEC as i64))], "each run's WASI table gets its own duplicate of the preopened directories"),
     ],
 };
 
@@ -291,7 +304,7 @@ pub fn refusal_programs(role: Role) -> Result<Vec<BpfProgram>, SandboxError> {
 /// The groups a role's allow-list is made of.
 pub fn groups(role: Role) -> &'static [&'static Group] {
     match role {
-        Role::Vcpu => &[&BASE, &MEMORY, &WASI, &SIGNALED, &KVM, &STORE],
+        Role::Vcpu => &[&BASE, &MEMORY, &WASI, &SIGNALED, &KVM, &STORE, &WARM],
         Role::Store => &[&BASE, &MEMORY, &WASI, &SIGNALED, &PROCESS, &STORE],
         Role::RingServer => &[&BASE, &MEMORY, &WASI, &SIGNALED],
         Role::Timeout => &[&BASE, &KICK],

@@ -13,6 +13,8 @@ mod call;
 pub(crate) use call::prime_thread_stack;
 mod instantiate;
 mod ops;
+mod snapshot;
+pub use snapshot::StoreSnapshot;
 #[doc(hidden)]
 pub mod testing;
 
@@ -258,6 +260,8 @@ pub struct Store {
     deadline: Option<std::time::Instant>,
     /// Counters: guest exits (VM) and calls.
     pub(crate) stats: Stats,
+    /// `memory.grow` calls refused for a limit since creation or the last restore.
+    grow_failures: u64,
 }
 
 /// What a store has done, for `--stats`.
@@ -334,6 +338,7 @@ impl Store {
             pending_error: None,
             deadline: None,
             stats: Stats::default(),
+            grow_failures: 0,
         };
         let (base, exposed) = (store.arena.base(), store.arena.exposed());
         store.request_map(base, crate::arena::ARENA_RESERVE, exposed, Perm::ReadWrite);
