@@ -3,6 +3,7 @@
 //! * `mod.rs`: the commands and options (clap), and how errors become exit codes.
 //! * `exec.rs`: `wasce exec`: limits, WASI, preloads, running, `--stats`.
 //! * `module.rs`: reading modules (binary, text, artifact), the compile cache, compile progress.
+//! * `serve.rs`: `wasce serve`, the job server over the warm-start API (`serve/`: HTTP, metrics).
 //! * `compile.rs`: `wasce compile` and `wasce wast`.
 //! * `parse.rs`: values of options (durations, sizes, `NAME=MODULE`, invoke arguments).
 //!
@@ -16,6 +17,7 @@ mod exec;
 mod module;
 mod parse;
 mod progress;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -101,6 +103,9 @@ impl From<Isolation> for wasce_engine::Isolation {
 enum Command {
     /// Run a WebAssembly module (.wasm, .wat, or an artifact from `wasce compile`).
     Exec(exec::ExecArgs),
+    /// Serve modules over HTTP: each request runs in a warm, VM-isolated instance (`POST
+    /// /run/NAME` with JSON, WAGI at `/wagi/NAME`, `/healthz`, `/metrics`).
+    Serve(serve::ServeArgs),
     /// Compile a module ahead of time into an artifact that `wasce exec` runs without compiling.
     Compile {
         /// Where to write the artifact (default: MODULE with the extension `.cwasm`).
@@ -196,6 +201,7 @@ pub fn main() -> ExitCode {
     let verbose = cli.verbose;
     let result = match cli.command {
         Command::Exec(args) => exec::exec(args, verbose),
+        Command::Serve(args) => serve::serve(args, verbose),
         Command::Compile { output, fuel, limits, wasm, module } => {
             wasm.features_only("compile").and_then(|features| compile::compile(&module, output, fuel, features, &limits.limits()))
         }

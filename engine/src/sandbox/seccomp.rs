@@ -226,6 +226,29 @@ pub const KICK: Group = Group {
     ],
 };
 
+/// The HTTP thread of `wasce serve`: an event loop (tokio, current-thread) over the listening
+/// socket bound during setup and the connections it accepts. No files, no new sockets other
+/// than accepted connections, no processes.
+pub const SERVER: Group = Group {
+    name: "server",
+    allow: &[
+        any(SYS_epoll_wait, "the event loop waits for sockets and for workers' answers"),
+        any(SYS_epoll_pwait, "the event loop waits for sockets and for workers' answers"),
+        any(SYS_epoll_ctl, "the event loop registers accepted connections and drops closed ones"),
+        any(SYS_accept4, "accept a connection on the listening socket bound during setup"),
+        any(SYS_read, "read requests from connections; the event loop's wake-up eventfd"),
+        any(SYS_recvfrom, "read requests from connections"),
+        any(SYS_write, "write responses; wake the event loop (eventfd); the request log (stderr)"),
+        any(SYS_writev, "write responses (head and body at once)"),
+        any(SYS_sendto, "write responses"),
+        any(SYS_close, "close connections"),
+        any(SYS_shutdown, "close connections"),
+        when(SYS_setsockopt, &[Cond::Eq(1, konst(IPPROTO_TCP as i64)), Cond::Eq(2, konst(TCP_NODELAY as i64))], "TCP_NODELAY on accepted connections (small responses go out at once)"),
+        any(SYS_getsockopt, "the error of a connection that failed (SO_ERROR)"),
+        any(SYS_getpeername, "the peer address of an accepted connection, for the request log"),
+    ],
+};
+
 /// The first real-time signal, which glibc keeps for itself (SIGCANCEL; SIGSETXID is the next).
 const SIGRTMIN_GLIBC: i64 = 32;
 
@@ -309,6 +332,7 @@ pub fn groups(role: Role) -> &'static [&'static Group] {
         Role::RingServer => &[&BASE, &MEMORY, &WASI, &SIGNALED],
         Role::Timeout => &[&BASE, &KICK],
         Role::Compiler => &[&BASE, &MEMORY, &COMPILER],
+        Role::Server => &[&BASE, &MEMORY, &SERVER],
     }
 }
 

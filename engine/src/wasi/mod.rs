@@ -150,13 +150,14 @@ impl WasiCtx {
             listeners.push(OwnedFd::from(l.try_clone().map_err(|e| Error::Resource(format!("cannot share a listener: {e}")))?));
         }
         let streams = [config.stdin.clone(), config.stdout.clone(), config.stderr.clone()];
-        WasiCtx::from_parts(&config, streams, preopens, listeners, guard)
+        let fds = fd_limit(config.max_fds.unwrap_or(DEFAULT_MAX_FDS));
+        WasiCtx::from_parts(&config, fds, streams, preopens, listeners, guard)
     }
 
     /// A context of `config`'s arguments, environment and limits, with the standard streams
     /// `streams`, these opened preopens and listeners (taken), and `guard`.
-    fn from_parts(config: &WasiConfig, streams: [Stdio; 3], preopens: Vec<(OwnedFd, String)>, listeners: Vec<OwnedFd>, guard: path::Protected) -> Result<WasiCtx, Error> {
-        let mut table = Table::new(fd_limit(config.max_fds.unwrap_or(DEFAULT_MAX_FDS)));
+    fn from_parts(config: &WasiConfig, fds: usize, streams: [Stdio; 3], preopens: Vec<(OwnedFd, String)>, listeners: Vec<OwnedFd>, guard: path::Protected) -> Result<WasiCtx, Error> {
+        let mut table = Table::new(fds);
         let stdio_err = |_| Error::Usage("fd limit too small for the standard streams".into());
         let [stdin, stdout, stderr] = streams;
         table.insert(Handle::new(Object::Stdin(stdin), table::stdio_rights() & !rights::FD_WRITE, 0)).map_err(stdio_err)?;
@@ -186,6 +187,8 @@ pub struct WasiHandle {
     data: Option<(u64, usize)>,
     tsc_khz: Option<u32>,
     template: Arc<(WasiConfig, Vec<(OwnedFd, String)>, path::Protected)>,
+    /// The fd limit (`fd_limit`, found once: `getrlimit` is not allowed once confined).
+    fds: usize,
 }
 
 impl WasiHandle {
@@ -205,7 +208,7 @@ impl WasiHandle {
             dirs.push((fd.try_clone().map_err(|e| Error::Resource(format!("cannot duplicate a preopen: {e}")))?, guest.clone()));
         }
         let config = WasiConfig { args, env, max_output: max_output.or(base.max_output), ..base.clone() };
-        let ctx = WasiCtx::from_parts(&config, [stdin, stdout, stderr], dirs, Vec::new(), guard.clone())?;
+        let ctx = WasiCtx::from_parts(&config, self.fds, [stdin, stdout, stderr], dirs, Vec::new(), guard.clone())?;
         if let Some((at, capacity)) = self.data {
             let block = guest::data_block(&ctx.args, &ctx.env, at, self.tsc_khz);
             if block.len() > capacity {
@@ -314,7 +317,8 @@ pub fn add_to_linker_resettable(store: &mut Store, linker: &mut Linker, config: 
     let ctx = WasiCtx::new(config.clone())?;
     let (ctx, data) = define(store, linker, ctx, args_capacity)?;
     let tsc_khz = store.vm_tsc_khz();
-    Ok(WasiHandle { ctx, data, tsc_khz, template: Arc::new((config, preopens, guard)) })
+    let fds = fd_limit(config.max_fds.unwrap_or(DEFAULT_MAX_FDS));
+    Ok(WasiHandle { ctx, data, tsc_khz, template: Arc::new((config, preopens, guard)), fds })
 }
 
 /// Define the WASI functions over `ctx`; in the VM, the data block has room for at least
