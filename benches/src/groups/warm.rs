@@ -1,4 +1,4 @@
-//! Group 7, warm starts: a run in a warm instance (snapshot restore + run, `wasce_engine::warm`)
+//! Group 8, warm starts: a run in a warm instance (snapshot restore + run, `wasce_engine::warm`)
 //! next to a fresh store per run, in one process; and `wasce serve` over localhost (one client,
 //! then 8 concurrent clients) next to spawning `wasmtime run` per request.
 
@@ -42,7 +42,7 @@ pub fn run(ctx: &Ctx) -> Section {
     body += &table(&["what", "p50 µs", "p99 µs", "min µs"], &lib.iter().map(|(m, v)| vec![m.to_string(), us(v, 0.5), us(v, 0.99), us(v, 0.0)]).collect::<Vec<_>>());
     let ms = |v: &[f64], q: f64| format!("{:.3}", percentile(v, q) / 1e3);
     body += &format!(
-        "\n`wasce serve --module hello=hello.cwasm --quiet` (KVM, 2 workers) on 127.0.0.1, driven by HTTP/1.1 keep-alive \
+        "\n`wasce serve --module hello=hello.cwasm --quiet` (KVM, 2 workers, host calls as exits: `serve`'s default) on 127.0.0.1, driven by HTTP/1.1 keep-alive \
          clients in this process: `POST /run/hello` with `{{}}`, the JSON answer read whole. One client, {requests} requests \
          in a row; then 8 clients, {requests} requests in all. The baseline spawns `wasmtime run --allow-precompiled` \
          per request from 8 threads ({spawns} in all), the cost a server built on the CLI would pay.\n\n"
@@ -94,7 +94,7 @@ pub fn run(ctx: &Ctx) -> Section {
         log: true,
     };
     Section {
-        title: "7. Warm starts and `wasce serve`".into(),
+        title: "8. Warm starts and `wasce serve`".into(),
         body,
         meaning,
         plots: vec![("warm.svg".into(), chart.render())],

@@ -46,8 +46,11 @@ pub struct ServeArgs {
     /// The longest a run may take (a request's `timeout_ms` may ask for less); KVM mode only.
     #[arg(long, value_parser = parse::duration, default_value = "10s")]
     timeout: Duration,
-    /// How host (WASI) calls leave the VM.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// How host (WASI) calls leave the VM: `exit` (the default here: no polling thread per VM
+    /// competing with the workers for CPUs, and the best tail latency for short runs), `ring`
+    /// (exit-less, a polling host thread per VM: better for runs that make many host calls),
+    /// `auto` (ring when there is more than one CPU).
+    #[arg(long, value_enum, default_value = "exit")]
     hostcall: Hostcall,
     /// Give every module a host directory: `HOST` or `HOST::GUEST`. Each run gets a fresh
     /// handle to it; what one run writes there, the next run sees (it is the host's directory).
