@@ -39,7 +39,7 @@ pub use code::LoadedModule;
 pub use confined::{compile_confined, load_confined, CompileLimits, CompileWorkerError};
 pub use error::{Error, TrapError};
 pub use linker::Linker;
-pub use store::{StoreSnapshot, Caller, Extern, FuncId, GlobalId, HostFn, HostcallTransport, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
+pub use store::{InstanceImage, StoreSnapshot, Caller, Extern, FuncId, GlobalId, HostFn, HostcallTransport, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
 pub use values::Val;
 pub use wasce_compiler::{module::FuncType, BoundsChecks, Features, Settings, Trap};
 

@@ -14,14 +14,18 @@
 //!   the next run pays neither VM creation nor first-touch faults. Restoring writes back only
 //!   the pages that differ from the snapshot (it reads the rest).
 //! * [`Pool`]: warm instances created ahead of demand, taken for a run and put back.
+//! * [`InstanceImage`] (`WarmInstance::image`): the initialised instance in a form another
+//!   store can start from (`Prelinked::instantiate_image`, a fresh VM): memories in sealed
+//!   memfds mapped copy-on-write, globals and tables with function references as indices. A
+//!   fresh instance then skips the module's initialisation.
 //!
 //! A run that grew a memory shrinks it back by taking it out of the VM and mapping it again
 //! (the memslots are deleted, so no stale translation can reach the pages given back). An
 //! instance whose restore fails is unusable and is dropped (`Pool` makes no replacement).
 
-use crate::store::StoreSnapshot;
+use crate::store::{InstanceImage, StoreSnapshot};
 use crate::wasi::{self, Stdio, WasiConfig, WasiHandle};
-use crate::{Error, Extern, FuncId, Linker, Module, Store, StoreConfig, Trap};
+use crate::{Error, Extern, FuncId, InstanceId, Linker, Module, Store, StoreConfig, Trap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +86,22 @@ impl Prelinked {
     /// A new warm instance: a store (a VM in KVM mode), WASI, the instance initialised, and
     /// its snapshot.
     pub fn instantiate(&self) -> Result<WarmInstance, Error> {
+        self.make(None)
+    }
+
+    /// A new warm instance started from `image` (of an instance of this module, see
+    /// `WarmInstance::image`) instead of initialising the module again: its memories are
+    /// mapped copy-on-write from the image's sealed files (shared by every instance made from
+    /// it until written), its globals and tables set as imaged; the data segments, start
+    /// function and `_initialize` do not run.
+    pub fn instantiate_image(&self, image: &InstanceImage) -> Result<WarmInstance, Error> {
+        if !Arc::ptr_eq(image.module(), &self.module) {
+            return Err(Error::Usage("the image is of another module".into()));
+        }
+        self.make(Some(image))
+    }
+
+    fn make(&self, image: Option<&InstanceImage>) -> Result<WarmInstance, Error> {
         let mut store = Store::new(self.config.store.clone())?;
         let mut linker = Linker::new();
         let mut wasi_config = self.config.wasi.clone();
@@ -89,10 +109,22 @@ impl Prelinked {
             *s = Stdio::Null;
         }
         let wasi = wasi::add_to_linker_resettable(&mut store, &mut linker, wasi_config, self.config.args_capacity)?;
-        let instance = linker.instantiate(&mut store, &self.module)?;
-        if let Some(Extern::Func(init)) = store.export(instance, "_initialize") {
-            store.call(init, &[])?;
-        }
+        let instance = match image {
+            None => {
+                let instance = linker.instantiate(&mut store, &self.module)?;
+                if let Some(Extern::Func(init)) = store.export(instance, "_initialize") {
+                    store.call(init, &[])?;
+                }
+                instance
+            }
+            Some(image) => {
+                let mut imports = Vec::new();
+                for i in &self.module.compiled.info.imports {
+                    imports.push(linker.get(&i.module, &i.name).ok_or_else(|| Error::Link(format!("unknown import: `{}::{}`", i.module, i.name)))?);
+                }
+                store.instantiate_image(image, &imports)?
+            }
+        };
         let Some(Extern::Func(entry)) = store.export(instance, &self.entry) else {
             return Err(Error::Usage(format!("the module exports no function `{}`", self.entry)));
         };
@@ -103,6 +135,7 @@ impl Prelinked {
         let snapshot = store.snapshot()?;
         Ok(WarmInstance {
             store,
+            instance,
             entry,
             wasi,
             snapshot,
@@ -160,6 +193,7 @@ pub struct RunResult {
 /// One initialised instance in its own store, reset to its snapshot after every run.
 pub struct WarmInstance {
     store: Store,
+    instance: InstanceId,
     entry: FuncId,
     wasi: WasiHandle,
     snapshot: StoreSnapshot,
@@ -239,6 +273,12 @@ impl WarmInstance {
         }
         self.store.restore(&self.snapshot)?;
         Ok(result)
+    }
+
+    /// The instance as it is after initialisation (this instance is always restored to it
+    /// between runs), portable to fresh stores: `Prelinked::instantiate_image`.
+    pub fn image(&self) -> Result<InstanceImage, Error> {
+        self.store.instance_image(self.instance)
     }
 
     /// Runs made so far.

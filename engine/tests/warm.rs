@@ -228,3 +228,60 @@ fn the_pool_hands_out_and_takes_back() {
         assert_eq!((pool.size(), pool.idle()), (1, 1));
     }
 }
+
+/// `_initialize` counts itself in a global, writes memory (in its second page too) and puts a
+/// function in the table; `_start` prints what it finds and counts its runs.
+const REACTOR: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (table 2 funcref)
+  (type $t (func (result i32)))
+  (global $inits (mut i32) (i32.const 0))
+  (global $runs (mut i32) (i32.const 0))
+  (global $f (mut funcref) (ref.null func))
+  (data (i32.const 200) "i=? m=? p=? t=? g=? r=?\n")
+  (func $seven (type $t) (i32.const 7))
+  (elem declare func $seven)
+  (func $digit (param $at i32) (param $v i32)
+    (i32.store8 (local.get $at) (i32.add (i32.const 48) (local.get $v))))
+  (func (export "_initialize")
+    (global.set $inits (i32.add (global.get $inits) (i32.const 1)))
+    (i32.store (i32.const 1000) (i32.const 4))
+    (i32.store (i32.const 70000) (i32.const 5))
+    (table.set (i32.const 1) (ref.func $seven))
+    (global.set $f (ref.func $seven)))
+  (func (export "_start")
+    (global.set $runs (i32.add (global.get $runs) (i32.const 1)))
+    (call $digit (i32.const 202) (global.get $inits))
+    (call $digit (i32.const 206) (i32.load (i32.const 1000)))
+    (call $digit (i32.const 210) (i32.load (i32.const 70000)))
+    (call $digit (i32.const 214) (call_indirect (type $t) (i32.const 1)))
+    (call $digit (i32.const 218) (i32.eqz (ref.is_null (global.get $f))))
+    (call $digit (i32.const 222) (global.get $runs))
+    (i32.store (i32.const 1000) (i32.const 9))
+    (i32.store (i32.const 0) (i32.const 200))
+    (i32.store (i32.const 4) (i32.const 24))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300)))))
+"#;
+
+#[test]
+fn an_image_starts_fresh_stores_without_initialising_again() {
+    for isolation in modes() {
+        let pre = prelinked(REACTOR, isolation, None);
+        let mut first = pre.instantiate().unwrap();
+        let expected = "i=1 m=4 p=5 t=7 g=1 r=1\n";
+        assert_eq!(String::from_utf8_lossy(&first.run(&RunRequest::default()).unwrap().stdout), expected);
+        let image = first.image().unwrap();
+        for _ in 0..3 {
+            let mut fresh = pre.instantiate_image(&image).unwrap();
+            for _ in 0..3 {
+                let r = fresh.run(&RunRequest::default()).unwrap();
+                assert_eq!(String::from_utf8_lossy(&r.stdout), expected, "{isolation:?}");
+            }
+        }
+        // Another module's image is refused.
+        let other = prelinked(REACTOR, isolation, None);
+        assert!(other.instantiate_image(&image).is_err());
+    }
+}

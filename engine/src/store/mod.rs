@@ -14,7 +14,7 @@ pub(crate) use call::prime_thread_stack;
 mod instantiate;
 mod ops;
 mod snapshot;
-pub use snapshot::StoreSnapshot;
+pub use snapshot::{InstanceImage, StoreSnapshot};
 #[doc(hidden)]
 pub mod testing;
 

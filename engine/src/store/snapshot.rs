@@ -170,3 +170,146 @@ impl Store {
         self.memories.iter().map(|m| m.mem.size()).sum()
     }
 }
+
+/// A reference value that another store can rebuild: a function by its index in the instance.
+#[derive(Clone, Debug)]
+enum Slot {
+    Raw(u128),
+    Func(Option<u32>),
+}
+
+/// An initialised instance, portable to a fresh store (`Store::instantiate_image`): its
+/// memories (contents in sealed memfds, mapped copy-on-write by every store that starts from
+/// it), globals, tables and segment state, with function references as function indices. For
+/// modules that import no memory, table or global, and whose tables and globals hold no
+/// non-null `externref`.
+pub struct InstanceImage {
+    module: super::Module,
+    memories: Vec<(u64, Option<crate::code::MemoryImage>)>,
+    globals: Vec<Slot>,
+    tables: Vec<Vec<Option<u32>>>,
+    elems: Vec<Vec<Slot>>,
+    dropped_datas: Vec<bool>,
+}
+
+impl InstanceImage {
+    pub fn module(&self) -> &super::Module {
+        &self.module
+    }
+}
+
+fn not_portable(what: &str) -> Error {
+    Error::Usage(format!("the instance cannot be imaged for another store: {what}"))
+}
+
+impl Store {
+    /// The function index of reference `addr` in instance `inst`.
+    fn func_index(&self, inst: usize, addr: u64) -> Result<Option<u32>, Error> {
+        if addr == 0 {
+            return Ok(None);
+        }
+        let data = &self.instances[inst];
+        let start = data.vmctx as u64 + data.layout().funcrefs as u64;
+        let size = wasce_compiler::vmctx::FUNCREF_SIZE as u64;
+        match addr.checked_sub(start) {
+            Some(off) if off % size == 0 && off / size < data.funcs.len() as u64 => Ok(Some((off / size) as u32)),
+            _ => Err(not_portable("a reference to a function of another instance")),
+        }
+    }
+
+    fn func_addr(&self, inst: usize, index: Option<u32>) -> u64 {
+        let data = &self.instances[inst];
+        index.map_or(0, |i| data.vmctx as u64 + data.layout().funcref(i) as u64)
+    }
+
+    fn slot_of(&self, inst: usize, value: u128, ty: wasce_compiler::module::WasmType) -> Result<Slot, Error> {
+        match ty.as_ref_type() {
+            None => Ok(Slot::Raw(value)),
+            Some(r) if r.heap.is_func() => Ok(Slot::Func(self.func_index(inst, value as u64)?)),
+            Some(_) if value == 0 => Ok(Slot::Raw(0)),
+            Some(_) => Err(not_portable("a non-null externref")),
+        }
+    }
+
+    /// Image `instance` as it is now (between calls), for `instantiate_image` in other stores.
+    pub fn instance_image(&self, instance: super::InstanceId) -> Result<InstanceImage, Error> {
+        let i = instance.0 as usize;
+        let data = &self.instances[i];
+        let info = &data.module.compiled.info;
+        if info.num_imported_memories + info.num_imported_tables + info.num_imported_globals != 0 {
+            return Err(not_portable("it imports a memory, table or global"));
+        }
+        let mut memories = Vec::new();
+        for m in &data.memories {
+            let mem = &self.memories[m.0 as usize].mem;
+            memories.push((mem.pages(), crate::code::MemoryImage::of_contents(mem.as_slice())?));
+        }
+        let globals = data.globals.iter().map(|g| {
+            let obj = &self.globals[g.0 as usize];
+            // SAFETY: global pointers point at live 16-byte slots.
+            self.slot_of(i, unsafe { *obj.ptr }, obj.ty.ty)
+        }).collect::<Result<Vec<_>, _>>()?;
+        let mut tables = Vec::new();
+        for t in &data.tables {
+            let obj = &self.tables[t.0 as usize];
+            let elems = obj.elems().iter().map(|e| match self.slot_of(i, *e as u128, obj.ty.elem)? {
+                Slot::Func(f) => Ok(f),
+                Slot::Raw(_) => Ok(None),
+            }).collect::<Result<Vec<_>, Error>>()?;
+            tables.push(elems);
+        }
+        let elems = data.elems.iter().enumerate().map(|(s, items)| {
+            let ty = info.elems[s].ty;
+            items.iter().map(|e| self.slot_of(i, *e as u128, ty)).collect::<Result<Vec<_>, _>>()
+        }).collect::<Result<Vec<_>, _>>()?;
+        Ok(InstanceImage { module: data.module.clone(), memories, globals, tables, elems, dropped_datas: data.dropped_datas.clone() })
+    }
+
+    /// Instantiate `image.module` with `imports` and give it the image's state instead of
+    /// running its segments and start function: memories are mapped copy-on-write from the
+    /// image, globals, tables and segments are set as they were imaged.
+    pub fn instantiate_image(&mut self, image: &InstanceImage, imports: &[super::Extern]) -> Result<super::InstanceId, Error> {
+        let id = self.instantiate_with(&image.module, imports, false)?;
+        let i = id.0 as usize;
+        for (k, (pages, img)) in image.memories.iter().enumerate() {
+            let m = self.instances[i].memories[k].0 as usize;
+            let cur = self.memories[m].mem.pages();
+            if *pages > cur && self.memory_grow(id, k as u32, pages - cur) == u64::MAX {
+                return Err(Error::Limit(format!("memory {k} cannot grow to the image's {pages} pages")));
+            }
+            if let Some(img) = img {
+                self.memories[m].mem.map_image(img).map_err(|e| Error::Resource(format!("cannot map a memory image: {e}")))?;
+            }
+        }
+        for (k, slot) in image.globals.iter().enumerate() {
+            let value = match slot {
+                Slot::Raw(v) => *v,
+                Slot::Func(f) => self.func_addr(i, *f) as u128,
+            };
+            let g = self.instances[i].globals[k].0 as usize;
+            // SAFETY: global pointers point at live 16-byte slots.
+            unsafe { *self.globals[g].ptr = value };
+        }
+        for (k, elems) in image.tables.iter().enumerate() {
+            let t = self.instances[i].tables[k].0 as usize;
+            let len = self.tables[t].len;
+            if elems.len() as u64 > len && self.table_grow(id, k as u32, elems.len() as u64 - len, 0) == u64::MAX {
+                return Err(Error::Limit(format!("table {k} cannot grow to the image's {} elements", elems.len())));
+            }
+            let addrs: Vec<u64> = elems.iter().map(|f| self.func_addr(i, *f)).collect();
+            let table = self.tables[t].elems_mut();
+            if table.len() != addrs.len() {
+                return Err(Error::Usage(format!("table {k} is larger than in the image")));
+            }
+            table.copy_from_slice(&addrs);
+        }
+        let elems = image.elems.iter().map(|items| items.iter().map(|s| match s {
+            Slot::Raw(v) => *v as u64,
+            Slot::Func(f) => self.func_addr(i, *f),
+        }).collect()).collect();
+        self.instances[i].elems = elems;
+        self.instances[i].dropped_datas.clone_from(&image.dropped_datas);
+        self.flush_maps()?;
+        Ok(id)
+    }
+}
