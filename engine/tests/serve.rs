@@ -35,6 +35,24 @@ const TRAP: &str = r#"(module (memory 1) (func (export "_start") unreachable))"#
 /// Grows memory by 16 pages, traps if that fails.
 const GROW: &str = r#"(module (memory 1) (func (export "_start") (if (i32.lt_s (memory.grow (i32.const 16)) (i32.const 0)) (then unreachable))))"#;
 
+/// Writes 64 KiB to stdout forever (until its output limit or timeout).
+const FLOOD: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory 2)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 65536))
+    (loop $l (br_if $l (i32.eqz (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+    unreachable))"#;
+
+/// Grows its memory a page at a time until refused, then exits with the pages it got.
+const HOG: &str = r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory 1)
+  (func (export "_start")
+    (loop $l (br_if $l (i32.ge_s (memory.grow (i32.const 1)) (i32.const 0))))
+    (call $proc_exit (memory.size))))"#;
+
 /// A WAGI handler: CGI headers, then stdin echoed back.
 const WAGI: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -71,7 +89,7 @@ impl Drop for Server {
 fn start(extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into(), "--workers".into(), "2".into()];
-    for (name, wat) in [("hello", HELLO), ("counter", COUNTER), ("spin", SPIN), ("trap", TRAP), ("grow", GROW), ("wagi", WAGI)] {
+    for (name, wat) in [("hello", HELLO), ("counter", COUNTER), ("spin", SPIN), ("trap", TRAP), ("grow", GROW), ("wagi", WAGI), ("flood", FLOOD), ("hog", HOG)] {
         let p = dir.path().join(format!("{name}.wat"));
         std::fs::write(&p, wat).unwrap();
         args.push("--module".into());
@@ -231,4 +249,23 @@ fn health_metrics_and_wagi() {
     assert!(out.ends_with("\r\n\r\nhello"), "{out}");
     // A handler that prints no CGI headers is a 500, not a crash.
     assert_eq!(request(&server.addr, "GET", "/wagi/hello", "").0, 500);
+}
+
+#[test]
+fn hostile_guests_meet_their_limits() {
+    let server = start(&["--max-output", "100KiB", "--max-memory", "8MiB"]);
+    let (status, body) = request(&server.addr, "POST", "/run/flood", "{}");
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(v["stdout"].as_str().unwrap().len(), 100 * 1024, "output cut at --max-output");
+    assert_eq!(v["trap"], "unreachable");
+    let v = json(&request(&server.addr, "POST", "/run/hog", "{}").1);
+    assert_eq!((v["exit_code"].as_i64(), v["memory_limited"].as_bool()), (Some(128), Some(true)), "{v}");
+    assert_eq!(v["peak_memory_bytes"], 8 << 20);
+    let v = json(&request(&server.addr, "POST", "/run/hog", r#"{"max_memory": 1048576}"#).1);
+    assert_eq!(v["exit_code"].as_i64(), Some(16));
+    // Fresh again after each.
+    for _ in 0..3 {
+        assert_eq!(json(&request(&server.addr, "POST", "/run/counter", "{}").1)["stdout"], "m=1 g=1\n");
+    }
 }

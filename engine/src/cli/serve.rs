@@ -63,9 +63,11 @@ pub struct ServeArgs {
     /// less); modules are compiled with fuel metering.
     #[arg(long, value_name = "N")]
     fuel: Option<u64>,
-    /// Largest size of each linear memory (a request's `max_memory` may ask for less).
-    #[arg(long, value_name = "SIZE", value_parser = parse::size)]
-    max_memory: Option<u64>,
+    /// Largest size of each linear memory (a request's `max_memory` may ask for less). Every
+    /// worker holds an instance of every module, so the host may need workers x modules x
+    /// this much.
+    #[arg(long, value_name = "SIZE", value_parser = parse::size, default_value = "256MiB")]
+    max_memory: u64,
     /// Most bytes kept of a run's stdout and of its stderr, each (writes past it fail).
     #[arg(long, value_name = "SIZE", value_parser = parse::size, default_value = "1MiB")]
     max_output: u64,
@@ -79,6 +81,9 @@ pub struct ServeArgs {
     /// Most runs waiting for a worker; past it requests get 503.
     #[arg(long, value_name = "N", default_value = "1024")]
     queue: usize,
+    /// Most client connections open at once; more wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value = "512")]
+    max_connections: usize,
     /// No request log on stderr.
     #[arg(long)]
     quiet: bool,
@@ -217,9 +222,7 @@ pub fn serve(a: ServeArgs, verbose: bool) -> Result<ExitCode, Error> {
         } else if s.timeout.is_some() {
             return Err(Error::Usage(format!("--module {}: timeouts need --isolation kvm", s.name)));
         }
-        if let Some(bytes) = s.max_memory.or(a.max_memory) {
-            store.max_memory_pages = bytes / wasce_engine::memory::WASM_PAGE;
-        }
+        store.max_memory_pages = s.max_memory.unwrap_or(a.max_memory) / wasce_engine::memory::WASM_PAGE;
         let mut preopens = Vec::new();
         for d in a.dirs.iter().chain(&s.dirs) {
             preopens.push(preopen(d)?);
@@ -265,7 +268,7 @@ pub fn serve(a: ServeArgs, verbose: bool) -> Result<ExitCode, Error> {
             Err(_) => return Err(Error::Resource("a worker ended during setup".into())),
         }
     }
-    let state = http::State::new(served, queue, a.max_request as usize, !a.quiet, workers);
+    let state = http::State::new(served, queue, a.max_request as usize, !a.quiet, workers, a.max_connections);
     eprintln!(
         "wasce serve: listening on {} ({} module{}, {workers} worker{}, {} isolation{})",
         listener.describe(),

@@ -67,6 +67,8 @@ impl Listener {
 }
 
 pub struct State {
+    /// Connections open at once (past it, accepting waits).
+    connections: Arc<tokio::sync::Semaphore>,
     served: Arc<Vec<Served>>,
     queue: Arc<Queue>,
     max_request: usize,
@@ -76,8 +78,9 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(served: Arc<Vec<Served>>, queue: Arc<Queue>, max_request: usize, log: bool, workers: usize) -> Arc<State> {
-        Arc::new(State { served, queue, max_request, log, workers, metrics: Mutex::new(Metrics::default()) })
+    pub fn new(served: Arc<Vec<Served>>, queue: Arc<Queue>, max_request: usize, log: bool, workers: usize, max_connections: usize) -> Arc<State> {
+        let connections = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+        Arc::new(State { connections, served, queue, max_request, log, workers, metrics: Mutex::new(Metrics::default()) })
     }
 
     fn metrics(&self) -> std::sync::MutexGuard<'_, Metrics> {
@@ -102,12 +105,15 @@ pub fn run(listener: Listener, state: Arc<State>, confine: Option<impl FnOnce() 
             confine()?;
         }
         loop {
+            // A connection slot first: past `--max-connections`, new connections wait in the
+            // kernel's backlog.
+            let Ok(permit) = state.connections.clone().acquire_owned().await else { return Ok(()) };
             let accepted = match &l {
                 L::Tcp(l) => l.accept().await.map(|(s, peer)| {
                     let _ = s.set_nodelay(true);
-                    serve_connection(s, peer.to_string(), state.clone())
+                    serve_connection(s, peer.to_string(), state.clone(), permit)
                 }),
-                L::Unix(l) => l.accept().await.map(|(s, _)| serve_connection(s, "unix".into(), state.clone())),
+                L::Unix(l) => l.accept().await.map(|(s, _)| serve_connection(s, "unix".into(), state.clone(), permit)),
             };
             if let Err(e) = accepted {
                 // Out of fds and the like: back off a little rather than spin.
@@ -118,14 +124,22 @@ pub fn run(listener: Listener, state: Arc<State>, confine: Option<impl FnOnce() 
     })
 }
 
-fn serve_connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static>(stream: S, peer: String, state: Arc<State>) {
+/// How long a client may take to send a request's head (slow clients hold a connection slot).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn serve_connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static>(stream: S, peer: String, state: Arc<State>, permit: tokio::sync::OwnedSemaphorePermit) {
     let io = hyper_util::rt::TokioIo::new(stream);
     tokio::spawn(async move {
         let service = hyper::service::service_fn(move |req| {
             let (state, peer) = (state.clone(), peer.clone());
             async move { Ok::<_, Infallible>(handle(&state, req, &peer).await) }
         });
-        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(io, service)
+            .await;
+        drop(permit);
     });
 }
 
