@@ -260,6 +260,10 @@ impl WarmInstance {
             Err(Error::Trap(t)) => {
                 result.timed_out = t.trap == Trap::Interrupt;
                 result.out_of_fuel = t.trap == Trap::OutOfFuel;
+                if result.out_of_fuel {
+                    // Compiled code may not have written its last count back: all of it is used.
+                    result.fuel_used = fuel;
+                }
                 result.trap = Some(if result.timed_out { "interrupt".to_string() } else { t.trap.message().to_string() });
             }
             Err(e) => result.trap = Some(e.to_string()),
