@@ -144,6 +144,7 @@ impl Prelinked {
             config: self.config.store.clone(),
             metered: self.config.store.fuel.is_some(),
             runs: 0,
+            dirty: false,
         })
     }
 }
@@ -204,6 +205,8 @@ pub struct WarmInstance {
     /// fuel metering.
     metered: bool,
     runs: u64,
+    /// A run happened since the last restore.
+    dirty: bool,
 }
 
 impl WarmInstance {
@@ -213,6 +216,18 @@ impl WarmInstance {
     /// `args_capacity`, the instance stays usable) or the instance could not be restored (then
     /// it is unusable: drop it; `is_usable` says which).
     pub fn run(&mut self, req: &RunRequest) -> Result<RunResult, Error> {
+        let result = self.run_unrestored(req)?;
+        self.restore()?;
+        Ok(result)
+    }
+
+    /// `run` without the restore at the end, so that a server can answer before it restores
+    /// (`restore`, off the request's path). The instance restores itself before its next run
+    /// in any case: a run never starts from what an earlier one left.
+    pub fn run_unrestored(&mut self, req: &RunRequest) -> Result<RunResult, Error> {
+        if self.dirty {
+            self.restore()?;
+        }
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let mut argv = Vec::with_capacity(req.args.len() + 1);
@@ -241,6 +256,7 @@ impl WarmInstance {
             self.store.set_memory_limit(bytes / crate::memory::WASM_PAGE);
         }
         let started = Instant::now();
+        self.dirty = true;
         let outcome = self.store.call(self.entry, &[]);
         let wall = started.elapsed();
         self.runs += 1;
@@ -272,11 +288,19 @@ impl WarmInstance {
         self.wasi.reset(vec![self.argv0.clone()], Vec::new(), Stdio::Null, Stdio::Null, Stdio::Null)?;
         result.stdout = std::mem::take(&mut *stdout.lock().unwrap_or_else(|e| e.into_inner()));
         result.stderr = std::mem::take(&mut *stderr.lock().unwrap_or_else(|e| e.into_inner()));
-        if req.max_memory.is_some() {
-            self.store.set_memory_limit(u64::MAX);
-        }
-        self.store.restore(&self.snapshot)?;
         Ok(result)
+    }
+
+    /// Put the instance back as it was after initialisation (a no-op if it is). An error
+    /// leaves the instance unusable: drop it.
+    pub fn restore(&mut self) -> Result<(), Error> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.store.set_memory_limit(u64::MAX);
+        self.store.restore(&self.snapshot)?;
+        self.dirty = false;
+        Ok(())
     }
 
     /// The instance as it is after initialisation (this instance is always restored to it

@@ -309,19 +309,24 @@ fn worker(prelinked: &[Arc<Prelinked>], queue: &Queue, served: &[Served], policy
     drop(ready);
     loop {
         let job = queue.pop();
-        let result = match instances.get_mut(job.module) {
-            Some(Some(instance)) => match instance.run(&job.req) {
-                Ok(r) => Ok(r),
-                Err(e @ (Error::Limit(_) | Error::Usage(_))) => Err(e.to_string()),
-                Err(e) => {
-                    // The instance could not be restored: it is gone (the others serve on).
-                    instances[job.module] = None;
-                    served[job.module].instances.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    Err(format!("the run's instance could not be reset and was dropped: {e}"))
-                }
-            },
-            _ => Err("no usable instance of this module on the worker".into()),
+        let Some(slot) = instances.get_mut(job.module) else { continue };
+        let Some(instance) = slot.as_mut() else {
+            let _ = job.reply.send(Err("no usable instance of this module on the worker".into()));
+            continue;
         };
-        let _ = job.reply.send(result);
+        // Answer first, restore after: the restore is off the request's path (the next run on
+        // this worker waits for it).
+        let result = instance.run_unrestored(&job.req);
+        let failed = match &result {
+            Err(Error::Limit(_) | Error::Usage(_)) | Ok(_) => false,
+            Err(_) => true,
+        };
+        let _ = job.reply.send(result.map_err(|e| e.to_string()));
+        if failed || instance.restore().is_err() {
+            // The instance could not be restored: it is gone (the other workers serve on).
+            *slot = None;
+            served[job.module].instances.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("wasce serve: an instance of `{}` could not be reset and was dropped", served[job.module].name);
+        }
     }
 }
