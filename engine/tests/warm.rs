@@ -285,3 +285,34 @@ fn an_image_starts_fresh_stores_without_initialising_again() {
         assert!(other.instantiate_image(&image).is_err());
     }
 }
+
+/// With an argument: grows memory by a page and writes there; without: reads there (past the
+/// memory's size after a restore: must trap, whatever an earlier run left mapped).
+const GROW_OR_PEEK: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory 1)
+  (func (export "_start")
+    (drop (call $args_sizes_get (i32.const 0) (i32.const 4)))
+    (if (i32.gt_u (i32.load (i32.const 0)) (i32.const 1))
+      (then
+        (drop (memory.grow (i32.const 1)))
+        (i32.store (i32.const 65544) (i32.const 7))
+        (call $proc_exit (i32.load (i32.const 65544)))))
+    (call $proc_exit (i32.load (i32.const 65544)))))
+"#;
+
+#[test]
+fn memory_grown_by_one_run_is_out_of_bounds_for_the_next() {
+    for isolation in modes() {
+        let pre = prelinked(GROW_OR_PEEK, isolation, None);
+        let mut instance = pre.instantiate().unwrap();
+        for _ in 0..50 {
+            let r = instance.run(&RunRequest { args: vec!["grow".into()], ..RunRequest::default() }).unwrap();
+            assert_eq!(r.exit_code, Some(7), "{isolation:?}: {r:?}");
+            let r = instance.run(&RunRequest::default()).unwrap();
+            assert_eq!(r.trap.as_deref(), Some("out of bounds memory access"), "{isolation:?}: {r:?}");
+        }
+    }
+}

@@ -50,6 +50,10 @@ Examples:
   wasce compile module.wasm && wasce exec module.cwasm
                                                   compile ahead of time, run without compiling
   wasce wast ../shared/testsuite/i32.wast         run spec scripts
+  wasce serve --listen 127.0.0.1:8080 --module hello=hello.cwasm --timeout 2s
+                                                  serve it over HTTP: POST /run/hello with JSON
+                                                  ({\"stdin\": ..., \"timeout_ms\": ...}), each request
+                                                  in a warm VM restored after every run
 
 After setup, `wasce exec` confines itself before the program runs: no_new_privs, a seccomp
 allow-list per thread, Landlock limiting the filesystem to the --dir directories. A system call

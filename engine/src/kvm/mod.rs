@@ -69,8 +69,8 @@ struct Mapping {
     /// Bytes with present PTEs.
     mapped: u64,
     perm: Perm,
-    /// The memslots covering `[gpa, gpa + slotted)`.
-    slots: Vec<u32>,
+    /// The memslots covering `[gpa, gpa + slotted)`, in order: (slot, offset in the region).
+    slots: Vec<(u32, u64)>,
 }
 
 /// An anonymous mapping owned by the VM, unmapped on drop.
@@ -461,7 +461,7 @@ impl Vm {
             if slot == self.next_slot {
                 self.next_slot += 1;
             }
-            m.slots.push(slot);
+            m.slots.push((slot, m.slotted));
             m.slotted += size;
         }
         let mapped = m.mapped;
@@ -525,7 +525,7 @@ impl Vm {
         let Some(mut m) = self.mappings.remove(&host) else { return Ok(()) };
         self.pt.unmap(host, m.mapped / PAGE_SIZE);
         m.mapped = 0;
-        while let Some(&slot) = m.slots.last() {
+        while let Some(&(slot, _)) = m.slots.last() {
             let region = kvm_userspace_memory_region { slot, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 };
             // SAFETY: deleting one of this region's memslots; nothing of the host is mapped.
             if let Err(e) = unsafe { self.vm.set_user_memory_region(region) } {
@@ -534,6 +534,39 @@ impl Vm {
                 return Err(kvm_err("delete memslot", e));
             }
             m.slots.pop();
+            self.free_slots.push(slot);
+        }
+        Ok(())
+    }
+
+    /// Make the region at `host` `len` bytes long in the guest again (a memory put back to a
+    /// snapshot's size): the PTEs above `len` become non-present and the memslots lying wholly
+    /// above it are deleted (KVM drops every translation through them). The region keeps its
+    /// guest-physical range, so growing again maps the same guest-physical addresses for the
+    /// same host addresses (a translation left over can only name the page it named before). A
+    /// memslot straddling `len` stays: the caller makes the host pages above `len` inaccessible
+    /// (a new mapping, which makes KVM drop its translations of the old pages), so nothing of
+    /// what they held is reachable. Only while the guest is not running. On an error (KVM
+    /// refused to delete a memslot) the region may still be reachable above `len`.
+    pub fn shrink(&mut self, host: u64, len: u64) -> Result<(), Error> {
+        let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let Some(m) = self.mappings.get(&host) else { return Ok(()) };
+        if len >= m.mapped {
+            return Ok(());
+        }
+        let mapped = m.mapped;
+        self.pt.unmap(host + len, (mapped - len) / PAGE_SIZE);
+        let m = self.mappings.get_mut(&host).expect("looked up above");
+        m.mapped = len;
+        while let Some(&(slot, offset)) = m.slots.last() {
+            if offset < len.max(1) {
+                break;
+            }
+            let region = kvm_userspace_memory_region { slot, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 };
+            // SAFETY: deleting one of this region's memslots, which lies above `len`.
+            unsafe { self.vm.set_user_memory_region(region) }.map_err(|e| kvm_err("delete memslot", e))?;
+            m.slots.pop();
+            m.slotted = offset;
             self.free_slots.push(slot);
         }
         Ok(())

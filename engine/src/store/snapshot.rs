@@ -6,13 +6,12 @@
 //! can write all of it), each linear memory's size and bytes, the host's records of tables
 //! (where their elements live, sizes) and of element and data segments (`elem.drop`,
 //! `data.drop`). Restoring writes back only the pages that differ, shrinks memories that grew
-//! (taking the grown part out of the guest first), forgets arena blocks handed out since, and
+//! (taking the grown part out of the guest first, `Vm::shrink`), forgets arena blocks handed out since, and
 //! scrubs the VM (FPU/SIMD registers, the touched guest stack pages). Instances, functions and
 //! host objects created after the snapshot cannot be taken back: restoring then fails.
 
 use super::Store;
 use crate::error::Error;
-use crate::kvm::Perm;
 use crate::memory::WASM_PAGE;
 
 /// The state of a store at one point, for [`Store::restore`]. It belongs to the store it was
@@ -76,27 +75,25 @@ impl Store {
             return Err(Error::Usage("the store created instances or objects since the snapshot; it cannot be restored".into()));
         }
         for (i, (pages, bytes)) in snap.memories.iter().enumerate() {
-            let (base, size, max) = {
-                let m = &self.memories[i];
-                // The reservation it was first mapped with (whatever `set_memory_limit` did since).
-                (m.mem.base() as u64, m.mem.size(), m.ty.max.unwrap_or(crate::memory::MAX_PAGES).min(self.config.max_memory_pages))
-            };
+            let (base, size) = (self.memories[i].mem.base() as u64, self.memories[i].mem.size());
             if size < pages * WASM_PAGE {
                 return Err(Error::Usage("a memory is smaller than in the snapshot".into()));
             }
             if size > pages * WASM_PAGE {
-                // Out of the guest first (its memslots deleted, so no translation is left to
-                // the pages given back), then shrunk on the host, then mapped again.
-                if !self.unmap_host_range(base) {
-                    return Err(Error::Resource("cannot take a grown memory out of the VM".into()));
+                // Out of the guest first (the PTEs above, the memslots wholly above), then the
+                // host pages above replaced by inaccessible ones. The region keeps its
+                // guest-physical range: growing again maps the same addresses.
+                if let Some(vm) = self.vm.as_mut() {
+                    if let Err(e) = vm.shrink(base, pages * WASM_PAGE) {
+                        // Possibly still reachable: keep the memory (never freed) and stop.
+                        return Err(Error::Resource(format!("cannot take a grown memory out of the VM: {e}")));
+                    }
                 }
                 let obj = &mut self.memories[i];
                 obj.mem.shrink_to(*pages).map_err(|e| Error::Resource(format!("cannot shrink a memory back: {e}")))?;
                 // SAFETY: the memory's VMDef is live in the arena (the arena restore below
                 // writes the same value back).
                 unsafe { (*obj.def).length = obj.mem.size() };
-                let reserve = Self::memory_reserve(max).max(WASM_PAGE);
-                self.request_map(base, reserve, pages * WASM_PAGE, Perm::ReadWrite);
             }
             let data = self.memories[i].mem.as_mut_slice();
             for (d, s) in data.chunks_mut(4096).zip(bytes.chunks(4096)) {
