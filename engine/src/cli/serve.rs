@@ -243,6 +243,9 @@ pub fn serve(a: ServeArgs, verbose: bool) -> Result<ExitCode, Error> {
         prelinked.push(Arc::new(Prelinked::new(loaded.module, config).map_err(|e| Error::Usage(format!("--module {}: {e}", s.name)))?));
     }
 
+    if !kvm && specs.iter().any(|s| s.fuel.or(a.fuel).is_none()) {
+        eprintln!("wasce serve: warning: --isolation process cannot interrupt a run (no timeouts): a module without --fuel can hold a worker forever");
+    }
     let listener = http::Listener::bind(&a.listen)?;
     let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let policy = Policy { dirs: all_dirs, exclusive: false };
