@@ -108,7 +108,13 @@ fn start(extra: &[&str]) -> Server {
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    // Warnings may come first.
+    while !line.contains("listening on") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("wasce serve ended before listening");
+        }
+    }
     let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in `{line}`")).to_string();
     // Keep draining the request log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in stderr.lines() {});
