@@ -19,6 +19,9 @@ pub struct Arena {
     base: *mut u8,
     committed: u64,
     next: u64,
+    /// The most that was ever exposed: after a `rewind`, pages up to here may still be mapped
+    /// into the guest (and written by it), so blocks handed out below it are zeroed.
+    high_water: u64,
 }
 
 // SAFETY: the arena is owned by one store and used by one thread at a time.
@@ -28,7 +31,7 @@ impl Arena {
     pub fn new() -> Result<Arena, Error> {
         let base = crate::os::map_anonymous(ARENA_RESERVE as usize, libc::PROT_NONE)
             .map_err(|e| Error::Resource(format!("cannot reserve the store arena: {e}")))?;
-        Ok(Arena { base, committed: 0, next: 0 })
+        Ok(Arena { base, committed: 0, next: 0, high_water: 0 })
     }
 
     pub fn base(&self) -> u64 {
@@ -73,12 +76,13 @@ impl Arena {
         // The part of the block on a page that was exposed before may have been written by the
         // guest: zero it (at most one page). The rest has never been exposed, so it is still
         // zero from when it was committed.
-        let seen = self.exposed().min(end);
+        let seen = self.exposed().max(self.high_water).min(end);
         if seen > start {
             // SAFETY: [start, seen) is committed, inside the reservation, and handed out to nobody.
             unsafe { std::ptr::write_bytes(self.base.add(start as usize), 0, (seen - start) as usize) };
         }
         self.next = end;
+        self.high_water = self.high_water.max(self.exposed());
         // SAFETY: start < committed, inside the reservation; the block is zero (see above) and
         // the arena never hands out the same bytes twice.
         Ok(unsafe { self.base.add(start as usize) })
@@ -96,6 +100,47 @@ impl Arena {
             // MADV_DONTNEED on private anonymous memory only makes them read as zeros.
             unsafe { libc::madvise(start as *mut _, (end - start) as usize, libc::MADV_DONTNEED) };
         }
+    }
+}
+
+impl Arena {
+    /// The allocation mark: bytes from `base` handed out so far.
+    pub(crate) fn mark(&self) -> u64 {
+        self.next
+    }
+
+    /// Put the arena back as it was when `mark` and `bytes` (`[0, bytes.len())`, a whole
+    /// number of pages covering `mark`) were taken: every block handed out since is forgotten
+    /// (the caller has taken every reference to them out of use), the bytes are written back,
+    /// and everything above them that was ever exposed to the guest is zeroed. Those pages stay
+    /// committed (and, in the VM, mapped): blocks handed out from them are zeroed again.
+    /// Page by page, writing only pages that differ, so an unchanged arena costs reads only.
+    pub(crate) fn restore(&mut self, mark: u64, bytes: &[u8]) {
+        self.high_water = self.high_water.max(self.exposed());
+        let end = self.high_water.min(self.committed) as usize;
+        // SAFETY: [base, base + end) is committed read-write memory of this arena; the guest
+        // does not run while the host holds `&mut self`.
+        let all = unsafe { std::slice::from_raw_parts_mut(self.base, end) };
+        let split = bytes.len().min(end);
+        let (low, high) = all.split_at_mut(split);
+        for (d, s) in low.chunks_mut(4096).zip(bytes.chunks(4096)) {
+            if d != s {
+                d.copy_from_slice(s);
+            }
+        }
+        for d in high.chunks_mut(4096) {
+            if d.iter().any(|b| *b != 0) {
+                d.fill(0);
+            }
+        }
+        self.next = mark;
+    }
+
+    /// The bytes `[0, len)` of the arena (`len` at most what is committed).
+    pub(crate) fn bytes(&self, len: u64) -> &[u8] {
+        let len = len.min(self.committed);
+        // SAFETY: [base, base + len) is committed read-write memory of this arena.
+        unsafe { std::slice::from_raw_parts(self.base, len as usize) }
     }
 }
 

@@ -117,6 +117,37 @@ impl MemoryImage {
         Ok(MemoryImage { file, file_offset: 0, plan })
     }
 
+    /// An image of `bytes` (a memory's contents) from offset 0, in a sealed memfd that holds
+    /// only its non-zero pages (the rest is a hole, which costs nothing); `None` if `bytes` are
+    /// all zero.
+    pub(crate) fn of_contents(bytes: &[u8]) -> Result<Option<MemoryImage>, Error> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let page = wasce_compiler::image::IMAGE_PAGE as usize;
+        let Some(last) = bytes.chunks(page).rposition(|p| p.iter().any(|b| *b != 0)) else { return Ok(None) };
+        let len = (last + 1) * page;
+        let err = |what: &str, e: std::io::Error| Error::Resource(format!("cannot {what} a memory image: {e}"));
+        // SAFETY: memfd_create with a NUL-terminated name; it returns a new descriptor or -1.
+        let fd = unsafe { libc::memfd_create(c"wasce-snapshot-image".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        if fd < 0 {
+            return Err(err("create", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.set_len(len as u64).map_err(|e| err("size", e))?;
+        use std::os::unix::fs::FileExt;
+        for (i, p) in bytes[..len].chunks(page).enumerate() {
+            if p.iter().any(|b| *b != 0) {
+                file.write_all_at(p, (i * page) as u64).map_err(|e| err("write", e))?;
+            }
+        }
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on a descriptor we own; F_ADD_SEALS takes an int argument.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(err("seal", std::io::Error::last_os_error()));
+        }
+        Ok(Some(MemoryImage { file, file_offset: 0, plan: ImagePlan { offset: 0, len: len as u64 } }))
+    }
+
     /// The file and the offset of the image in it.
     pub fn source(&self) -> (&std::fs::File, u64) {
         (&self.file, self.file_offset)

@@ -11,6 +11,8 @@
 //!   memory bound (`compile_confined`).
 //! * `sandbox` confines the host process after setup (no_new_privs, seccomp per thread,
 //!   Landlock to the preopens).
+//! * `warm` runs a WASI program many times in pooled, snapshot-restored instances (warm
+//!   starts: `Prelinked`, `WarmInstance`, `Pool`), what `wasce serve` is built on.
 //! * `wast` runs WebAssembly spec scripts (`wasce wast`, and the spec suite in spec-tests).
 
 pub mod arena;
@@ -30,13 +32,14 @@ pub mod store;
 pub mod types;
 pub mod values;
 pub mod wasi;
+pub mod warm;
 pub mod wast;
 
 pub use code::LoadedModule;
 pub use confined::{compile_confined, load_confined, CompileLimits, CompileWorkerError};
 pub use error::{Error, TrapError};
 pub use linker::Linker;
-pub use store::{Caller, Extern, FuncId, GlobalId, HostFn, HostcallTransport, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
+pub use store::{InstanceImage, StoreSnapshot, Caller, Extern, FuncId, GlobalId, HostFn, HostcallTransport, InstanceId, Isolation, MemoryId, Module, Stats, Store, StoreConfig, TableId};
 pub use values::Val;
 pub use wasce_compiler::{module::FuncType, BoundsChecks, Features, Settings, Trap};
 

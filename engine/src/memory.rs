@@ -76,6 +76,11 @@ impl LinearMemory {
         self.max_pages
     }
 
+    /// Change the maximum (never below the current size, never above 4 GiB).
+    pub fn set_max_pages(&mut self, max: u64) {
+        self.max_pages = max.max(self.pages()).min(MAX_PAGES);
+    }
+
     pub fn pages(&self) -> u64 {
         self.size / WASM_PAGE
     }
@@ -102,6 +107,33 @@ impl LinearMemory {
         }
         self.size = new * WASM_PAGE;
         Some(old)
+    }
+
+    /// Shrink to `pages` (a snapshot's size, put back): the pages above become inaccessible
+    /// again and are given back to the kernel (they read as zeros when grown into again).
+    pub fn shrink_to(&mut self, pages: u64) -> std::io::Result<()> {
+        let new = pages * WASM_PAGE;
+        if new >= self.size {
+            return Ok(());
+        }
+        // SAFETY: [base+new, base+size) lies inside our own reservation; MAP_FIXED replaces it
+        // with fresh inaccessible anonymous memory (nothing else refers to those pages: the VM
+        // has unmapped them first, see `Store::restore`).
+        let p = unsafe {
+            libc::mmap(
+                self.base.add(new as usize) as *mut _,
+                (self.size - new) as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        self.size = new;
+        Ok(())
     }
 
     /// Replace `[image.plan.offset, + image.plan.len)` (zeros, never written) with a private

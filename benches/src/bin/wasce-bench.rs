@@ -5,13 +5,13 @@
 //! ```
 //!
 //! Normally started by `benches/run.sh`, which builds the release binaries and installs the
-//! wasmtime baseline first. Groups: startup, memory, wasi, compute, speedtest, compile.
+//! wasmtime baseline first. Groups: startup, memory, wasi, compute, speedtest, compile, warm.
 
 use std::path::PathBuf;
 use std::time::Instant;
 use wasce_benches::{groups, measure, report, Ctx};
 
-const GROUPS: [&str; 6] = ["startup", "memory", "wasi", "compute", "speedtest", "compile"];
+const GROUPS: [&str; 7] = ["startup", "memory", "wasi", "compute", "speedtest", "compile", "warm"];
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -64,6 +64,7 @@ fn main() {
             "wasi" => groups::wasi::run(&ctx),
             "compute" => groups::compute::run(&ctx),
             "speedtest" => groups::speedtest::run(&ctx),
+            "warm" => groups::warm::run(&ctx),
             _ => groups::compile::run(&ctx),
         });
         wasce_benches::progress!("{g}: done in {:.0} s", t.elapsed().as_secs_f64());

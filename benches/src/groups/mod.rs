@@ -6,6 +6,7 @@ pub mod compute;
 pub mod memory;
 pub mod speedtest;
 pub mod startup;
+pub mod warm;
 pub mod wasi;
 
 /// Run `rounds` rounds of `n` measurements, calling `f(round, which)`; the order alternates

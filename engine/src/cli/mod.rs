@@ -3,6 +3,7 @@
 //! * `mod.rs`: the commands and options (clap), and how errors become exit codes.
 //! * `exec.rs`: `wasce exec`: limits, WASI, preloads, running, `--stats`.
 //! * `module.rs`: reading modules (binary, text, artifact), the compile cache, compile progress.
+//! * `serve.rs`: `wasce serve`, the job server over the warm-start API (`serve/`: HTTP, metrics).
 //! * `compile.rs`: `wasce compile` and `wasce wast`.
 //! * `parse.rs`: values of options (durations, sizes, `NAME=MODULE`, invoke arguments).
 //!
@@ -16,6 +17,7 @@ mod exec;
 mod module;
 mod parse;
 mod progress;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -48,6 +50,10 @@ Examples:
   wasce compile module.wasm && wasce exec module.cwasm
                                                   compile ahead of time, run without compiling
   wasce wast ../shared/testsuite/i32.wast         run spec scripts
+  wasce serve --listen 127.0.0.1:8080 --module hello=hello.cwasm --timeout 2s
+                                                  serve it over HTTP: POST /run/hello with JSON
+                                                  ({\"stdin\": ..., \"timeout_ms\": ...}), each request
+                                                  in a warm VM restored after every run
 
 After setup, `wasce exec` confines itself before the program runs: no_new_privs, a seccomp
 allow-list per thread, Landlock limiting the filesystem to the --dir directories. A system call
@@ -101,6 +107,9 @@ impl From<Isolation> for wasce_engine::Isolation {
 enum Command {
     /// Run a WebAssembly module (.wasm, .wat, or an artifact from `wasce compile`).
     Exec(exec::ExecArgs),
+    /// Serve modules over HTTP: each request runs in a warm, VM-isolated instance (`POST
+    /// /run/NAME` with JSON, WAGI at `/wagi/NAME`, `/healthz`, `/metrics`).
+    Serve(serve::ServeArgs),
     /// Compile a module ahead of time into an artifact that `wasce exec` runs without compiling.
     Compile {
         /// Where to write the artifact (default: MODULE with the extension `.cwasm`).
@@ -196,6 +205,7 @@ pub fn main() -> ExitCode {
     let verbose = cli.verbose;
     let result = match cli.command {
         Command::Exec(args) => exec::exec(args, verbose),
+        Command::Serve(args) => serve::serve(args, verbose),
         Command::Compile { output, fuel, limits, wasm, module } => {
             wasm.features_only("compile").and_then(|features| compile::compile(&module, output, fuel, features, &limits.limits()))
         }

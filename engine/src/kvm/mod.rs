@@ -69,8 +69,8 @@ struct Mapping {
     /// Bytes with present PTEs.
     mapped: u64,
     perm: Perm,
-    /// The memslots covering `[gpa, gpa + slotted)`.
-    slots: Vec<u32>,
+    /// The memslots covering `[gpa, gpa + slotted)`, in order: (slot, offset in the region).
+    slots: Vec<(u32, u64)>,
 }
 
 /// An anonymous mapping owned by the VM, unmapped on drop.
@@ -127,6 +127,9 @@ pub struct Vm {
     ring: Option<RingServer>,
     /// The watchdog thread, when calls have a timeout.
     kicker: Option<Kicker>,
+    /// The vCPU's FPU/SIMD state as created, put back by `scrub` (None if KVM would not
+    /// report it in the legacy 4 KiB XSAVE layout; then `KVM_SET_FPU` zeroes the legacy part).
+    pristine_fpu: Option<Box<kvm_bindings::kvm_xsave>>,
     _regions: [HostRegion; 2],
 }
 
@@ -297,6 +300,7 @@ impl Vm {
             stack_size,
             ring: None,
             kicker: None,
+            pristine_fpu: None,
             _regions: [HostRegion { ptr: system, len: SYSTEM_SIZE }, HostRegion { ptr: stack, len: stack_size + STACK_GUARD }],
         };
         // The runtime page (read-execute) and the hypercall page (no memslot behind it).
@@ -342,6 +346,7 @@ impl Vm {
         this.user_sregs = segments::user_sregs(&base, this.pt.pml4, flavour);
         this.establish()?;
         this.tsc_khz = this.vcpu.get_tsc_khz().ok().filter(|k| *k > 0);
+        this.pristine_fpu = this.vcpu.get_xsave().ok().map(Box::new);
         this.vcpu.set_sync_valid_reg(SyncReg::Register);
         this.vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
         this.vcpu.set_sync_valid_reg(SyncReg::VcpuEvents);
@@ -478,7 +483,7 @@ impl Vm {
             if slot == self.next_slot {
                 self.next_slot += 1;
             }
-            m.slots.push(slot);
+            m.slots.push((slot, m.slotted));
             m.slotted += size;
         }
         let mapped = m.mapped;
@@ -486,6 +491,42 @@ impl Vm {
             m.mapped = len;
             let pages = (len - mapped) / PAGE_SIZE;
             self.pt_map(host + mapped, gpa + mapped, pages, perm)?;
+        }
+        Ok(())
+    }
+
+    /// Wipe what a finished call left in the VM outside the store's memory, so that the next
+    /// call (a pooled VM's next user) cannot see it: the FPU/SIMD registers go back to their
+    /// state at creation, and the pages of the guest stack that were touched (resident, as
+    /// `mincore` reports) are zeroed where they are not zero already. The stack pages stay
+    /// resident and mapped, so the next call does not fault them in again. Only while the
+    /// guest is not running.
+    pub fn scrub(&mut self) -> Result<(), Error> {
+        self.flush_pending_io();
+        match &self.pristine_fpu {
+            // SAFETY: a kvm_xsave that KVM itself produced for this vCPU.
+            Some(x) => unsafe { self.vcpu.set_xsave(x) }.map_err(|e| kvm_err("KVM_SET_XSAVE", e))?,
+            None => {
+                let fpu = kvm_bindings::kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+                self.vcpu.set_fpu(&fpu).map_err(|e| kvm_err("KVM_SET_FPU", e))?
+            }
+        }
+        let (lo, hi) = self.stack_range();
+        let pages = ((hi - lo) / PAGE_SIZE) as usize;
+        let mut resident = vec![0u8; pages];
+        // SAFETY: [lo, hi) is the stack mapping this VM owns; `resident` has a byte per page.
+        if unsafe { libc::mincore(lo as *mut _, (hi - lo) as usize, resident.as_mut_ptr()) } != 0 {
+            return Err(Error::Resource(format!("mincore of the guest stack: {}", std::io::Error::last_os_error())));
+        }
+        for (i, r) in resident.iter().enumerate() {
+            if r & 1 == 0 {
+                continue;
+            }
+            // SAFETY: one page of the stack mapping; the guest is not running.
+            let page = unsafe { std::slice::from_raw_parts_mut((lo + i as u64 * PAGE_SIZE) as *mut u8, PAGE_SIZE as usize) };
+            if page.iter().any(|b| *b != 0) {
+                page.fill(0);
+            }
         }
         Ok(())
     }
@@ -506,7 +547,7 @@ impl Vm {
         let Some(mut m) = self.mappings.remove(&host) else { return Ok(()) };
         self.pt.unmap(host, m.mapped / PAGE_SIZE);
         m.mapped = 0;
-        while let Some(&slot) = m.slots.last() {
+        while let Some(&(slot, _)) = m.slots.last() {
             let region = kvm_userspace_memory_region { slot, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 };
             // SAFETY: deleting one of this region's memslots; nothing of the host is mapped.
             if let Err(e) = unsafe { self.vm.set_user_memory_region(region) } {
@@ -515,6 +556,39 @@ impl Vm {
                 return Err(kvm_err("delete memslot", e));
             }
             m.slots.pop();
+            self.free_slots.push(slot);
+        }
+        Ok(())
+    }
+
+    /// Make the region at `host` `len` bytes long in the guest again (a memory put back to a
+    /// snapshot's size): the PTEs above `len` become non-present and the memslots lying wholly
+    /// above it are deleted (KVM drops every translation through them). The region keeps its
+    /// guest-physical range, so growing again maps the same guest-physical addresses for the
+    /// same host addresses (a translation left over can only name the page it named before). A
+    /// memslot straddling `len` stays: the caller makes the host pages above `len` inaccessible
+    /// (a new mapping, which makes KVM drop its translations of the old pages), so nothing of
+    /// what they held is reachable. Only while the guest is not running. On an error (KVM
+    /// refused to delete a memslot) the region may still be reachable above `len`.
+    pub fn shrink(&mut self, host: u64, len: u64) -> Result<(), Error> {
+        let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let Some(m) = self.mappings.get(&host) else { return Ok(()) };
+        if len >= m.mapped {
+            return Ok(());
+        }
+        let mapped = m.mapped;
+        self.pt.unmap(host + len, (mapped - len) / PAGE_SIZE);
+        let m = self.mappings.get_mut(&host).expect("looked up above");
+        m.mapped = len;
+        while let Some(&(slot, offset)) = m.slots.last() {
+            if offset < len.max(1) {
+                break;
+            }
+            let region = kvm_userspace_memory_region { slot, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 };
+            // SAFETY: deleting one of this region's memslots, which lies above `len`.
+            unsafe { self.vm.set_user_memory_region(region) }.map_err(|e| kvm_err("delete memslot", e))?;
+            m.slots.pop();
+            m.slotted = offset;
             self.free_slots.push(slot);
         }
         Ok(())

@@ -60,10 +60,13 @@ pub enum Role {
     /// Every thread of the compile worker process (`crate::confined`): parses and compiles an
     /// untrusted module read from stdin, writes the artifact to stdout.
     Compiler = 5,
+    /// The HTTP thread of `wasce serve`: accepts connections on the socket bound during setup,
+    /// reads requests and writes responses, hands runs to the worker (vCPU) threads.
+    Server = 6,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [Role::Vcpu, Role::Store, Role::RingServer, Role::Timeout, Role::Compiler];
+    pub const ALL: [Role; 6] = [Role::Vcpu, Role::Store, Role::RingServer, Role::Timeout, Role::Compiler, Role::Server];
 
     /// The name used in messages (`on the vCPU thread`).
     pub fn thread_name(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Role {
             Role::RingServer => "ring-server",
             Role::Timeout => "timeout",
             Role::Compiler => "compiler",
+            Role::Server => "server",
         }
     }
 
@@ -168,6 +172,40 @@ pub fn confine(store: &Store, policy: &Policy) -> Result<Confined, SandboxError>
     let program = seccomp::program(own_role)?;
     confine_current(own_role, &program, ruleset)?;
     Ok(Confined { threads })
+}
+
+/// Confine the calling thread alone, in `role`, to `policy.dirs`: for a thread that drives no
+/// store of its own (the HTTP thread of `wasce serve`, `Role::Server`), or a worker thread
+/// that drives several stores (`Role::Vcpu`, with `confine_helpers` for each store). The
+/// process is not checked for other threads: the caller confines every thread it starts.
+pub fn confine_thread(role: Role, policy: &Policy) -> Result<(), SandboxError> {
+    probe_seccomp()?;
+    if role == Role::Store {
+        crate::process::prepare_thread();
+    }
+    crate::store::prime_thread_stack();
+    crate::wasi::finish_helpers();
+    let ruleset = landlock::ruleset(&policy.dirs)?;
+    install_sigsys_handler();
+    install_panic_hook();
+    let program = seccomp::program(role)?;
+    confine_current(role, &program, ruleset)
+}
+
+/// Have `store`'s helper threads (ring server, watchdog) confine themselves, when another
+/// thread, confined with `confine_thread`, drives the store.
+pub fn confine_helpers(store: &Store, policy: &Policy) -> Result<(), SandboxError> {
+    probe_seccomp()?;
+    install_sigsys_handler();
+    install_panic_hook();
+    let (ring, kicker) = store.helper_threads();
+    if let Some(ring) = ring {
+        confine_helper(Role::RingServer, landlock::ruleset(&policy.dirs)?, |job| ring.post(job))?;
+    }
+    if let Some(kicker) = kicker {
+        confine_helper(Role::Timeout, landlock::ruleset(&policy.dirs)?, |job| kicker.post(job))?;
+    }
+    Ok(())
 }
 
 /// Confine the compile worker (`crate::confined`), a process whose only thread is the caller:

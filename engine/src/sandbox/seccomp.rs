@@ -84,6 +84,8 @@ pub const KVM_SET_SREGS: u64 = kvm_iow(0x84, std::mem::size_of::<kvm_bindings::k
 pub const KVM_SET_MSRS: u64 = kvm_iow(0x89, std::mem::size_of::<kvm_bindings::kvm_msrs>());
 pub const KVM_SET_XCRS: u64 = kvm_iow(0xa7, std::mem::size_of::<kvm_bindings::kvm_xcrs>());
 pub const KVM_SET_DEVICE_ATTR: u64 = kvm_iow(0xe1, std::mem::size_of::<kvm_bindings::kvm_device_attr>());
+pub const KVM_SET_XSAVE: u64 = kvm_iow(0xa5, std::mem::size_of::<kvm_bindings::kvm_xsave>());
+pub const KVM_SET_FPU: u64 = kvm_iow(0x8d, std::mem::size_of::<kvm_bindings::kvm_fpu>());
 pub const KVM_HAS_DEVICE_ATTR: u64 = kvm_iow(0xe3, std::mem::size_of::<kvm_bindings::kvm_device_attr>());
 
 use libc::*;
@@ -186,6 +188,17 @@ pub const KVM: Group = Group {
     ],
 };
 
+/// A pooled VM reset between runs (`crate::warm`): nothing of one run may be visible to the next.
+pub const WARM: Group = Group {
+    name: "warm",
+    allow: &[
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_XSAVE))], "KVM_SET_XSAVE: a pooled VM's FPU/SIMD registers back to their state at creation after each run"),
+        when(SYS_ioctl, &[Cond::Eq(1, Value::Const(KVM_SET_FPU))], "KVM_SET_FPU: as KVM_SET_XSAVE, where KVM did not report the XSAVE state"),
+        any(SYS_mincore, "which guest stack pages a run touched, to zero them before the next run"),
+        when(SYS_fcntl, &[Cond::Eq(1, konst(F_DUPFD_CLOEXEC as i64))], "each run's WASI table gets its own duplicate of the preopened directories"),
+    ],
+};
+
 /// Process mode: compiled code runs on the store thread, its faults arrive as signals.
 pub const PROCESS: Group = Group {
     name: "process",
@@ -210,6 +223,29 @@ pub const KICK: Group = Group {
     allow: &[
         when(SYS_tgkill, &[Cond::Eq(0, Value::Pid), Cond::Eq(2, Value::KickSignal)], "the kick: SIGRTMIN to a thread of this process (repeated every 20 ms until the call ends)"),
         any(SYS_getpid, "glibc's pthread_kill asks for the process id"),
+    ],
+};
+
+/// The HTTP thread of `wasce serve`: an event loop (tokio, current-thread) over the listening
+/// socket bound during setup and the connections it accepts. No files, no new sockets other
+/// than accepted connections, no processes.
+pub const SERVER: Group = Group {
+    name: "server",
+    allow: &[
+        any(SYS_epoll_wait, "the event loop waits for sockets and for workers' answers"),
+        any(SYS_epoll_pwait, "the event loop waits for sockets and for workers' answers"),
+        any(SYS_epoll_ctl, "the event loop registers accepted connections and drops closed ones"),
+        any(SYS_accept4, "accept a connection on the listening socket bound during setup"),
+        any(SYS_read, "read requests from connections; the event loop's wake-up eventfd"),
+        any(SYS_recvfrom, "read requests from connections"),
+        any(SYS_write, "write responses; wake the event loop (eventfd); the request log (stderr)"),
+        any(SYS_writev, "write responses (head and body at once)"),
+        any(SYS_sendto, "write responses"),
+        any(SYS_close, "close connections"),
+        any(SYS_shutdown, "close connections"),
+        when(SYS_setsockopt, &[Cond::Eq(1, konst(IPPROTO_TCP as i64)), Cond::Eq(2, konst(TCP_NODELAY as i64))], "TCP_NODELAY on accepted connections (small responses go out at once)"),
+        any(SYS_getsockopt, "the error of a connection that failed (SO_ERROR)"),
+        any(SYS_getpeername, "the peer address of an accepted connection, for the request log"),
     ],
 };
 
@@ -291,11 +327,12 @@ pub fn refusal_programs(role: Role) -> Result<Vec<BpfProgram>, SandboxError> {
 /// The groups a role's allow-list is made of.
 pub fn groups(role: Role) -> &'static [&'static Group] {
     match role {
-        Role::Vcpu => &[&BASE, &MEMORY, &WASI, &SIGNALED, &KVM, &STORE],
+        Role::Vcpu => &[&BASE, &MEMORY, &WASI, &SIGNALED, &KVM, &STORE, &WARM],
         Role::Store => &[&BASE, &MEMORY, &WASI, &SIGNALED, &PROCESS, &STORE],
         Role::RingServer => &[&BASE, &MEMORY, &WASI, &SIGNALED],
         Role::Timeout => &[&BASE, &KICK],
         Role::Compiler => &[&BASE, &MEMORY, &COMPILER],
+        Role::Server => &[&BASE, &MEMORY, &SERVER],
     }
 }
 

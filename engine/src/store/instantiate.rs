@@ -69,6 +69,12 @@ impl Store {
     /// Instantiate `module` with `imports` in import order. Segment and start-function traps
     /// are returned as errors; as the spec requires, what was written before the trap stays.
     pub fn instantiate(&mut self, module: &Module, imports: &[Extern]) -> Result<InstanceId, Error> {
+        self.instantiate_with(module, imports, true)
+    }
+
+    /// `instantiate`; with `init` false, the instance is built and registered but its
+    /// segments and start function do not run (`instantiate_image` fills it instead).
+    pub(super) fn instantiate_with(&mut self, module: &Module, imports: &[Extern], init: bool) -> Result<InstanceId, Error> {
         let info = &module.compiled.info;
         if imports.len() != info.imports.len() {
             return Err(Error::Usage(format!("expected {} imports, got {}", info.imports.len(), imports.len())));
@@ -105,7 +111,9 @@ impl Store {
             return Err(e);
         }
         let instance = InstanceId(id);
-        self.init_instance(instance)?;
+        if init {
+            self.init_instance(instance)?;
+        }
         Ok(instance)
     }
 

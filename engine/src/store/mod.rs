@@ -15,6 +15,8 @@ mod gc;
 pub use gc::AnyKind;
 mod instantiate;
 mod ops;
+mod snapshot;
+pub use snapshot::{InstanceImage, StoreSnapshot};
 #[doc(hidden)]
 pub mod testing;
 
@@ -294,6 +296,8 @@ pub struct Store {
     deadline: Option<std::time::Instant>,
     /// Counters: guest exits (VM) and calls.
     pub(crate) stats: Stats,
+    /// `memory.grow` calls refused for a limit since creation or the last restore.
+    grow_failures: u64,
 }
 
 /// What a store has done, for `--stats`.
@@ -380,6 +384,7 @@ impl Store {
             pending_error: None,
             deadline: None,
             stats: Stats::default(),
+            grow_failures: 0,
         };
         let (base, exposed) = (store.arena.base(), store.arena.exposed());
         store.request_map(base, crate::arena::ARENA_RESERVE, exposed, Perm::ReadWrite);

@@ -206,7 +206,10 @@ impl Store {
     pub(crate) fn memory_grow(&mut self, instance: InstanceId, mem: u32, delta: u64) -> u64 {
         let Some(m) = self.memory_index(instance, mem) else { return u64::MAX };
         let obj = &mut self.memories[m];
-        let Some(old) = obj.mem.grow(delta) else { return u64::MAX };
+        let Some(old) = obj.mem.grow(delta) else {
+            self.grow_failures += 1;
+            return u64::MAX;
+        };
         // SAFETY: the memory's VMDef is live in the arena.
         unsafe { (*obj.def).length = obj.mem.size() };
         let (base, size, max) = (obj.mem.base() as u64, obj.mem.size(), obj.mem.max_pages());

@@ -149,7 +149,17 @@ impl WasiCtx {
         }
         let written = match &h.object {
             Object::Stdout(Stdio::Capture(buf)) | Object::Stderr(Stdio::Capture(buf)) => {
-                buf.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&data);
+                let mut buf = buf.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(limit) = self.max_output {
+                    // A captured stream holds at most `max_output` bytes: what fits is kept,
+                    // a write with no room left fails (EFBIG, as a file over its size limit).
+                    let room = limit.saturating_sub(buf.len());
+                    if room == 0 && !data.is_empty() {
+                        return Err(errno::FBIG);
+                    }
+                    data.truncate(room);
+                }
+                buf.extend_from_slice(&data);
                 data.len()
             }
             Object::Stdout(Stdio::Null) | Object::Stderr(Stdio::Null) => data.len(),

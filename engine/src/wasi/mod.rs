@@ -77,6 +77,9 @@ pub struct WasiConfig {
     /// Host files the guest may never reach, even through a preopen that contains them
     /// (`protect`).
     pub protected: Vec<PathBuf>,
+    /// Most bytes a `Stdio::Capture` stream keeps (writes past it fail with EFBIG); `None`:
+    /// unbounded.
+    pub max_output: Option<usize>,
 }
 
 impl WasiConfig {
@@ -127,6 +130,7 @@ pub struct WasiCtx {
     env: Vec<String>,
     table: Table,
     max_file_size: Option<u64>,
+    max_output: Option<usize>,
     /// Host files no path operation may reach.
     guard: path::Protected,
     /// The deadline of the call being served (`Store::deadline`).
@@ -135,25 +139,88 @@ pub struct WasiCtx {
 
 impl WasiCtx {
     pub fn new(config: WasiConfig) -> Result<WasiCtx, Error> {
-        let mut table = Table::new(fd_limit(config.max_fds.unwrap_or(DEFAULT_MAX_FDS)));
-        let stdio_err = |_| Error::Usage("fd limit too small for the standard streams".into());
-        table.insert(Handle::new(Object::Stdin(config.stdin), table::stdio_rights() & !rights::FD_WRITE, 0)).map_err(stdio_err)?;
-        table.insert(Handle::new(Object::Stdout(config.stdout), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;
-        table.insert(Handle::new(Object::Stderr(config.stderr), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;
         let guard = path::Protected::new(&config.protected)
             .map_err(|e| Error::Usage(format!("cannot protect {}: {e}", config.protected.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))))?;
-        for p in config.preopens {
-            let fd = path::open_preopen(&p.host).map_err(Error::Usage)?;
-            let h = Handle::new(Object::Dir { fd, preopen: Some(p.guest.clone()) }, rights::DIR | rights::FD_READDIR, rights::ALL);
+        let mut preopens = Vec::new();
+        for p in &config.preopens {
+            preopens.push((path::open_preopen(&p.host).map_err(Error::Usage)?, p.guest.clone()));
+        }
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            listeners.push(OwnedFd::from(l.try_clone().map_err(|e| Error::Resource(format!("cannot share a listener: {e}")))?));
+        }
+        let streams = [config.stdin.clone(), config.stdout.clone(), config.stderr.clone()];
+        let fds = fd_limit(config.max_fds.unwrap_or(DEFAULT_MAX_FDS));
+        WasiCtx::from_parts(&config, fds, streams, preopens, listeners, guard)
+    }
+
+    /// A context of `config`'s arguments, environment and limits, with the standard streams
+    /// `streams`, these opened preopens and listeners (taken), and `guard`.
+    fn from_parts(config: &WasiConfig, fds: usize, streams: [Stdio; 3], preopens: Vec<(OwnedFd, String)>, listeners: Vec<OwnedFd>, guard: path::Protected) -> Result<WasiCtx, Error> {
+        let mut table = Table::new(fds);
+        let stdio_err = |_| Error::Usage("fd limit too small for the standard streams".into());
+        let [stdin, stdout, stderr] = streams;
+        table.insert(Handle::new(Object::Stdin(stdin), table::stdio_rights() & !rights::FD_WRITE, 0)).map_err(stdio_err)?;
+        table.insert(Handle::new(Object::Stdout(stdout), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;
+        table.insert(Handle::new(Object::Stderr(stderr), table::stdio_rights() & !rights::FD_READ, 0)).map_err(stdio_err)?;
+        for (fd, guest) in preopens {
+            let h = Handle::new(Object::Dir { fd, preopen: Some(guest) }, rights::DIR | rights::FD_READDIR, rights::ALL);
             table.insert(h).map_err(|_| Error::Usage("too many preopens for the fd limit".into()))?;
         }
-        for l in config.listeners {
-            let fd = OwnedFd::from(l.try_clone().map_err(|e| Error::Resource(format!("cannot share a listener: {e}")))?);
+        for fd in listeners {
             let h = Handle::new(Object::Listener(fd), rights::SOCKET, rights::SOCKET & !rights::SOCK_ACCEPT);
             table.insert(h).map_err(|_| Error::Usage("too many listeners for the fd limit".into()))?;
         }
-        let env = config.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-        Ok(WasiCtx { args: config.args, env, table, max_file_size: config.max_file_size, guard, deadline: deadline::Deadline::default() })
+        let env = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Ok(WasiCtx { args: config.args.clone(), env, table, max_file_size: config.max_file_size, max_output: config.max_output, guard, deadline: deadline::Deadline::default() })
+    }
+}
+
+/// A WASI context that each run of a reused store starts afresh (`crate::warm`): `reset`
+/// replaces the whole context (arguments, environment, standard streams, the fd table with
+/// fresh duplicates of the preopened directories: whatever the last run opened, closed or
+/// renumbered is gone) and, in the VM, rewrites the exit-free data block in place.
+#[derive(Clone)]
+pub struct WasiHandle {
+    ctx: Arc<Mutex<WasiCtx>>,
+    /// The exit-free data block (VM): its address in the arena and its capacity.
+    data: Option<(u64, usize)>,
+    tsc_khz: Option<u32>,
+    template: Arc<(WasiConfig, Vec<(OwnedFd, String)>, path::Protected)>,
+    /// The fd limit (`fd_limit`, found once: `getrlimit` is not allowed once confined).
+    fds: usize,
+}
+
+impl WasiHandle {
+    /// Start the next run with `args` (argv, `argv[0]` included), `env` and these streams;
+    /// the preopens, limits and protected files stay those the handle was made with.
+    /// Arguments and environment larger than the data block's capacity are an error.
+    pub fn reset(&self, args: Vec<String>, env: Vec<(String, String)>, stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<(), Error> {
+        self.reset_with_output_limit(args, env, stdin, stdout, stderr, None)
+    }
+
+    /// As `reset`; captured streams keep at most `max_output` bytes each (else the
+    /// configured `max_output`).
+    pub fn reset_with_output_limit(&self, args: Vec<String>, env: Vec<(String, String)>, stdin: Stdio, stdout: Stdio, stderr: Stdio, max_output: Option<usize>) -> Result<(), Error> {
+        let (base, preopens, guard) = &*self.template;
+        let mut dirs = Vec::new();
+        for (fd, guest) in preopens {
+            dirs.push((fd.try_clone().map_err(|e| Error::Resource(format!("cannot duplicate a preopen: {e}")))?, guest.clone()));
+        }
+        let config = WasiConfig { args, env, max_output: max_output.or(base.max_output), ..base.clone() };
+        let ctx = WasiCtx::from_parts(&config, self.fds, [stdin, stdout, stderr], dirs, Vec::new(), guard.clone())?;
+        if let Some((at, capacity)) = self.data {
+            let block = guest::data_block(&ctx.args, &ctx.env, at, self.tsc_khz);
+            if block.len() > capacity {
+                return Err(Error::Limit(format!("arguments and environment take {} bytes, over the limit of {capacity}", block.len())));
+            }
+            // SAFETY: `at` is the arena block of `capacity` bytes allocated for the data block
+            // by `add_to_linker_resettable`; the guest is not running (the caller holds the
+            // store between calls).
+            unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), at as *mut u8, block.len()) };
+        }
+        *self.ctx.lock().unwrap_or_else(|e| e.into_inner()) = ctx;
+        Ok(())
     }
 }
 
@@ -230,16 +297,44 @@ const _: () = assert!(FUNCTIONS.len() == 46);
 /// Define every `wasi_snapshot_preview1` function in `linker`, bound to a new WASI context.
 pub fn add_to_linker(store: &mut Store, linker: &mut Linker, config: WasiConfig) -> Result<(), Error> {
     let ctx = WasiCtx::new(config)?;
+    define(store, linker, ctx, 0).map(|_| ())
+}
+
+/// As `add_to_linker`, for a store whose runs each start afresh: the returned handle resets
+/// the context between runs (`WasiHandle::reset`). `args_capacity` is the most bytes each
+/// run's arguments and environment may take (in the VM, the exit-free data block is that big).
+/// `config.listeners` are not supported (a listener is not a per-run resource).
+pub fn add_to_linker_resettable(store: &mut Store, linker: &mut Linker, config: WasiConfig, args_capacity: usize) -> Result<WasiHandle, Error> {
+    if !config.listeners.is_empty() {
+        return Err(Error::Usage("listeners cannot be given to a store whose runs start afresh".into()));
+    }
+    let guard = path::Protected::new(&config.protected)
+        .map_err(|e| Error::Usage(format!("cannot protect {}: {e}", config.protected.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))))?;
+    let mut preopens = Vec::new();
+    for p in &config.preopens {
+        preopens.push((path::open_preopen(&p.host).map_err(Error::Usage)?, p.guest.clone()));
+    }
+    let ctx = WasiCtx::new(config.clone())?;
+    let (ctx, data) = define(store, linker, ctx, args_capacity)?;
+    let tsc_khz = store.vm_tsc_khz();
+    let fds = fd_limit(config.max_fds.unwrap_or(DEFAULT_MAX_FDS));
+    Ok(WasiHandle { ctx, data, tsc_khz, template: Arc::new((config, preopens, guard)), fds })
+}
+
+/// Define the WASI functions over `ctx`; in the VM, the data block has room for at least
+/// `capacity` bytes.
+#[allow(clippy::type_complexity)]
+fn define(store: &mut Store, linker: &mut Linker, ctx: WasiCtx, capacity: usize) -> Result<(Arc<Mutex<WasiCtx>>, Option<(u64, usize)>), Error> {
     // In the VM, the calls that need nothing from the host are served by the guest runtime.
     let guest_data = match store.isolation() {
         crate::Isolation::Kvm => {
             let tsc_khz = store.vm_tsc_khz();
-            let size = guest::data_block(&ctx.args, &ctx.env, 0, tsc_khz).len();
+            let size = guest::data_block(&ctx.args, &ctx.env, 0, tsc_khz).len().max(capacity);
             let at = store.alloc_guest_bytes(&vec![0u8; size])?;
             let block = guest::data_block(&ctx.args, &ctx.env, at, tsc_khz);
-            // SAFETY: `at` is the arena block of `size` bytes just allocated for it.
-            unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), at as *mut u8, size) };
-            Some(at)
+            // SAFETY: `at` is the arena block of `size >= block.len()` bytes just allocated for it.
+            unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), at as *mut u8, block.len()) };
+            Some((at, size))
         }
         crate::Isolation::Process => None,
     };
@@ -284,13 +379,13 @@ pub fn add_to_linker(store: &mut Store, linker: &mut Linker, config: WasiConfig)
                 Ok(())
             });
         let routine = wasce_vmguest::wasi::routine_offset(name);
-        let f = match (guest_data, routine) {
+        let f = match (guest_data.map(|(at, _)| at), routine) {
             (Some(data), Some(offset)) => store.new_guest_func(ty, f, wasce_vmguest::WASI_ROUTINES_GVA + offset, data),
             _ => store.new_host_func(ty, f),
         };
         linker.define("wasi_snapshot_preview1", name, Extern::Func(f));
     }
-    Ok(())
+    Ok((ctx, guest_data))
 }
 
 /// Instantiate a WASI command and run its `_start`; returns the exit status (0 when `_start`
