@@ -140,8 +140,10 @@ enum Command {
 /// on by default.
 #[derive(clap::Args, Clone, Debug)]
 pub struct WasmArgs {
-    /// Turn a WebAssembly feature on or off (repeatable): memory64, multi-memory (all on by
-    /// default). `wasce exec` also takes unknown-imports-trap=y: function imports nothing
+    /// Turn a WebAssembly feature on or off (repeatable, in order): memory64, multi-memory,
+    /// threads, extended-const, relaxed-simd, tail-call, function-references, exceptions, gc,
+    /// legacy-exceptions, or all (every one; all=n gives WebAssembly 2.0). All are on by
+    /// default. `wasce exec` also takes unknown-imports-trap=y: function imports nothing
     /// defines are linked as functions that fail when called.
     #[arg(short = 'W', long = "wasm", value_name = "NAME=y|n", value_parser = parse::wasm_option)]
     wasm: Vec<parse::WasmOption>,

@@ -122,10 +122,14 @@ pub fn wasm_option(text: &str) -> Result<WasmOption, String> {
     if name == "unknown-imports-trap" {
         return Ok(WasmOption::UnknownImportsTrap(on));
     }
+    if name == "all" {
+        return Ok(WasmOption::Feature(wasce_engine::Features::all(), on));
+    }
     match wasce_engine::Features::by_name(name) {
         Some(f) => Ok(WasmOption::Feature(f, on)),
         None => {
             let mut known: Vec<_> = wasce_engine::Features::TABLE.iter().map(|(n, _, _)| *n).collect();
+            known.push("all");
             known.push("unknown-imports-trap");
             Err(format!("unknown WebAssembly option `{name}` (known: {})", known.join(", ")))
         }

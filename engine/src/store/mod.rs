@@ -615,6 +615,9 @@ impl Store {
             Val::FuncRef(0) => r.nullable && (top == HeapType::Func || matches!(r.heap, HeapType::Concrete(_))),
             Val::ExternRef(None) => r.nullable && top == HeapType::Extern,
             Val::AnyRef(0) => r.nullable && top == HeapType::Any,
+            // Only null: an exception object's address from outside would be trusted by
+            // compiled code (objects are made by `throw` only).
+            Val::ExnRef(0) => r.nullable && top == HeapType::Exn,
             Val::FuncRef(addr) => match r.heap {
                 HeapType::Func => true,
                 HeapType::Concrete(id) if top == HeapType::Func => self.funcref_type_id(addr).is_some_and(|f| crate::types::is_subtype(f, id as u64)),
