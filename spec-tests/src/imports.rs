@@ -10,11 +10,14 @@ use wasce_engine::{Error, Extern, InstanceId, Linker, Module, Store, StoreConfig
 pub fn store_and_imports(module: &Module, config: StoreConfig) -> Result<(Store, Vec<Extern>), Error> {
     let mut store = Store::new(config)?;
     let info = &module.compiled.info;
+    // The store names types by canonical id: imports get the canonical form of their types.
+    let canonical = &module.types;
+    let bad = |e: String| Error::Usage(format!("import type: {e}"));
     let mut imports = Vec::new();
     for import in &info.imports {
         imports.push(match import.kind {
             ImportKind::Func(type_index) => {
-                let ty = info.types[type_index as usize].clone();
+                let ty = canonical.types.get(type_index as usize).cloned().ok_or_else(|| bad(format!("type {type_index}")))?;
                 let results = ty.results.clone();
                 let f = store.new_host_func(
                     ty,
@@ -28,9 +31,18 @@ pub fn store_and_imports(module: &Module, config: StoreConfig) -> Result<(Store,
                 Extern::Func(f)
             }
             ImportKind::Memory(ty) => Extern::Memory(store.new_memory(ty)?),
-            ImportKind::Table(ty) => Extern::Table(store.new_table(ty, Val::null(ty.elem))?),
-            ImportKind::Global(ty) => Extern::Global(store.new_global(ty, Val::null(ty.ty))?),
-            ImportKind::Tag(type_index) => Extern::Tag(store.new_tag(info.types[type_index as usize].clone())?),
+            ImportKind::Table(ty) => {
+                let ty = canonical.table(ty).map_err(bad)?;
+                Extern::Table(store.new_table(ty, Val::null(ty.elem))?)
+            }
+            ImportKind::Global(ty) => {
+                let ty = canonical.global(ty).map_err(bad)?;
+                Extern::Global(store.new_global(ty, Val::null(ty.ty))?)
+            }
+            ImportKind::Tag(type_index) => {
+                let ty = canonical.types.get(type_index as usize).cloned().ok_or_else(|| bad(format!("type {type_index}")))?;
+                Extern::Tag(store.new_tag(ty)?)
+            }
         });
     }
     Ok((store, imports))

@@ -364,8 +364,9 @@ impl Translator<'_, '_> {
         match WasmType::from_ref(r).map_err(CompileError::Unsupported)? {
             WasmType::FuncRef => Ok(HeapType::Func),
             WasmType::ExternRef => Ok(HeapType::Extern),
+            WasmType::ExnRef => Ok(HeapType::Exn),
             WasmType::Ref(r) => Ok(r.heap),
-            _ => unreachable!(),
+            other => Err(CompileError::Unsupported(format!("heap type of {other}"))),
         }
     }
 
