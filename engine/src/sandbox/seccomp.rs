@@ -246,6 +246,7 @@ pub const SERVER: Group = Group {
         when(SYS_setsockopt, &[Cond::Eq(1, konst(IPPROTO_TCP as i64)), Cond::Eq(2, konst(TCP_NODELAY as i64))], "TCP_NODELAY on accepted connections (small responses go out at once)"),
         any(SYS_getsockopt, "the error of a connection that failed (SO_ERROR)"),
         any(SYS_getpeername, "the peer address of an accepted connection, for the request log"),
+        when(SYS_fcntl, &[Cond::Eq(1, konst(F_GETFL as i64))], "tokio checks that an accepted connection is non-blocking (debug builds)"),
     ],
 };
 
