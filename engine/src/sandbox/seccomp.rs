@@ -247,6 +247,7 @@ pub const SERVER: Group = Group {
         any(SYS_getsockopt, "the error of a connection that failed (SO_ERROR)"),
         any(SYS_getpeername, "the peer address of an accepted connection, for the request log"),
         when(SYS_fcntl, &[Cond::Eq(1, konst(F_GETFL as i64))], "tokio checks that an accepted connection is non-blocking (debug builds)"),
+        when(SYS_fcntl, &[Cond::Eq(1, konst(F_GETFD as i64))], "the standard library checks that an accepted connection's fd is valid when it takes ownership (debug builds)"),
     ],
 };
 
