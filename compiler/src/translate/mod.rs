@@ -755,21 +755,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             let sig = self.signature(ty);
             self.b.ins().call_indirect(sig, code, &args)
         } else {
-            let fref = match self.direct_funcs.get(&func) {
-                Some(f) => *f,
-                None => {
-                    let sig = self.signature(ty);
-                    let name = self.b.func.declare_imported_user_function(ir::UserExternalName::new(0, func));
-                    let f = self.b.import_function(ir::ExtFuncData {
-                        name: ir::ExternalName::user(name),
-                        signature: sig,
-                        colocated: true,
-                        patchable: false,
-                    });
-                    self.direct_funcs.insert(func, f);
-                    f
-                }
-            };
+            let fref = self.direct_func(func);
             let mut args = vec![self.vmctx, self.vmctx];
             args.extend_from_slice(&self.stack[args_start..]);
             self.b.ins().call(fref, &args)
