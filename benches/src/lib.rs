@@ -34,6 +34,8 @@ pub struct Ctx {
     pub scratch: PathBuf,
     /// This executable (re-run for measurements that need a fresh process).
     pub self_exe: PathBuf,
+    /// `--wasce-before PATH`: an earlier wasce build whose compute figures go next to this one's.
+    pub before: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -60,6 +62,11 @@ impl Ctx {
 
     pub fn wasce(&self) -> String {
         self.wasce.to_string_lossy().into_owned()
+    }
+
+    /// The earlier build of `--wasce-before`, if given.
+    pub fn before(&self) -> Option<String> {
+        self.before.as_ref().map(|p| p.to_string_lossy().into_owned())
     }
 
     pub fn wasmtime(&self) -> String {

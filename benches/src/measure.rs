@@ -197,3 +197,34 @@ pub fn machine() -> String {
 pub fn load() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
+
+/// Spin on one core until killed (`--internal-spin`, the load of `--load`).
+pub fn spin_forever() -> ! {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+/// Start one spinning process per core but one (at least one), for `--load`.
+pub fn start_load(self_exe: &std::path::Path) -> Vec<std::process::Child> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (0..cores.saturating_sub(1).max(1))
+        .map(|_| {
+            std::process::Command::new(self_exe)
+                .arg("--internal-spin")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("start a load process")
+        })
+        .collect()
+}
+
+/// Stop the processes of `start_load`.
+pub fn stop_load(spinners: Vec<std::process::Child>) {
+    for mut c in spinners {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -18,7 +18,9 @@
 //!               u32 features the module was validated with (`Features` bits)
 //! meta          ModuleInfo (types, imports, functions, tables, memories, globals and their
 //!               initialisers, exports, start, element and data segments, names), the
-//!               location of every function and trampoline in the code, the trap table
+//!               location of every function and trampoline in the code, the trap table,
+//!               the table contract (`TableContract`: which functions may throw, what the
+//!               module's writes into imported tables may throw through)
 //! data          the contents of all data segments, contiguous (segments hold ranges of it)
 //! image         the module's memory image (`image::ImagePlan`), empty if it has none: the
 //!               pages a loader maps copy-on-write into each instance's memory
@@ -44,6 +46,7 @@
 //! VM).
 
 use crate::compile::{CompiledModule, FuncLoc};
+use crate::translate::{TableContract, ThrowDeps};
 use crate::image::ImagePlan;
 use crate::module::*;
 use crate::trap::Trap;
@@ -55,7 +58,7 @@ use std::ops::Range;
 /// The first bytes of every artifact.
 pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The version of the compiler that writes and reads artifacts.
 /// The crate version and the build id (`build.rs`: a hash of the compiler's sources, the guest
 /// ABI and the locked dependencies), so that artifacts of another build are refused.
@@ -628,6 +631,21 @@ fn write_meta(w: &mut Writer, m: &CompiledModule) {
         w.u32(*offset);
         w.u8(*trap as u8);
     }
+    let t = &m.tables;
+    w.bool(t.nothrow_tables);
+    w.len(t.may_throw.len());
+    t.may_throw.iter().for_each(|b| w.bool(*b));
+    match &t.writes {
+        None => w.u8(0),
+        Some(d) => {
+            w.u8(1);
+            w.bool(d.always);
+            w.len(d.funcs.len());
+            d.funcs.iter().for_each(|f| w.u32(*f));
+            w.len(d.tables.len());
+            d.tables.iter().for_each(|t| w.u32(*t));
+        }
+    }
 }
 
 // ---- Reading --------------------------------------------------------------------------------
@@ -1030,8 +1048,26 @@ fn read_meta(r: &mut Reader<'_>) -> Result<CompiledModule, ArtifactError> {
         let trap = Trap::from_u8(r.u8()?).ok_or_else(|| r.bad("unknown trap code"))?;
         Ok((offset, trap))
     })?;
+    let nothrow_tables = r.bool()?;
+    let may_throw = r.vec(Reader::bool)?;
+    if may_throw.len() != info.funcs.len() {
+        return Err(r.bad("exception summary of the wrong length"));
+    }
+    let writes = match r.bool()? {
+        false => None,
+        true => {
+            let always = r.bool()?;
+            let funcs = r.vec(Reader::u32)?;
+            let tables = r.vec(Reader::u32)?;
+            if funcs.iter().any(|f| *f >= info.num_imported_funcs) || tables.iter().any(|t| *t >= info.num_imported_tables) {
+                return Err(r.bad("exception dependency on something not imported"));
+            }
+            Some(ThrowDeps { always, funcs, tables })
+        }
+    };
+    let tables = TableContract { nothrow_tables, may_throw, writes };
     let layout = VmctxLayout { type_ids: 0, funcrefs: 0, memories: 0, tables: 0, globals: 0, tags: 0, size: 0 };
-    Ok(CompiledModule { info, layout, code: Vec::new(), funcs, entry_trampolines, host_trampolines, traps, consume_fuel: false })
+    Ok(CompiledModule { info, layout, code: Vec::new(), funcs, entry_trampolines, host_trampolines, traps, consume_fuel: false, tables })
 }
 
 /// Check every index and range the engine will use, so that a crafted artifact is rejected

@@ -2,7 +2,7 @@
 
 use crate::module::ModuleInfo;
 use crate::parse::{parse, ParsedModule};
-use crate::translate::{self, ModuleEnv};
+use crate::translate::{self, ModuleEnv, TableContract};
 use crate::trap::Trap;
 use crate::vmctx::VmctxLayout;
 use crate::{trampoline, CompileError, Settings};
@@ -39,6 +39,8 @@ pub struct CompiledModule {
     pub traps: Vec<(u32, Trap)>,
     /// Compiled with fuel metering.
     pub consume_fuel: bool,
+    /// What the code assumes of tables shared with other modules (the engine enforces it).
+    pub tables: TableContract,
 }
 
 /// The trap recorded for the instruction at code offset `offset` in a sorted trap table.
@@ -234,5 +236,5 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
         }
     }
     traps.sort_by_key(|(o, _)| *o);
-    Ok(CompiledModule { info, layout, code, funcs, entry_trampolines, host_trampolines, traps, consume_fuel: settings.consume_fuel })
+    Ok(CompiledModule { info, layout, code, funcs, entry_trampolines, host_trampolines, traps, consume_fuel: settings.consume_fuel, tables: throws.tables.clone() })
 }

@@ -21,6 +21,7 @@ pub mod vmctx;
 
 pub use features::Features;
 pub use compile::{compile, func_at, isa_description, trap_at, CompiledModule, FuncLoc};
+pub use translate::{TableContract, ThrowDeps};
 pub use module::ModuleInfo;
 pub use trap::Trap;
 

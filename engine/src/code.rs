@@ -171,12 +171,15 @@ pub struct Compiled {
     /// The initial contents of memory 0, to be mapped copy-on-write, if the module has them
     /// as an image.
     pub image: Option<MemoryImage>,
+    /// What the code assumes of tables shared with other modules (`Store::instantiate`
+    /// enforces it).
+    pub tables: wasce_compiler::TableContract,
 }
 
 impl Compiled {
     fn new(module: CompiledModule, code: CodeMemory, image: Option<MemoryImage>) -> Compiled {
-        let CompiledModule { info, layout, code: _, funcs, entry_trampolines, host_trampolines, traps, consume_fuel: _ } = module;
-        Compiled { info, layout, code, funcs, entry_trampolines, host_trampolines, traps, image }
+        let CompiledModule { info, layout, code: _, funcs, entry_trampolines, host_trampolines, traps, consume_fuel: _, tables } = module;
+        Compiled { info, layout, code, funcs, entry_trampolines, host_trampolines, traps, image, tables }
     }
 
     /// The trap recorded for the instruction at `offset`, if any.

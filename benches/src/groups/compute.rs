@@ -7,6 +7,9 @@
 //! stderr at `end`; so the time excludes startup and compilation alike in both. Each run gets a
 //! fresh copy of the benchmark's folder (its inputs) preopened as `.`, argv[0] the module's file
 //! name and an empty stdin, as Sightglass runs them.
+//!
+//! With `--wasce-before PATH` an earlier wasce build runs too, in both modes, interleaved with
+//! the rest, and the table gains its before/after ratios (a compiler change's evidence).
 
 use super::{interleave, precompile};
 use crate::report::{table, Section};
@@ -103,24 +106,31 @@ pub fn run(ctx: &Ctx) -> Section {
     }
     let timer = ctx.scratch_file("timer.wasm", &wat::parse_str(TIMER).unwrap());
     let (timer_ours, timer_theirs) = precompile(ctx, &timer, "timer");
+    let timer_before = super::precompile_before(ctx, &timer, "timer");
+    let engines = if ctx.before.is_some() { 5 } else { 3 };
     let mut rows = Vec::new();
-    let mut per_round_ratios: Vec<Vec<[f64; 2]>> = vec![Vec::new(); rounds];
+    // Per round and program: KVM / wasmtime, process / wasmtime, and (with an earlier build)
+    // KVM / before, process / before.
+    let mut per_round_ratios: Vec<Vec<Vec<f64>>> = vec![Vec::new(); rounds];
     let mut medians: Vec<(String, f64, f64)> = Vec::new();
     for (k, (name, path)) in all.iter().enumerate() {
         progress!("compute: [{}/{}] {name}, {rounds} rounds", k + 1, all.len());
         let (ours, theirs) = precompile(ctx, &path.to_string_lossy(), &name.replace('/', "-"));
+        let before = super::precompile_before(ctx, &path.to_string_lossy(), &name.replace('/', "-"));
         let argv0 = path.file_name().unwrap().to_string_lossy().into_owned();
         // (timer ns, whole-process wall ns) per engine and round.
-        let mut samples: Vec<Vec<(Option<f64>, f64)>> = vec![Vec::new(); 3];
-        interleave(rounds, 3, |_, i| {
+        let mut samples: Vec<Vec<(Option<f64>, f64)>> = vec![Vec::new(); engines];
+        interleave(rounds, engines, |_, i| {
             let dir = inputs(ctx, path);
-            let mut cmd = match i {
-                0 => vec![ctx.wasce(), "exec".into(), "--preload".into(), format!("bench={timer_ours}")],
-                1 => vec![ctx.wasce(), "exec".into(), "--isolation".into(), "process".into(), "--preload".into(), format!("bench={timer_ours}")],
-                _ => vec![ctx.wasmtime(), "run".into(), "--allow-precompiled".into(), "--preload".into(), format!("bench={timer_theirs}")],
+            let (mut cmd, artifact) = super::engine_cmd(ctx, i, &ours, &theirs, before.as_deref());
+            let timer = match i {
+                0 | 1 => timer_ours.clone(),
+                2 => timer_theirs.clone(),
+                _ => timer_before.clone().expect("the timer compiled by the earlier build"),
             };
+            cmd.extend(["--preload".into(), format!("bench={timer}")]);
             cmd.extend(["--dir".into(), format!("{}::.", dir.display()), "--argv0".into(), argv0.clone()]);
-            cmd.push(if i == 2 { theirs.clone() } else { ours.clone() });
+            cmd.push(artifact);
             let r = measure::run(&cmd, Some(&dir), &ctx.scratch);
             samples[i].push((timer_ns(&r, name), r.wall.as_nanos() as f64));
             let _ = std::fs::remove_dir_all(&dir);
@@ -129,38 +139,51 @@ pub fn run(ctx: &Ctx) -> Section {
         let timed = samples.iter().flatten().all(|s| s.0.is_some());
         let ns: Vec<Vec<f64>> = samples.iter().map(|v| v.iter().map(|s| if timed { s.0.unwrap() } else { s.1 }).collect()).collect();
         let name = if timed { name.clone() } else { format!("{name} (whole process: no `bench.end`)") };
-        for (round, ratios) in per_round_ratios.iter_mut().enumerate() {
-            ratios.push([ns[0][round] / ns[2][round], ns[1][round] / ns[2][round]]);
-        }
+        push_ratios(&mut per_round_ratios, &ns);
         let (kvm, process) = (Spread::ratios(&ns[0], &ns[2]), Spread::ratios(&ns[1], &ns[2]));
-        rows.push(vec![name.clone(), format!("{:.2}", median(&ns[2]) / 1e6), format!("{:.2}", median(&ns[0]) / 1e6), kvm.to_string(), process.to_string()]);
+        let mut row = vec![name.clone(), format!("{:.2}", median(&ns[2]) / 1e6), format!("{:.2}", median(&ns[0]) / 1e6), kvm.to_string(), process.to_string()];
+        row.extend(before_columns(&ns));
+        rows.push(row);
         medians.push((name.clone(), kvm.median, process.median));
     }
 
     progress!("compute: speedtest1 --memdb");
     let size = ctx.pick(5, 20);
-    let t = super::speedtest::totals(ctx, "speedtest1.wasm", true, size, rounds);
-    for (round, ratios) in per_round_ratios.iter_mut().enumerate() {
-        ratios.push([t[0][round] / t[2][round], t[1][round] / t[2][round]]);
-    }
+    let t = super::speedtest::totals(ctx, "speedtest1.wasm", true, size, rounds, true);
+    push_ratios(&mut per_round_ratios, &t);
     let (kvm, process) = (Spread::ratios(&t[0], &t[2]), Spread::ratios(&t[1], &t[2]));
     let memdb_name = format!("speedtest1 --memdb --size {size}");
-    rows.push(vec![memdb_name.clone(), format!("{:.0}", median(&t[2]) * 1e3), format!("{:.0}", median(&t[0]) * 1e3), kvm.to_string(), process.to_string()]);
+    let mut row = vec![memdb_name.clone(), format!("{:.0}", median(&t[2]) * 1e3), format!("{:.0}", median(&t[0]) * 1e3), kvm.to_string(), process.to_string()];
+    row.extend(before_columns(&t));
+    rows.push(row);
     medians.push((memdb_name, kvm.median, process.median));
 
     // Geometric mean over all programs, per interleaved round: its spread is over rounds.
     let geo = |which: usize| Spread::of(&per_round_ratios.iter().map(|r| geomean(&r.iter().map(|x| x[which]).collect::<Vec<_>>())).collect::<Vec<_>>());
     let (geo_kvm, geo_process) = (geo(0), geo(1));
+    let before_geo = if engines == 5 {
+        format!(
+            "**Against the earlier build (`--wasce-before`): KVM {}, process {}** (geometric means of this build / the earlier one).\n\n",
+            geo(2),
+            geo(3)
+        )
+    } else {
+        String::new()
+    };
     let n = medians.len();
     let mut body = format!(
         "{n} programs ({} Sightglass programs{} and speedtest1 `--memdb`), {rounds} interleaved round(s); time inside \
          `bench.start`..`bench.end` for Sightglass (speedtest1: its TOTAL), each engine running its own \
          precompiled artifact. Ratio = wasce / wasmtime per pair, median (min–max).\n\n\
-         **Geometric mean of the ratios: wasce KVM {geo_kvm}, wasce process {geo_process}** (spread over rounds).\n\n",
+         **Geometric mean of the ratios: wasce KVM {geo_kvm}, wasce process {geo_process}** (spread over rounds).\n\n{before_geo}",
         n - 1,
         if ctx.quick { ", the `--quick` subset" } else { "" }
     );
-    body += &table(&["program", "wasmtime ms", "wasce KVM ms", "KVM / wasmtime", "process / wasmtime"], &rows);
+    let mut columns = vec!["program", "wasmtime ms", "wasce KVM ms", "KVM / wasmtime", "process / wasmtime"];
+    if engines == 5 {
+        columns.extend(["KVM / before", "process / before"]);
+    }
+    body += &table(&columns, &rows);
     let mut sorted = medians.clone();
     sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
     let plot = Bars {
@@ -199,4 +222,24 @@ pub fn run(ctx: &Ctx) -> Section {
             ("speedtest1 --memdb, wasce KVM / wasmtime".into(), kvm.to_string()),
         ],
     }
+}
+
+/// Per round, one program's ratios: KVM and process against wasmtime, then (with an earlier
+/// build, engines 3 and 4) KVM and process against the earlier build.
+fn push_ratios(per_round: &mut [Vec<Vec<f64>>], ns: &[Vec<f64>]) {
+    for (round, ratios) in per_round.iter_mut().enumerate() {
+        let mut r = vec![ns[0][round] / ns[2][round], ns[1][round] / ns[2][round]];
+        if ns.len() == 5 {
+            r.extend([ns[0][round] / ns[3][round], ns[1][round] / ns[4][round]]);
+        }
+        ratios.push(r);
+    }
+}
+
+/// The before/after columns of a row (none without an earlier build).
+fn before_columns(ns: &[Vec<f64>]) -> Vec<String> {
+    if ns.len() < 5 {
+        return Vec::new();
+    }
+    vec![Spread::ratios(&ns[0], &ns[3]).to_string(), Spread::ratios(&ns[1], &ns[4]).to_string()]
 }

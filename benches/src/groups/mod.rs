@@ -30,6 +30,28 @@ pub const HELLO: &str = r#"(module
 
 /// Compile `wasm` (a path) to `out` with `wasce compile` and `wasmtime compile`; the paths of
 /// the two artifacts.
+/// With `--wasce-before`: the module compiled by the earlier wasce build.
+pub fn precompile_before(ctx: &crate::Ctx, wasm: &str, stem: &str) -> Option<String> {
+    let before = ctx.before()?;
+    let out = ctx.scratch.join("artifacts").join(format!("{stem}.before.cwasm")).to_string_lossy().into_owned();
+    crate::measure::run(&[before, "compile".into(), wasm.into(), "-o".into(), out.clone()], None, &ctx.scratch);
+    Some(out)
+}
+
+/// The command that runs an artifact in compute engine `engine` (`compute::ENGINES`):
+/// `ours`, `theirs` and `before` are its artifacts for wasce, wasmtime and the earlier wasce.
+pub fn engine_cmd(ctx: &crate::Ctx, engine: usize, ours: &str, theirs: &str, before: Option<&str>) -> (Vec<String>, String) {
+    let before_bin = || ctx.before().expect("--wasce-before");
+    let before_art = || before.expect("an artifact of the earlier build").to_string();
+    match engine {
+        0 => (vec![ctx.wasce(), "exec".into()], ours.into()),
+        1 => (vec![ctx.wasce(), "exec".into(), "--isolation".into(), "process".into()], ours.into()),
+        2 => (vec![ctx.wasmtime(), "run".into(), "--allow-precompiled".into()], theirs.into()),
+        3 => (vec![before_bin(), "exec".into()], before_art()),
+        _ => (vec![before_bin(), "exec".into(), "--isolation".into(), "process".into()], before_art()),
+    }
+}
+
 pub fn precompile(ctx: &crate::Ctx, wasm: &str, stem: &str) -> (String, String) {
     let dir = ctx.scratch.join("artifacts");
     std::fs::create_dir_all(&dir).unwrap();

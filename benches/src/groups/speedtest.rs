@@ -13,20 +13,20 @@ pub const ENGINES: [&str; 3] = ["wasce KVM", "wasce process", "wasmtime"];
 
 /// speedtest1's TOTAL seconds per engine (wasce KVM, wasce process, wasmtime), one sample per
 /// interleaved round.
-pub fn totals(ctx: &Ctx, wasm_name: &str, memdb: bool, size: u32, rounds: usize) -> Vec<Vec<f64>> {
+/// speedtest1's TOTAL seconds per engine (wasce KVM, wasce process, wasmtime, and with
+/// `with_before` and `--wasce-before` the earlier build in both modes) and round.
+pub fn totals(ctx: &Ctx, wasm_name: &str, memdb: bool, size: u32, rounds: usize, with_before: bool) -> Vec<Vec<f64>> {
     let wasm = ctx.shared.join("workloads/sqlite").join(wasm_name);
     let stem = wasm_name.trim_end_matches(".wasm");
     let (ours, theirs) = precompile(ctx, &wasm.to_string_lossy(), stem);
-    let mut out = vec![Vec::new(); 3];
-    interleave(rounds, 3, |_, i| {
+    let before = if with_before { super::precompile_before(ctx, &wasm.to_string_lossy(), stem) } else { None };
+    let engines = if before.is_some() { 5 } else { 3 };
+    let mut out = vec![Vec::new(); engines];
+    interleave(rounds, engines, |_, i| {
         let dir = ctx.fresh_dir("speedtest");
-        let mut cmd = match i {
-            0 => vec![ctx.wasce(), "exec".into()],
-            1 => vec![ctx.wasce(), "exec".into(), "--isolation".into(), "process".into()],
-            _ => vec![ctx.wasmtime(), "run".into(), "--allow-precompiled".into()],
-        };
+        let (mut cmd, artifact) = super::engine_cmd(ctx, i, &ours, &theirs, before.as_deref());
         cmd.extend(["--dir".into(), format!("{}::.", dir.display()), "--argv0".into(), wasm_name.into()]);
-        cmd.push(if i == 2 { theirs.clone() } else { ours.clone() });
+        cmd.push(artifact);
         if memdb {
             cmd.push("--memdb".into());
         }
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx) -> Section {
     let mut headlines = Vec::new();
     for wasm in ["speedtest1.wasm", "speedtest1-dotlock.wasm"] {
         progress!("speedtest: {wasm} on disk, --size {size}, {rounds} rounds");
-        let t = totals(ctx, wasm, false, size, rounds);
+        let t = totals(ctx, wasm, false, size, rounds, false);
         for i in 0..3 {
             let ratio = if i == 2 { "1".to_string() } else { Spread::ratios(&t[i], &t[2]).to_string() };
             rows.push(vec![format!("`{wasm}`"), ENGINES[i].into(), Spread::of(&t[i]).fmt(3), ratio]);

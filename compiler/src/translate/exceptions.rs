@@ -22,7 +22,10 @@
 //! to a function that can neither throw nor call anything that may needs none; imports from
 //! the WASI namespaces never throw (the engine refuses to bind them to WebAssembly functions);
 //! indirect calls need a check unless the module is closed (no function reference can enter it
-//! from outside) and none of its address-taken functions may throw.
+//! from outside) and none of its address-taken functions may throw. An exported function table
+//! does not open the module: the engine lets another module import it only if that module cannot
+//! store a function that may throw there (`TableContract`), so a C program's exported
+//! `__indirect_function_table` costs nothing.
 
 use super::{clif_type, trusted, zero_value, Frame, FrameKind, Translator};
 use crate::builtins::Builtin;
@@ -43,54 +46,132 @@ pub struct ThrowAnalysis {
     /// Per function index: its body has a `rethrow` (so a legacy catch keeps its exception
     /// object until the arm ends).
     pub rethrows: Vec<bool>,
+    /// What the compiled code assumes of the tables it shares with other modules.
+    pub tables: TableContract,
+}
+
+/// What a module's compiled code assumes about the function references in tables shared with
+/// other modules, and what it guarantees about those it writes; the engine enforces both when
+/// a module imports a table (`Store::instantiate`).
+///
+/// A module with no route for a function reference to enter it from outside but an exported
+/// table compiles its indirect calls without an exception check (most C and Rust programs
+/// export `__indirect_function_table`). That holds only while its tables contain no function
+/// that may leave an exception pending, so another module may import such a table only if
+/// nothing it can write there may throw, which often depends on what it is linked with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableContract {
+    /// Indirect calls make no exception check: every function in this module's own tables must
+    /// be one that cannot leave an exception pending.
+    pub nothrow_tables: bool,
+    /// Per function index (imports first): a call to it may return with an exception pending,
+    /// as compiled (what a module that links to it may assume).
+    pub may_throw: Vec<bool>,
+    /// `None` if the module writes into no imported table; else what must hold of its imports
+    /// for no function it may write there to be able to throw.
+    pub writes: Option<ThrowDeps>,
+}
+
+/// The imports a set of functions may throw through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThrowDeps {
+    /// They may throw whatever they are linked with.
+    pub always: bool,
+    /// Imported functions (as function indices) that they call or are.
+    pub funcs: Vec<u32>,
+    /// Imported tables (as table indices) whose elements they call or are.
+    pub tables: Vec<u32>,
+}
+
+/// A node's `ThrowDeps` while they are propagated.
+#[derive(Clone, Default)]
+struct Deps {
+    always: bool,
+    funcs: std::collections::BTreeSet<u32>,
+    tables: std::collections::BTreeSet<u32>,
+}
+
+impl Deps {
+    /// Add `other`; whether that changed anything.
+    fn join(&mut self, other: &Deps) -> bool {
+        let before = (self.always, self.funcs.len(), self.tables.len());
+        self.always |= other.always;
+        self.funcs.extend(&other.funcs);
+        self.tables.extend(&other.tables);
+        before != (self.always, self.funcs.len(), self.tables.len())
+    }
+
+    fn any(&self) -> bool {
+        self.always || !self.funcs.is_empty() || !self.tables.is_empty()
+    }
 }
 
 impl ThrowAnalysis {
     /// Analyse the module: `bodies` are the defined functions' bodies in order.
+    ///
+    /// A graph of functions plus two nodes: `W`, every function reference the module can write
+    /// (its address-taken functions, what it reads from imported tables, anything from outside
+    /// if it is not closed), and `I`, every target of an indirect call (`W` and the elements of
+    /// imported tables). Edges run from callee to caller; each node's `Deps` (what makes it
+    /// throw) flow along them to a fixed point. As compiled, an import may throw (except a
+    /// WASI one) and so may an imported table's element.
     pub fn new<'a>(info: &ModuleInfo, bodies: impl Iterator<Item = &'a FunctionBody<'a>>) -> ThrowAnalysis {
         let nfuncs = info.funcs.len();
-        let indirect = nfuncs; // a node standing for "some indirect call target"
-        let mut throws = vec![false; nfuncs + 1];
-        let mut callers: Vec<Vec<u32>> = vec![Vec::new(); nfuncs + 1];
-        let mut address_taken = vec![false; nfuncs];
+        let (w, i) = (nfuncs, nfuncs + 1);
+        let mut deps = vec![Deps::default(); nfuncs + 2];
+        let mut callers: Vec<Vec<u32>> = vec![Vec::new(); nfuncs + 2];
         let mut rethrows = vec![false; nfuncs];
-        let take = |f: u32, taken: &mut Vec<bool>| {
-            if let Some(t) = taken.get_mut(f as usize) {
-                *t = true;
-            }
-        };
+        let imported_table = |t: u32| t < info.num_imported_tables;
+        let mut writes_imported_table = false;
         let mut fi = 0usize;
         for import in &info.imports {
             if let ImportKind::Func(_) = import.kind {
-                throws[fi] = !import.never_throws();
+                if !import.never_throws() {
+                    deps[fi].funcs.insert(fi as u32);
+                }
                 fi += 1;
             }
         }
-        for (i, body) in bodies.enumerate() {
-            let f = info.num_imported_funcs as usize + i;
+        let mut address_taken = vec![false; nfuncs];
+        let mut take = |f: u32| {
+            if let Some(t) = address_taken.get_mut(f as usize) {
+                *t = true;
+            }
+        };
+        for (n, body) in bodies.enumerate() {
+            let f = info.num_imported_funcs as usize + n;
             if f >= nfuncs {
                 break;
             }
+            let mut reads = Vec::new();
             let mut scan = || -> Result<(), wasmparser::BinaryReaderError> {
                 let mut ops = body.get_operators_reader()?;
                 while !ops.eof() {
                     match ops.read()? {
-                        Operator::Throw { .. } | Operator::ThrowRef => throws[f] = true,
+                        Operator::Throw { .. } | Operator::ThrowRef => deps[f].always = true,
                         Operator::Rethrow { .. } => {
-                            throws[f] = true;
+                            deps[f].always = true;
                             rethrows[f] = true;
                         }
                         Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
                             match callers.get_mut(function_index as usize) {
                                 Some(c) if (function_index as usize) < nfuncs => c.push(f as u32),
-                                _ => throws[f] = true,
+                                _ => deps[f].always = true,
                             }
                         }
                         Operator::CallIndirect { .. }
                         | Operator::ReturnCallIndirect { .. }
                         | Operator::CallRef { .. }
-                        | Operator::ReturnCallRef { .. } => callers[indirect].push(f as u32),
-                        Operator::RefFunc { function_index } => take(function_index, &mut address_taken),
+                        | Operator::ReturnCallRef { .. } => callers[i].push(f as u32),
+                        Operator::RefFunc { function_index } => take(function_index),
+                        Operator::TableSet { table } | Operator::TableGrow { table } | Operator::TableFill { table } | Operator::TableInit { table, .. } => {
+                            writes_imported_table |= imported_table(table)
+                        }
+                        Operator::TableCopy { dst_table, src_table } => {
+                            writes_imported_table |= imported_table(dst_table);
+                            reads.push(src_table);
+                        }
+                        Operator::TableGet { table } => reads.push(table),
                         _ => {}
                     }
                 }
@@ -98,61 +179,87 @@ impl ThrowAnalysis {
             };
             if scan().is_err() {
                 // It will fail validation anyway.
-                throws[f] = true;
+                deps[f].always = true;
                 rethrows[f] = true;
+                writes_imported_table = true;
+            }
+            deps[w].tables.extend(reads.into_iter().filter(|t| imported_table(*t)));
+        }
+        for seg in &info.elems {
+            if let crate::module::ElemMode::Active { table, .. } = seg.mode {
+                writes_imported_table |= imported_table(table);
             }
         }
         for e in info.elems.iter().flat_map(|s| &s.items).chain(&info.global_inits).chain(&info.table_inits) {
             if let crate::module::ConstExpr::RefFunc(f) = *e {
-                take(f, &mut address_taken);
+                take(f);
             }
         }
-        throws[indirect] = !is_closed(info);
         for (g, taken) in address_taken.iter().enumerate() {
             if *taken {
-                callers[g].push(indirect as u32);
+                callers[g].push(w as u32);
             }
         }
-        // Propagate "may throw" from callees to callers.
-        let mut work: Vec<usize> = (0..=nfuncs).filter(|n| throws[*n]).collect();
+        callers[w].push(i as u32);
+        deps[w].always |= !is_closed_but_tables(info);
+        deps[i].tables.extend(0..info.num_imported_tables);
+
+        // Propagate to a fixed point (each node's set only grows, and is bounded).
+        let mut work: Vec<usize> = (0..nfuncs + 2).filter(|n| deps[*n].any()).collect();
         while let Some(n) = work.pop() {
+            let d = deps[n].clone();
             for &c in &callers[n] {
-                if !throws[c as usize] {
-                    throws[c as usize] = true;
+                if deps[c as usize].join(&d) {
                     work.push(c as usize);
                 }
             }
         }
-        let indirect = throws[nfuncs];
-        throws.truncate(nfuncs);
-        ThrowAnalysis { funcs: throws, indirect, rethrows }
+        let indirect = deps[i].any();
+        let funcs: Vec<bool> = deps[..nfuncs].iter().map(Deps::any).collect();
+        let writes = writes_imported_table.then(|| ThrowDeps {
+            always: deps[w].always,
+            funcs: deps[w].funcs.iter().copied().collect(),
+            tables: deps[w].tables.iter().copied().collect(),
+        });
+        let tables = TableContract { nothrow_tables: !indirect, may_throw: funcs.clone(), writes };
+        ThrowAnalysis { funcs, indirect, rethrows, tables }
     }
 }
 
-fn is_funcref(t: WasmType) -> bool {
-    t.is_func_ref()
+/// Whether a value of this type may be or hold a function reference: any reference (a struct,
+/// an array or an exception may have a funcref field; an externref may be a converted anyref).
+fn may_carry_funcref(t: WasmType) -> bool {
+    t.is_ref()
 }
 
-/// Whether no function reference can enter the module from outside, so that every indirect
-/// call target is one of its own address-taken functions (or null).
-fn is_closed(info: &ModuleInfo) -> bool {
+/// Whether no function reference can enter the module from outside but through imported
+/// function tables, so that every indirect call target is one of its own address-taken
+/// functions, null, or an element of such a table. Exported function tables are not routes in:
+/// the engine keeps foreign references that may throw out of them (`TableContract`).
+fn is_closed_but_tables(info: &ModuleInfo) -> bool {
+    let func_table = |t: &crate::module::TableType| {
+        t.elem.as_ref_type().is_some_and(|r| r.heap.top(|i| info.type_kind(i)) == crate::module::HeapType::Func)
+    };
     let imports_ok = info.imports.iter().all(|i| match &i.kind {
-        ImportKind::Table(_) => false,
-        ImportKind::Global(g) => !is_funcref(g.ty),
-        ImportKind::Func(ty) => info.types.get(*ty as usize).is_some_and(|t| !t.results.iter().any(|r| is_funcref(*r))),
+        ImportKind::Table(t) => func_table(t),
+        ImportKind::Global(g) => !may_carry_funcref(g.ty),
+        ImportKind::Func(ty) => {
+            info.types.get(*ty as usize).is_some_and(|t| !t.results.iter().any(|r| may_carry_funcref(*r)))
+        }
         ImportKind::Memory(_) | ImportKind::Tag(_) => true,
     });
     let exports_ok = info.exports.iter().all(|e| match e.kind {
-        ExportKind::Table => false,
-        ExportKind::Global => info.globals.get(e.index as usize).is_some_and(|g| !(g.mutable && is_funcref(g.ty))),
+        ExportKind::Table => info.tables.get(e.index as usize).is_some_and(func_table),
+        ExportKind::Global => info.globals.get(e.index as usize).is_some_and(|g| !(g.mutable && may_carry_funcref(g.ty))),
         ExportKind::Func => info
             .funcs
             .get(e.index as usize)
             .and_then(|ty| info.types.get(*ty as usize))
-            .is_some_and(|t| !t.params.iter().any(|p| is_funcref(*p))),
+            .is_some_and(|t| !t.params.iter().any(|p| may_carry_funcref(*p))),
         ExportKind::Memory | ExportKind::Tag => true,
     });
-    let tags_ok = info.tags.iter().all(|ty| info.types.get(*ty as usize).is_some_and(|t| !t.params.iter().any(|p| is_funcref(*p))));
+    let tags_ok =
+        info.tags.iter().all(|ty| info.types.get(*ty as usize).is_some_and(|t| !t.params.iter().any(|p| may_carry_funcref(*p))));
     imports_ok && exports_ok && tags_ok
 }
 

@@ -37,7 +37,7 @@ use wasmparser::{BlockType, FunctionBody, Operator};
 /// the only one that supports `return_call`. On x86-64 it passes arguments in the System V
 /// registers and keeps its callee-saved registers; stack arguments are popped by the callee.
 pub const WASM_CALL_CONV: CallConv = CallConv::Tail;
-pub use exceptions::ThrowAnalysis;
+pub use exceptions::{TableContract, ThrowAnalysis, ThrowDeps};
 
 /// What translation needs to know about the module and target.
 pub struct ModuleEnv<'a> {

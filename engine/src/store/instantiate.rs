@@ -66,6 +66,41 @@ impl Store {
         if ok { Ok(()) } else { Err(bad()) }
     }
 
+    /// Keep the promise of `nothrow` tables (`TableContract`): their owner's indirect calls make
+    /// no exception check, so a module importing one may link only if nothing it can write into
+    /// its imported tables may throw, given what it is linked with (its imported functions and
+    /// tables). Refused otherwise: wasce's limit, not the specification's.
+    fn check_table_contract(&self, module: &Module, imports: &[Extern]) -> Result<(), Error> {
+        let info = &module.compiled.info;
+        let imported = |kind: fn(&Extern) -> Option<u32>| imports.iter().filter_map(kind).collect::<Vec<u32>>();
+        let tables = imported(|e| if let Extern::Table(t) = e { Some(t.0) } else { None });
+        let funcs = imported(|e| if let Extern::Func(f) = e { Some(f.0) } else { None });
+        let Some(sealed) = tables.iter().position(|t| self.tables[*t as usize].nothrow) else { return Ok(()) };
+        let Some(deps) = &module.compiled.tables.writes else { return Ok(()) };
+        let func_throws = |f: &u32| funcs.get(*f as usize).is_none_or(|id| self.func_may_throw(FuncId(*id)));
+        let table_open = |t: &u32| tables.get(*t as usize).is_none_or(|id| !self.tables[*id as usize].nothrow);
+        if !deps.always && !deps.funcs.iter().any(func_throws) && !deps.tables.iter().any(table_open) {
+            return Ok(());
+        }
+        let name = info.imports.iter().filter(|i| matches!(i.kind, ImportKind::Table(_))).nth(sealed);
+        let name = name.map(|i| format!("`{}::{}`", i.module, i.name)).unwrap_or_default();
+        Err(Error::Link(format!(
+            "table {name} belongs to a module compiled on the promise that no function that may throw enters its tables, \
+             and this module could store one there (wasce links such a pair only if nothing the importer can write into its tables may throw)"
+        )))
+    }
+
+    /// Whether a call to `f` may return with an exception pending, as its module was compiled
+    /// (host functions never do).
+    fn func_may_throw(&self, f: FuncId) -> bool {
+        match &self.funcs[f.0 as usize] {
+            FuncData::Wasm { instance, index, .. } => {
+                self.instances[*instance as usize].module.compiled.tables.may_throw.get(*index as usize).is_none_or(|t| *t)
+            }
+            FuncData::Host { .. } | FuncData::Guest { .. } => false,
+        }
+    }
+
     /// Instantiate `module` with `imports` in import order. Segment and start-function traps
     /// are returned as errors; as the spec requires, what was written before the trap stays.
     pub fn instantiate(&mut self, module: &Module, imports: &[Extern]) -> Result<InstanceId, Error> {
@@ -82,6 +117,7 @@ impl Store {
         for (i, ext) in imports.iter().enumerate() {
             self.check_import(module, i, *ext)?;
         }
+        self.check_table_contract(module, imports)?;
         let mut mark = Mark {
             funcs: self.funcs.len(),
             memories: self.memories.len(),
@@ -297,7 +333,9 @@ impl Store {
             // SAFETY: the slot is inside the vmctx.
             let def = unsafe { vm.add(layout.table(t) as usize) } as *mut VMDef;
             let ty = module.types.table(info.tables[t as usize]).map_err(malformed)?;
-            inst.tables.push(self.add_table(ty, 0, def)?);
+            let id = self.add_table(ty, 0, def)?;
+            self.tables[id.0 as usize].nothrow = module.compiled.tables.nothrow_tables;
+            inst.tables.push(id);
         }
 
         // Exit-free guest functions: a context naming this instance's memory 0.

@@ -178,6 +178,9 @@ struct TableObj {
     ty: TableType,
     max: u64,
     def: *mut VMDef,
+    /// Defined by a module whose indirect calls make no exception check: only functions that
+    /// cannot leave an exception pending may enter it (`TableContract`).
+    nothrow: bool,
 }
 
 impl TableObj {
@@ -577,7 +580,7 @@ impl Store {
         }
         let cap = ty.min.max(4);
         let base = self.arena_alloc(cap * 8, 16)? as *mut u64;
-        let mut table = TableObj { base, len: ty.min, cap, ty, max, def };
+        let mut table = TableObj { base, len: ty.min, cap, ty, max, def, nothrow: false };
         if init != 0 {
             table.elems_mut().fill(init);
         }
