@@ -21,7 +21,7 @@ mod segments;
 pub use flavour::{FaultDelivery, Flavour};
 pub use kick::{signal as kick_signal, Job, Kicker, Watchdog};
 pub use ring::{RingHandler, RingServer};
-pub use paging::Perm;
+pub use paging::{PageSize, Perm, HUGE_PAGE};
 
 use crate::error::Error;
 use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region, kvm_vcpu_events, KVM_MAX_CPUID_ENTRIES};
@@ -57,6 +57,7 @@ pub struct MapRequest {
     pub reserve: u64,
     pub len: u64,
     pub perm: Perm,
+    pub size: PageSize,
 }
 
 /// A region of host memory mapped into the guest 1:1 (guest-virtual = host address).
@@ -69,6 +70,7 @@ struct Mapping {
     /// Bytes with present PTEs.
     mapped: u64,
     perm: Perm,
+    size: PageSize,
     /// The memslots covering `[gpa, gpa + slotted)`, in order: (slot, offset in the region).
     slots: Vec<(u32, u64)>,
 }
@@ -334,7 +336,7 @@ impl Vm {
         // The stack above its guard.
         // SAFETY: inside the stack mapping.
         let stack_lo = unsafe { stack.add(STACK_GUARD as usize) } as u64;
-        this.map(stack_lo, stack_size, stack_size, Perm::ReadWrite)?;
+        this.map(stack_lo, stack_size, stack_size, Perm::ReadWrite, PageSize::Small)?;
 
         // CPUID: what KVM can virtualise for this host, as it reports it.
         let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?;
@@ -417,7 +419,11 @@ impl Vm {
     }
 
     fn pt_map(&mut self, gva: u64, gpa: u64, pages: u64, perm: Perm) -> Result<(), Error> {
-        if self.pt.map(gva, gpa, pages, perm) {
+        self.pt_map_sized(gva, gpa, pages, perm, PageSize::Small)
+    }
+
+    fn pt_map_sized(&mut self, gva: u64, gpa: u64, pages: u64, perm: Perm, size: PageSize) -> Result<(), Error> {
+        if self.pt.map(gva, gpa, pages, perm, size) {
             Ok(())
         } else {
             Err(Error::Resource("the VM's page-table pool is exhausted".into()))
@@ -448,22 +454,35 @@ impl Vm {
     /// Make `[host, host+len)` visible to the guest at the same address. `reserve` is the most
     /// this region will ever grow to (guest-physical space is reserved for it once); calling
     /// again with a larger `len` extends the mapping. Memslots grow by doubling.
-    pub fn map(&mut self, host: u64, reserve: u64, len: u64, perm: Perm) -> Result<(), Error> {
+    ///
+    /// With `PageSize::Huge` (linear memories) and a 2 MiB-aligned `host`, the region's
+    /// guest-physical range is 2 MiB-aligned too and its memslots are whole multiples of 2 MiB,
+    /// so that every aligned 2 MiB wholly inside `len` gets a 2 MiB leaf that the hypervisor can
+    /// back with one huge page (when the host memory is one: `LinearMemory` asks for them).
+    pub fn map(&mut self, host: u64, reserve: u64, len: u64, perm: Perm, size: PageSize) -> Result<(), Error> {
         debug_assert!(host.is_multiple_of(PAGE_SIZE) && host + reserve <= USER_HALF_END);
         let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let reserve = reserve.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let size = if host.is_multiple_of(HUGE_PAGE) && reserve >= HUGE_PAGE { size } else { PageSize::Small };
         if !self.mappings.contains_key(&host) {
+            if size == PageSize::Huge {
+                self.next_gpa = self.next_gpa.div_ceil(HUGE_PAGE) * HUGE_PAGE;
+            }
             let gpa = self.next_gpa;
             self.next_gpa += reserve.max(PAGE_SIZE);
-            self.mappings.insert(host, Mapping { gpa, reserved: reserve, slotted: 0, mapped: 0, perm, slots: Vec::new() });
+            self.mappings.insert(host, Mapping { gpa, reserved: reserve, slotted: 0, mapped: 0, perm, size, slots: Vec::new() });
         }
         let m = self.mappings.get_mut(&host).unwrap();
         if len > m.reserved {
             return Err(Error::Resource("mapping larger than its reservation".into()));
         }
-        let (gpa, perm) = (m.gpa, m.perm);
+        let (gpa, perm, page_size) = (m.gpa, m.perm, m.size);
         while m.slotted < len {
-            let size = (m.slotted.max(64 * 1024)).max(len - m.slotted).min(m.reserved - m.slotted);
+            let mut size = (m.slotted.max(64 * 1024)).max(len - m.slotted);
+            if page_size == PageSize::Huge {
+                size = size.div_ceil(HUGE_PAGE) * HUGE_PAGE;
+            }
+            let size = size.min(m.reserved - m.slotted);
             let slot = self.free_slots.pop().unwrap_or(self.next_slot);
             let region = kvm_userspace_memory_region {
                 slot,
@@ -490,7 +509,7 @@ impl Vm {
         if mapped < len {
             m.mapped = len;
             let pages = (len - mapped) / PAGE_SIZE;
-            self.pt_map(host + mapped, gpa + mapped, pages, perm)?;
+            self.pt_map_sized(host + mapped, gpa + mapped, pages, perm, page_size)?;
         }
         Ok(())
     }
@@ -545,7 +564,12 @@ impl Vm {
     /// the host memory alive (never free it) for as long as the VM lives.
     pub fn unmap(&mut self, host: u64) -> Result<(), Error> {
         let Some(mut m) = self.mappings.remove(&host) else { return Ok(()) };
-        self.pt.unmap(host, m.mapped / PAGE_SIZE);
+        // A whole region is unmapped from its (2 MiB-aligned, if it has 2 MiB leaves) start,
+        // and a 2 MiB leaf lies wholly inside `mapped`: nothing is split, nothing allocated.
+        if !self.pt.unmap(host, m.mapped / PAGE_SIZE) {
+            self.mappings.insert(host, m);
+            return Err(Error::Resource("the VM's page-table pool is exhausted".into()));
+        }
         m.mapped = 0;
         while let Some(&(slot, _)) = m.slots.last() {
             let region = kvm_userspace_memory_region { slot, flags: 0, guest_phys_addr: 0, memory_size: 0, userspace_addr: 0 };
@@ -577,7 +601,9 @@ impl Vm {
             return Ok(());
         }
         let mapped = m.mapped;
-        self.pt.unmap(host + len, (mapped - len) / PAGE_SIZE);
+        if !self.pt.unmap(host + len, (mapped - len) / PAGE_SIZE) {
+            return Err(Error::Resource("the VM's page-table pool is exhausted (splitting a 2 MiB leaf)".into()));
+        }
         let m = self.mappings.get_mut(&host).expect("looked up above");
         m.mapped = len;
         while let Some(&(slot, offset)) = m.slots.last() {
@@ -716,7 +742,7 @@ impl Vm {
                     let regs = self.vcpu.sync_regs().regs;
                     let mut value = hypercall(n, &regs, &mut maps);
                     for m in maps.drain(..) {
-                        if self.map(m.host, m.reserve, m.len, m.perm).is_err() {
+                        if self.map(m.host, m.reserve, m.len, m.perm, m.size).is_err() {
                             // Only memory.grow and table.grow map memory: report failure.
                             value = u64::MAX;
                         }

@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn only_faults_of_running_wasm_in_its_memory_are_traps() {
         let (_module, load, div, ud2) = trap_pcs();
-        let memory = LinearMemory::new(1, 1).unwrap();
+        let memory = LinearMemory::new(1, 1, false).unwrap();
         let in_memory = memory.base() as usize + (1 << 20);
         let host_heap = Box::into_raw(Box::new(0u64)) as usize;
         let fault = |sig, pc, addr| Fault { sig, code: 1, pc, addr, in_wasm: true };

@@ -118,6 +118,7 @@ pub const MEMORY: Group = Group {
         when(SYS_mprotect, &[Cond::Clear(2, PROT_EXEC as u64)], "commit reserved memory on memory.grow / table.grow; never executable"),
         any(SYS_mremap, "realloc of large buffers"),
         any(SYS_brk, "malloc's main heap"),
+        when(SYS_madvise, &[Cond::Eq(2, konst(MADV_HUGEPAGE as i64))], "a linear memory of the VM asks for transparent huge pages (backing its 2 MiB guest pages)"),
     ],
 };
 

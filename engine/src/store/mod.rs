@@ -23,7 +23,7 @@ pub mod testing;
 use crate::arena::Arena;
 use crate::code::LoadedModule;
 use crate::error::Error;
-use crate::kvm::{self, MapRequest, Perm, Vm};
+use crate::kvm::{self, MapRequest, PageSize, Perm, Vm};
 use crate::memory::{LinearMemory, MAX_PAGES, WASM_PAGE};
 use crate::values::Val;
 use std::collections::{HashMap, HashSet};
@@ -445,8 +445,25 @@ impl Store {
     // ---- Guest mappings ------------------------------------------------------------------------
 
     fn request_map(&mut self, host: u64, reserve: u64, len: u64, perm: Perm) {
+        self.request_map_sized(host, reserve, len, perm, PageSize::Small);
+    }
+
+    /// Map (the accessible part of) a linear memory: with 2 MiB leaves where they fit.
+    fn request_map_memory(&mut self, mem: &LinearMemory) {
+        let reserve = Self::memory_reserve(mem.max_pages()).max(WASM_PAGE);
+        self.request_map_sized(mem.base() as u64, reserve, mem.size(), Perm::ReadWrite, PageSize::Huge);
+    }
+
+    /// `request_map_memory` of memory `m` of the store.
+    fn request_map_memory_at(&mut self, m: usize) {
+        let mem = &self.memories[m].mem;
+        let (base, size, reserve) = (mem.base() as u64, mem.size(), Self::memory_reserve(mem.max_pages()).max(WASM_PAGE));
+        self.request_map_sized(base, reserve, size, Perm::ReadWrite, PageSize::Huge);
+    }
+
+    fn request_map_sized(&mut self, host: u64, reserve: u64, len: u64, perm: Perm, size: PageSize) {
         if self.config.isolation == Isolation::Kvm {
-            self.pending_maps.push(MapRequest { host, reserve, len, perm });
+            self.pending_maps.push(MapRequest { host, reserve, len, perm, size });
         }
     }
 
@@ -468,7 +485,7 @@ impl Store {
         if let Some(vm) = self.vm.as_mut() {
             let mut pending = std::mem::take(&mut self.pending_maps).into_iter();
             while let Some(m) = pending.next() {
-                if let Err(e) = vm.map(m.host, m.reserve, m.len, m.perm) {
+                if let Err(e) = vm.map(m.host, m.reserve, m.len, m.perm, m.size) {
                     self.pending_maps = std::iter::once(m).chain(pending).collect();
                     return Err(e);
                 }
@@ -552,13 +569,13 @@ impl Store {
 
     fn add_memory(&mut self, ty: MemoryType, def: *mut VMDef) -> Result<MemoryId, Error> {
         let max = ty.max.unwrap_or(MAX_PAGES).min(self.config.max_memory_pages);
-        let mem = LinearMemory::new(ty.min, max)?;
+        let mem = LinearMemory::new(ty.min, max, self.config.isolation == Isolation::Kvm)?;
         // SAFETY: `def` is a live VMDef slot in the arena.
         unsafe {
             (*def).base = mem.base() as u64;
             (*def).length = mem.size();
         }
-        self.request_map(mem.base() as u64, Self::memory_reserve(max).max(WASM_PAGE), mem.size(), Perm::ReadWrite);
+        self.request_map_memory(&mem);
         self.memories.push(MemoryObj { mem, ty, def });
         Ok(MemoryId(self.memories.len() as u32 - 1))
     }

@@ -4,7 +4,6 @@
 //! and failures become status codes, never panics.
 
 use super::{checked_range, FuncData, InstanceId, Store};
-use crate::kvm::Perm;
 use crate::error::Error;
 use crate::values::Val;
 use wasce_compiler::builtins::Builtin;
@@ -212,8 +211,7 @@ impl Store {
         };
         // SAFETY: the memory's VMDef is live in the arena.
         unsafe { (*obj.def).length = obj.mem.size() };
-        let (base, size, max) = (obj.mem.base() as u64, obj.mem.size(), obj.mem.max_pages());
-        self.request_map(base, Self::memory_reserve(max).max(crate::memory::WASM_PAGE), size, Perm::ReadWrite);
+        self.request_map_memory_at(m);
         if self.vm.is_some() {
             // Not inside a guest call: map now (inside one, the VM maps before resuming).
             if self.flush_maps().is_err() {
