@@ -100,6 +100,18 @@ pub fn isa_description() -> Result<String, CompileError> {
     Ok(s.trim_end().to_string())
 }
 
+/// A developer's aid, like wasmtime's `--emit-clif`: with `WASCE_EMIT_CLIF=DIR` in the
+/// environment, the Cranelift IR of every function compiled in this process (before
+/// optimisation) is written to `DIR/function[N].clif`. Only where the compiler runs unconfined
+/// (an embedder, `cargo test`); the confined compile worker of the CLI cannot write files.
+fn emit_clif(func: &ir::Function, index: u32) {
+    let Some(dir) = std::env::var_os("WASCE_EMIT_CLIF") else { return };
+    if index == u32::MAX {
+        return; // a trampoline
+    }
+    let _ = std::fs::write(std::path::Path::new(&dir).join(format!("function[{index}].clif")), func.display().to_string());
+}
+
 struct CompiledFunc {
     code: Vec<u8>,
     /// (offset in function, target function index, addend)
@@ -108,6 +120,7 @@ struct CompiledFunc {
 }
 
 fn codegen(isa: &OwnedTargetIsa, func: ir::Function, index: u32) -> Result<CompiledFunc, CompileError> {
+    emit_clif(&func, index);
     let names = func.params.user_named_funcs().clone();
     let mut ctx = Context::for_function(func);
     let err = |message: String| CompileError::Codegen { func: index, message };

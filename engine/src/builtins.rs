@@ -39,12 +39,6 @@ fn dispatch(number: Builtin, vmctx: *mut u8, args: [u64; 5]) -> u64 {
 unsafe extern "C" fn memory_grow(vm: *mut u8, a: u64, b: u64) -> u64 {
     dispatch(Builtin::MemoryGrow, vm, [a, b, 0, 0, 0])
 }
-unsafe extern "C" fn memory_fill(vm: *mut u8, a: u64, b: u64, c: u64, d: u64) -> u64 {
-    dispatch(Builtin::MemoryFill, vm, [a, b, c, d, 0])
-}
-unsafe extern "C" fn memory_copy(vm: *mut u8, a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
-    dispatch(Builtin::MemoryCopy, vm, [a, b, c, d, e])
-}
 unsafe extern "C" fn memory_init(vm: *mut u8, a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
     dispatch(Builtin::MemoryInit, vm, [a, b, c, d, e])
 }
@@ -102,8 +96,11 @@ pub(crate) fn table() -> *const u64 {
                 .iter()
                 .map(|b| match b {
                     Builtin::MemoryGrow => memory_grow as *const () as u64,
-                    Builtin::MemoryFill => memory_fill as *const () as u64,
-                    Builtin::MemoryCopy => memory_copy as *const () as u64,
+                    // Bounds-checked `rep stosb`/`rep movsb` on the definitions compiled code
+                    // passes (its own base and length, which it reads for every access anyway),
+                    // as the VM runs them: no lookup of the store, the instance or the memory.
+                    Builtin::MemoryFill => wasce_vmguest::wasi::bulk_memory_routines().0 as u64,
+                    Builtin::MemoryCopy => wasce_vmguest::wasi::bulk_memory_routines().1 as u64,
                     Builtin::MemoryInit => memory_init as *const () as u64,
                     Builtin::DataDrop => data_drop as *const () as u64,
                     Builtin::TableGrow => table_grow as *const () as u64,

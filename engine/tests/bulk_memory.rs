@@ -1,7 +1,9 @@
-//! `memory.copy` in the KVM guest (the runtime page's routine: forwards `rep movsb`, backwards
-//! in 16-byte chunks when the destination overlaps the source from above) gives exactly
-//! `memmove`'s result for every direction, distance and length around the chunk size, and
-//! bounds-checks both ranges. Needs /dev/kvm (fails loudly without it).
+//! `memory.copy` and `memory.fill` (the runtime routines both modes call: overlapping 1-16-byte
+//! moves up to 64 bytes, then forwards `rep movsb`/`rep stosb`, or backwards in 16-byte chunks
+//! when a copy's destination overlaps its source from above) give exactly `memmove`'s and
+//! `memset`'s results for every direction, distance and length around each size class, in the
+//! KVM guest and in process mode, and bounds-check both ranges. Needs /dev/kvm (fails loudly
+//! without it).
 
 use wasce_engine::{Error, Extern, Isolation, Linker, Settings, Store, StoreConfig, Trap, Val};
 
@@ -15,6 +17,7 @@ const MODULE: &str = r#"
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $l (i32.lt_u (local.get $i) (i32.const 65536)))))
   (func (export "copy") (param i32 i32 i32) (memory.copy (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "fill") (param i32 i32 i32) (memory.fill (local.get 0) (local.get 1) (local.get 2)))
   (func (export "load") (param i32) (result i64) (i64.load (local.get 0))))
 "#;
 
@@ -22,10 +25,51 @@ fn pattern() -> Vec<u8> {
     (0..65536u32).map(|i| (i ^ (i >> 8)) as u8).collect()
 }
 
+const LENGTHS: [i32; 26] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 100, 127, 128, 129, 1000, 4097];
+
 #[test]
 fn memory_copy_is_memmove_in_the_vm() {
+    copy_is_memmove(Isolation::Kvm);
+}
+
+#[test]
+fn memory_copy_is_memmove_in_process_mode() {
+    copy_is_memmove(Isolation::Process);
+}
+
+#[test]
+fn memory_fill_is_memset() {
+    for isolation in [Isolation::Kvm, Isolation::Process] {
+        let module = wasce_engine::load(&wat::parse_str(MODULE).unwrap(), &Settings::default()).unwrap();
+        let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).expect("create a store");
+        let instance = Linker::new().instantiate(&mut store, &module).unwrap();
+        let func = |store: &Store, name: &str| match store.export(instance, name) {
+            Some(Extern::Func(f)) => f,
+            _ => panic!("no export {name}"),
+        };
+        let (reset, fill, load) = (func(&store, "reset"), func(&store, "fill"), func(&store, "load"));
+        for len in LENGTHS {
+            for dst in [1000, 1003] {
+                store.call(reset, &[]).unwrap();
+                store.call(fill, &[Val::I32(dst), Val::I32(0x1a5), Val::I32(len)]).unwrap();
+                let mut want = pattern();
+                want[dst as usize..(dst + len) as usize].fill(0xa5);
+                for at in (((dst - 24) & !7)..dst + len + 24).step_by(8) {
+                    let expect = i64::from_le_bytes(want[at as usize..at as usize + 8].try_into().unwrap());
+                    assert_eq!(store.call(load, &[Val::I32(at)]).unwrap(), vec![Val::I64(expect)], "{isolation:?}: fill {dst} len {len}: bytes at {at}");
+                }
+            }
+        }
+        match store.call(fill, &[Val::I32(65530), Val::I32(0), Val::I32(7)]) {
+            Err(Error::Trap(t)) => assert_eq!(t.trap, Trap::MemoryOutOfBounds),
+            other => panic!("{isolation:?}: fill out of bounds gave {other:?}"),
+        }
+    }
+}
+
+fn copy_is_memmove(isolation: Isolation) {
     let module = wasce_engine::load(&wat::parse_str(MODULE).unwrap(), &Settings::default()).unwrap();
-    let mut store = Store::new(StoreConfig { isolation: Isolation::Kvm, ..StoreConfig::default() }).expect("create a KVM store");
+    let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).expect("create a store");
     let instance = Linker::new().instantiate(&mut store, &module).unwrap();
     let func = |store: &Store, name: &str| match store.export(instance, name) {
         Some(Extern::Func(f)) => f,
@@ -34,7 +78,7 @@ fn memory_copy_is_memmove_in_the_vm() {
     let (reset, copy, load) = (func(&store, "reset"), func(&store, "copy"), func(&store, "load"));
     let base = 1000i32;
     let mut cases = 0;
-    for len in [0, 1, 7, 15, 16, 17, 31, 32, 33, 100, 4097] {
+    for len in LENGTHS {
         for delta in [-40i32, -17, -16, -15, -8, -1, 0, 1, 2, 8, 15, 16, 17, 40, 5000] {
             store.call(reset, &[]).unwrap();
             let (dst, src) = (base + delta.max(0) + 64, base - delta.min(0) + 64);
@@ -47,12 +91,12 @@ fn memory_copy_is_memmove_in_the_vm() {
             for at in (lo..dst.max(src) + len + 24).step_by(8) {
                 let got = store.call(load, &[Val::I32(at)]).unwrap();
                 let expect = i64::from_le_bytes(want[at as usize..at as usize + 8].try_into().unwrap());
-                assert_eq!(got, vec![Val::I64(expect)], "copy dst {dst} src {src} len {len}: bytes at {at}");
+                assert_eq!(got, vec![Val::I64(expect)], "{isolation:?}: copy dst {dst} src {src} len {len}: bytes at {at}");
             }
             cases += 1;
         }
     }
-    assert_eq!(cases, 11 * 15);
+    assert_eq!(cases, LENGTHS.len() * 15);
     // Either range out of bounds traps, and nothing is copied.
     store.call(reset, &[]).unwrap();
     for (dst, src, len) in [(65530, 0, 7), (0, 65530, 7), (-1, 0, 1), (0, -16, 16)] {
