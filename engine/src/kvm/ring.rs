@@ -154,8 +154,11 @@ pub struct RingServer {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
     tid: libc::pthread_t,
-    /// The server's kernel thread id.
-    kernel_tid: libc::pid_t,
+    /// The server's kernel thread id, which the thread sends when it starts: taken when first
+    /// asked for (by the sandbox, long after), so that VM creation does not wait for the new
+    /// thread to be scheduled.
+    kernel_tid: std::sync::OnceLock<libc::pid_t>,
+    started: Mutex<Option<std::sync::mpsc::Receiver<libc::pid_t>>>,
 }
 
 impl RingServer {
@@ -181,13 +184,13 @@ impl RingServer {
         let thread = std::thread::Builder::new()
             .name("wasce-ring".into())
             .spawn(move || {
-                // SAFETY: pthread_self and gettid have no preconditions.
-                let _ = tx.send(unsafe { (libc::pthread_self(), libc::gettid()) });
+                // SAFETY: gettid has no preconditions.
+                let _ = tx.send(unsafe { libc::gettid() });
                 s.run();
             })
             .expect("spawn the ring server");
-        let (tid, kernel_tid) = rx.recv().expect("ring server thread id");
-        RingServer { shared, thread: Some(thread), tid, kernel_tid }
+        let tid = std::os::unix::thread::JoinHandleExt::as_pthread_t(&thread);
+        RingServer { shared, thread: Some(thread), tid, kernel_tid: std::sync::OnceLock::new(), started: Mutex::new(Some(rx)) }
     }
 
     /// Lend the store (`ctx`) to the server for the duration of a guest call.
@@ -247,9 +250,12 @@ impl RingServer {
         self.wake();
     }
 
-    /// The server's kernel thread id.
+    /// The server's kernel thread id (waits for the thread to have started).
     pub fn kernel_tid(&self) -> libc::pid_t {
-        self.kernel_tid
+        *self.kernel_tid.get_or_init(|| {
+            let rx = self.started.lock().unwrap_or_else(|e| e.into_inner()).take();
+            rx.and_then(|rx| rx.recv().ok()).expect("ring server thread id")
+        })
     }
 
     pub fn served(&self) -> u64 {

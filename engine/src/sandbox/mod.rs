@@ -145,7 +145,6 @@ pub fn confine(store: &Store, policy: &Policy) -> Result<Confined, SandboxError>
     };
     // Everything the calling thread would otherwise do lazily on its first call.
     crate::store::prime_thread_stack();
-    crate::wasi::finish_helpers();
 
     let ruleset = landlock::ruleset(&policy.dirs)?;
     let (ring, kicker) = store.helper_threads();
@@ -184,7 +183,6 @@ pub fn confine_thread(role: Role, policy: &Policy) -> Result<(), SandboxError> {
         crate::process::prepare_thread();
     }
     crate::store::prime_thread_stack();
-    crate::wasi::finish_helpers();
     let ruleset = landlock::ruleset(&policy.dirs)?;
     install_sigsys_handler();
     install_panic_hook();

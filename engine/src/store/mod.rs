@@ -334,13 +334,15 @@ impl Store {
         let arena = Arena::new()?;
         let (vm, guest_stack, stack_limit) = match config.isolation {
             Isolation::Kvm => {
-                crate::wasi::prepare_vm();
                 let ring = match config.hostcall {
                     HostcallTransport::Exit => false,
                     HostcallTransport::Ring => true,
                     HostcallTransport::Auto => std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
                 };
                 let vm = Vm::new(config.max_wasm_stack as u64, ring, config.timeout.is_some())?;
+                // Where KVM does not report the guest TSC's rate, exit-free WASI's clocks need it
+                // measured (2 ms, once per process), now, before the host confines itself.
+                crate::wasi::prepare_clocks(vm.tsc_khz());
                 let (lo, hi) = vm.stack_range();
                 (Some(Box::new(vm)), Some((lo, hi)), lo + kvm::STACK_RED_ZONE)
             }

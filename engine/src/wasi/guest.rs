@@ -2,8 +2,9 @@
 //! arguments and environment as NUL-terminated strings with their offsets, and the clock
 //! calibration that turns the TSC (the host's: unchanged on kvm_pvm, offset 0 on standard KVM,
 //! `kvm::flavour`) into realtime and monotonic nanoseconds. The rate is the kernel's own TSC
-//! frequency as KVM reports it for the vCPU (`KVM_GET_TSC_KHZ`) where it can, else measured
-//! over 2 ms (which alone drifts by the measurement's error: ~0.1 % on a busy host).
+//! frequency as KVM reports it for the vCPU (`KVM_GET_TSC_KHZ`) where it can (no waiting), else
+//! measured over 2 ms once per process (which alone drifts by the measurement's error: ~0.1 %
+//! on a busy host).
 
 use super::misc::now;
 use std::sync::OnceLock;
@@ -40,34 +41,18 @@ fn measure() -> Calibration {
 
 static CALIBRATION: OnceLock<Calibration> = OnceLock::new();
 
-/// The calibration helper thread, until someone waits for it to end.
-static HELPER: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
-
-/// Start calibrating on a helper thread (once per process), so the ~2 ms it takes overlaps
-/// VM creation.
-pub fn start_calibration() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        let helper = std::thread::Builder::new().name("wasce-tsc".into()).spawn(|| {
-            CALIBRATION.get_or_init(measure);
-        });
-        if let Ok(h) = helper {
-            *HELPER.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+/// The calibration for a guest TSC running at `tsc_khz` if KVM reported it: the rate as given,
+/// and the clocks read at a TSC sample now, with no waiting. Else measured, once per process
+/// (2 ms, on the caller's thread: every KVM since Linux 3.x reports the rate).
+pub fn calibration(tsc_khz: Option<u32>) -> Calibration {
+    match tsc_khz.filter(|k| *k > 0) {
+        Some(khz) => {
+            let (t0, mono, t1) = (rdtsc(), now(1).unwrap_or(0), rdtsc());
+            let real = now(0).unwrap_or(0);
+            Calibration { tsc: t0 / 2 + t1 / 2, mult: ((1_000_000u128 << 32) / khz as u128) as u64, clocks: [real, mono] }
         }
-    });
-}
-
-/// Wait until the calibration helper thread has exited (if one was started), so that the
-/// sandbox knows every thread of the process.
-pub fn finish_calibration() {
-    let helper = HELPER.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(h) = helper {
-        let _ = h.join();
+        None => *CALIBRATION.get_or_init(measure),
     }
-}
-
-pub fn calibration() -> Calibration {
-    *CALIBRATION.get_or_init(measure)
 }
 
 /// The `WD_*` block for these arguments and environment variables, laid out for address `at`;
@@ -85,10 +70,7 @@ pub fn data_block(args: &[String], env: &[String], at: u64, tsc_khz: Option<u32>
     };
     let (args_blob, args_offsets) = strings(args);
     let (env_blob, env_offsets) = strings(env);
-    let mut cal = calibration();
-    if let Some(khz) = tsc_khz.filter(|k| *k > 0) {
-        cal.mult = ((1_000_000u128 << 32) / khz as u128) as u64;
-    }
+    let cal = calibration(tsc_khz);
     let mut b = vec![0u8; WD_SIZE as usize];
     let put32 = |b: &mut Vec<u8>, at: u64, v: u32| b[at as usize..at as usize + 4].copy_from_slice(&v.to_le_bytes());
     put32(&mut b, WD_ARGC, args.len() as u32);

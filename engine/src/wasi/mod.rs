@@ -95,15 +95,10 @@ impl WasiConfig {
     }
 }
 
-/// Called when a VM store is created: starts what exit-free WASI will need (the TSC
-/// calibration, on a helper thread, overlapping VM creation).
-pub(crate) fn prepare_vm() {
-    guest::start_calibration();
-}
-
-/// Called before the host confines itself: the helper threads WASI started have ended.
-pub(crate) fn finish_helpers() {
-    guest::finish_calibration();
+/// Called when a VM is created: the clock calibration exit-free WASI needs, measured now (before
+/// the host confines itself) if KVM does not report the guest TSC's rate.
+pub(crate) fn prepare_clocks(tsc_khz: Option<u32>) {
+    guest::calibration(tsc_khz);
 }
 
 /// Default limit on open fds.
