@@ -25,8 +25,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
-/// Write `RESULTS.md` and `plots/*.svg` into `dir`.
-pub fn write(dir: &Path, header: &str, sections: &[Section]) -> std::io::Result<()> {
+/// Write `RESULTS{suffix}.md` and `plots/*{suffix}.svg` into `dir` (`suffix`: "" for a quiet
+/// run, "-load" for one under `--load`, so that the two sit side by side).
+pub fn write(dir: &Path, suffix: &str, header: &str, sections: &[Section]) -> std::io::Result<()> {
     let plots = dir.join("plots");
     std::fs::create_dir_all(&plots)?;
     let mut md = String::from(header);
@@ -35,10 +36,14 @@ pub fn write(dir: &Path, header: &str, sections: &[Section]) -> std::io::Result<
     for s in sections {
         md += &format!("\n## {}\n\n{}\n", s.title, s.body.trim_end());
         for (name, svg) in &s.plots {
-            std::fs::write(plots.join(name), svg)?;
+            let name = match name.strip_suffix(".svg") {
+                Some(stem) => format!("{stem}{suffix}.svg"),
+                None => name.clone(),
+            };
+            std::fs::write(plots.join(&name), svg)?;
             md += &format!("\n![{name}](plots/{name})\n");
         }
         md += &format!("\n**What this means.** {}\n", s.meaning.trim());
     }
-    std::fs::write(dir.join("RESULTS.md"), md)
+    std::fs::write(dir.join(format!("RESULTS{suffix}.md")), md)
 }

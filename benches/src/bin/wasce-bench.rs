@@ -6,17 +6,18 @@
 //! ```
 //!
 //! Normally started by `benches/run.sh`, which builds the release binaries and installs the
-//! wasmtime baseline first. Groups: startup, memory, wasi, compute, speedtest, compile, warm.
+//! wasmtime baseline first. Groups: startup, memory, wasi, compute, speedtest, compile, warm,
+//! throughput.
 //!
 //! `--load` keeps every core but one busy (a spinning process each) while the groups run, as on
-//! a loaded serverless host. `--wasce-before PATH` adds an earlier wasce build to the compute
+//! a loaded serverless host, and writes `RESULTS-load.md` (plots `*-load.svg`) instead. `--wasce-before PATH` adds an earlier wasce build to the compute
 //! group, interleaved with the others, for before/after figures of a compiler change.
 
 use std::path::PathBuf;
 use std::time::Instant;
 use wasce_benches::{groups, measure, report, Ctx};
 
-const GROUPS: [&str; 7] = ["startup", "memory", "wasi", "compute", "speedtest", "compile", "warm"];
+const GROUPS: [&str; 8] = ["startup", "memory", "wasi", "compute", "speedtest", "compile", "warm", "throughput"];
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -77,6 +78,7 @@ fn main() {
             "compute" => groups::compute::run(&ctx),
             "speedtest" => groups::speedtest::run(&ctx),
             "warm" => groups::warm::run(&ctx),
+            "throughput" => groups::throughput::run(&ctx),
             _ => groups::compile::run(&ctx),
         });
         wasce_benches::progress!("{g}: done in {:.0} s", t.elapsed().as_secs_f64());
@@ -109,7 +111,8 @@ fn main() {
         only.join(", "),
         started.elapsed().as_secs_f64()
     );
-    report::write(&out, &header, &sections).expect("write RESULTS.md");
+    let suffix = if loaded { "-load" } else { "" };
+    report::write(&out, suffix, &header, &sections).expect("write RESULTS.md");
     let _ = std::fs::remove_dir_all(&scratch);
-    eprintln!("[bench] wrote {}", out.join("RESULTS.md").display());
+    eprintln!("[bench] wrote {}", out.join(format!("RESULTS{suffix}.md")).display());
 }

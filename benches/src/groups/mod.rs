@@ -6,6 +6,7 @@ pub mod compute;
 pub mod memory;
 pub mod speedtest;
 pub mod startup;
+pub mod throughput;
 pub mod warm;
 pub mod wasi;
 
