@@ -8,6 +8,7 @@
 //! | XSAVE state | the guest runs with the host's XCR0 | CR4.OSXSAVE and XCR0 (the host's, within what KVM supports) are set, else Cranelift's AVX code would #UD |
 //! | ring-3 `in`/`out` | #GP (PVM forces IOPL 0) | #GP because wasce sets IOPL 0 (with IOPL 3 they would exit as `KVM_EXIT_IO`) |
 //! | hypercalls | MMIO loads (25-110 µs an exit) | the same MMIO loads (an exit costs about a microsecond on bare metal) |
+//! | ring server polling after the last request (`ring_idle`) | 100 µs: exits are dear, polling saves them | 5 µs: an exit costs less than polling longer |
 //! | CPUID | `KVM_GET_SUPPORTED_CPUID` under-reports; ring-3 `cpuid` shows the host's | `KVM_GET_SUPPORTED_CPUID` as is: what KVM virtualises |
 //!
 //! Everything else (CPL3 only, page tables the guest cannot reach, no syscalls) is the same on
@@ -75,6 +76,16 @@ impl Flavour {
     /// Whether the guest TSC must be aligned with the host's (KVM offsets it).
     pub fn aligns_tsc(self) -> bool {
         self != Flavour::Pvm
+    }
+
+    /// How long the ring server polls without a request before it sleeps: about what the exit
+    /// it saves the next request costs (then a guest's spin-then-exit never burns more than twice
+    /// what the cheaper choice would have).
+    pub fn ring_idle(self) -> std::time::Duration {
+        match self {
+            Flavour::Pvm => std::time::Duration::from_micros(100),
+            Flavour::Vmx | Flavour::Svm => std::time::Duration::from_micros(5),
+        }
     }
 
     /// Whether the host must enable XSAVE (CR4.OSXSAVE, XCR0) for the guest.

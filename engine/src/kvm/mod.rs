@@ -326,7 +326,7 @@ impl Vm {
                 std::ptr::copy_nonoverlapping(page.add(RT_BUILTIN_TABLE as usize), page.add(RT_BUILTIN_TABLE_RING as usize), 8 * HCALL_MAX_BUILTIN as usize);
                 let entry = wasce_vmguest::WASI_ROUTINES_GVA + wasce_vmguest::wasi::ring_hostcall_offset();
                 (page.add((RT_BUILTIN_TABLE_RING + 8 * HCALL_HOST_CALL) as usize) as *mut u64).write(entry);
-                this.ring = Some(RingServer::start(system.add(RING_GPA as usize)));
+                this.ring = Some(RingServer::start(system.add(RING_GPA as usize), flavour.ring_idle()));
             }
             this.pt_map(RING_GVA, RING_GPA, 1, Perm::ReadWrite)?;
         }

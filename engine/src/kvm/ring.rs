@@ -2,9 +2,11 @@
 //! posts in the ring page (layout and protocol in `wasce_hypercall::RING_*`), so a WASI call
 //! costs two cache-line transfers instead of a VM exit.
 //!
-//! * The server polls only while a guest call is active, and goes to sleep after `IDLE` without
+//! * The server polls only while a guest call is active, and goes to sleep after `idle` without
 //!   requests (it then clears `RING_AWAKE`, and the guest uses the synchronous exit, which also
-//!   wakes the server). No core is burned by an idle instance.
+//!   wakes the server). No core is burned by an idle instance. `idle` is about what the exit it
+//!   saves costs on this hypervisor (`Flavour::ring_idle`): polling longer than that between
+//!   calls would burn more CPU than the exits it avoids.
 //! * Exclusive access to the store: at any instant at most one host thread acts on it. The vCPU
 //!   thread lends the store to the server only while it is inside KVM_RUN (`lend` before,
 //!   `reclaim` after, whatever ended it: an exit, a fault, a signal). The server raises `busy`
@@ -25,8 +27,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use wasce_hypercall::*;
 
-/// How long the server keeps polling without a request before it sleeps.
-const IDLE: Duration = Duration::from_micros(200);
 
 /// Serves one request: (context, function id, values address, caller vmctx) -> result.
 pub type RingHandler = unsafe fn(*mut (), u64, u64, u64) -> u64;
@@ -47,6 +47,8 @@ struct Shared {
     wake_gen: Mutex<u64>,
     wake: Condvar,
     served: AtomicU64,
+    /// How long the server keeps polling without a request before it sleeps.
+    idle: Duration,
     /// Work posted to run on the server thread (`RingServer::post`).
     job: Mutex<Option<super::Job>>,
 }
@@ -139,7 +141,7 @@ impl Shared {
                 }
                 std::hint::spin_loop();
                 polls = polls.wrapping_add(1);
-                if polls.is_multiple_of(256) && last.elapsed() > IDLE {
+                if polls.is_multiple_of(256) && last.elapsed() > self.idle {
                     break;
                 }
             }
@@ -163,8 +165,9 @@ pub struct RingServer {
 
 impl RingServer {
     /// # Safety
-    /// `ring` must be the host address of the ring page and outlive the server.
-    pub unsafe fn start(ring: *mut u8) -> RingServer {
+    /// `ring` must be the host address of the ring page and outlive the server. `idle`: how
+    /// long the server polls without a request before it sleeps.
+    pub unsafe fn start(ring: *mut u8, idle: Duration) -> RingServer {
         let shared = Arc::new(Shared {
             ring: ring as usize,
             busy: AtomicBool::new(false),
@@ -177,6 +180,7 @@ impl RingServer {
             wake_gen: Mutex::new(0),
             wake: Condvar::new(),
             served: AtomicU64::new(0),
+            idle,
             job: Mutex::new(None),
         });
         let s = shared.clone();
