@@ -224,11 +224,14 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
         hosts.push(codegen(&isa, trampoline::build_host_call(ty, call_conv, crate::builtins::BUILTIN_CALL_CONV, frontend, &mut fctx), u32::MAX)?);
     }
 
-    // Link: lay functions out 16-byte aligned, then patch PC-relative calls.
+    // Link: lay functions out at the ISA's preferred alignment (32 bytes on x86-64: a hot loop
+    // then sits where Cranelift's layout put it relative to a fetch block, as in wasmtime),
+    // then patch PC-relative calls.
+    let align = isa.function_alignment().preferred.max(16) as usize;
     let mut code = Vec::new();
     let mut traps = Vec::new();
     let mut place = |f: &CompiledFunc, code: &mut Vec<u8>| {
-        while !code.len().is_multiple_of(16) {
+        while !code.len().is_multiple_of(align) {
             code.push(0xcc);
         }
         let offset = code.len() as u32;

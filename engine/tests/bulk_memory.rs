@@ -5,7 +5,7 @@
 //! KVM guest and in process mode, and bounds-check both ranges. Needs /dev/kvm (fails loudly
 //! without it).
 
-use wasce_engine::{Error, Extern, Isolation, Linker, Settings, Store, StoreConfig, Trap, Val};
+use wasce_engine::{Error, Extern, FuncId, Isolation, Linker, Settings, Store, StoreConfig, Trap, Val};
 
 const MODULE: &str = r#"
 (module
@@ -25,6 +25,26 @@ fn pattern() -> Vec<u8> {
     (0..65536u32).map(|i| (i ^ (i >> 8)) as u8).collect()
 }
 
+struct Fixture {
+    store: Store,
+    reset: FuncId,
+    copy: FuncId,
+    fill: FuncId,
+    load: FuncId,
+}
+
+fn fixture(isolation: Isolation) -> Fixture {
+    let module = wasce_engine::load(&wat::parse_str(MODULE).unwrap(), &Settings::default()).unwrap();
+    let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).expect("create a store");
+    let instance = Linker::new().instantiate(&mut store, &module).unwrap();
+    let func = |store: &Store, name: &str| match store.export(instance, name) {
+        Some(Extern::Func(f)) => f,
+        _ => panic!("no export {name}"),
+    };
+    let (reset, copy, fill, load) = (func(&store, "reset"), func(&store, "copy"), func(&store, "fill"), func(&store, "load"));
+    Fixture { store, reset, copy, fill, load }
+}
+
 const LENGTHS: [i32; 26] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 100, 127, 128, 129, 1000, 4097];
 
 #[test]
@@ -40,14 +60,7 @@ fn memory_copy_is_memmove_in_process_mode() {
 #[test]
 fn memory_fill_is_memset() {
     for isolation in [Isolation::Kvm, Isolation::Process] {
-        let module = wasce_engine::load(&wat::parse_str(MODULE).unwrap(), &Settings::default()).unwrap();
-        let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).expect("create a store");
-        let instance = Linker::new().instantiate(&mut store, &module).unwrap();
-        let func = |store: &Store, name: &str| match store.export(instance, name) {
-            Some(Extern::Func(f)) => f,
-            _ => panic!("no export {name}"),
-        };
-        let (reset, fill, load) = (func(&store, "reset"), func(&store, "fill"), func(&store, "load"));
+        let Fixture { mut store, reset, fill, load, .. } = fixture(isolation);
         for len in LENGTHS {
             for dst in [1000, 1003] {
                 store.call(reset, &[]).unwrap();
@@ -68,14 +81,7 @@ fn memory_fill_is_memset() {
 }
 
 fn copy_is_memmove(isolation: Isolation) {
-    let module = wasce_engine::load(&wat::parse_str(MODULE).unwrap(), &Settings::default()).unwrap();
-    let mut store = Store::new(StoreConfig { isolation, ..StoreConfig::default() }).expect("create a store");
-    let instance = Linker::new().instantiate(&mut store, &module).unwrap();
-    let func = |store: &Store, name: &str| match store.export(instance, name) {
-        Some(Extern::Func(f)) => f,
-        _ => panic!("no export {name}"),
-    };
-    let (reset, copy, load) = (func(&store, "reset"), func(&store, "copy"), func(&store, "load"));
+    let Fixture { mut store, reset, copy, load, .. } = fixture(isolation);
     let base = 1000i32;
     let mut cases = 0;
     for len in LENGTHS {
