@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 /// One finished child process.
 pub struct Run {
     pub wall: Duration,
+    /// User + system CPU of the child, every thread included (`wait4`).
+    pub cpu: Duration,
     /// Peak resident set size (`ru_maxrss`), KiB.
     pub max_rss_kib: u64,
     pub stdout: String,
@@ -44,10 +46,10 @@ fn launch(cmd: &[String], cwd: Option<&Path>, scratch: &Path, piped: bool) -> Ru
     let f: Vec<i64> = report.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let stdout = if piped { String::new() } else { std::fs::read_to_string(&out_path).unwrap_or_default() };
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    if f.len() != 3 || f[2] != 0 {
+    if f.len() != 4 || f[3] != 0 {
         panic!("{cmd:?} failed ({}{}):\n{stderr}", report.trim(), String::from_utf8_lossy(&out.stderr));
     }
-    Run { wall: Duration::from_nanos(f[0] as u64), max_rss_kib: f[1] as u64, stdout, stderr }
+    Run { wall: Duration::from_nanos(f[0] as u64), max_rss_kib: f[1] as u64, cpu: Duration::from_nanos(f[2] as u64), stdout, stderr }
 }
 
 /// The launcher's STDOUT argument meaning "a pipe, drained".
@@ -55,7 +57,7 @@ const PIPE: &str = "|pipe";
 
 /// The launcher (`--internal-spawn STDOUT STDERR CWD|- CMD...`): run CMD with stdin empty and
 /// its output in the two files (STDOUT `|pipe`: a pipe this process drains); print
-/// `wall_ns max_rss_kib exit_code` (-1: killed by a signal).
+/// `wall_ns max_rss_kib cpu_ns exit_code` (-1: killed by a signal).
 pub fn launcher_main(args: &[String]) {
     let (out, err, cwd, cmd) = (&args[0], &args[1], &args[2], &args[3..]);
     let mut command = Command::new(&cmd[0]);
@@ -76,14 +78,15 @@ pub fn launcher_main(args: &[String]) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot run {cmd:?}: {e}");
-            println!("0 0 -1");
+            println!("0 0 0 -1");
             return;
         }
     };
     let (status, usage) = wait4(child.id() as i32);
     let wall = t.elapsed();
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    println!("{} {} {code}", wall.as_nanos(), usage.ru_maxrss);
+    let tv = |t: libc::timeval| t.tv_sec as u128 * 1_000_000_000 + t.tv_usec as u128 * 1000;
+    println!("{} {} {} {code}", wall.as_nanos(), usage.ru_maxrss, tv(usage.ru_utime) + tv(usage.ru_stime));
 }
 
 /// Wait for our child `pid`; its status and resource usage.

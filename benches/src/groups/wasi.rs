@@ -89,7 +89,17 @@ struct Fixture {
     wasm: String,
 }
 
-fn wasce_ns(f: &Fixture, isolation: Isolation, hostcall: HostcallTransport, func: &str, n: i32) -> f64 {
+/// CPU time of the calling thread (the vCPU thread, guest time included).
+fn thread_cpu() -> std::time::Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// (wall ns per call, CPU ns per call of every thread of the store: the calling thread and the
+/// ring server's).
+fn wasce_ns(f: &Fixture, isolation: Isolation, hostcall: HostcallTransport, func: &str, n: i32) -> (f64, f64) {
     let _pipe = (func == "fd_write_stdout").then(measure::StdoutToPipe::new);
     let mut store = Store::new(StoreConfig { isolation, hostcall, ..StoreConfig::default() }).unwrap();
     let mut linker = Linker::new();
@@ -98,22 +108,26 @@ fn wasce_ns(f: &Fixture, isolation: Isolation, hostcall: HostcallTransport, func
     let inst = linker.instantiate(&mut store, &f.module).unwrap();
     let Some(Extern::Func(func)) = store.export(inst, func) else { panic!("no export {func}") };
     store.call(func, &[Val::I32(1)]).unwrap(); // warm up
-    let t = Instant::now();
+    let cpu = |store: &Store| thread_cpu() + store.ring_server_cpu_time().unwrap_or_default();
+    let (t, c) = (Instant::now(), cpu(&store));
     store.call(func, &[Val::I32(0)]).unwrap();
-    let base = t.elapsed();
-    let t = Instant::now();
+    let (base, base_cpu) = (t.elapsed(), cpu(&store) - c);
+    let (t, c) = (Instant::now(), cpu(&store));
     store.call(func, &[Val::I32(n)]).unwrap();
-    t.elapsed().saturating_sub(base).as_nanos() as f64 / n as f64
+    let (wall, used) = (t.elapsed().saturating_sub(base), (cpu(&store) - c).saturating_sub(base_cpu));
+    (wall.as_nanos() as f64 / n as f64, used.as_nanos() as f64 / n as f64)
 }
 
-fn wasmtime_ns(ctx: &Ctx, f: &Fixture, func: &str, n: i32) -> f64 {
+/// (wall ns per call, CPU ns per call of the whole process).
+fn wasmtime_ns(ctx: &Ctx, f: &Fixture, func: &str, n: i32) -> (f64, f64) {
     let cmd = |n: i32| {
         let c = [ctx.wasmtime(), "run".into(), "--dir".into(), "/dev::dev".into(), "--invoke".into(), func.into(), f.wasm.clone()];
         c.into_iter().chain([n.to_string()]).collect::<Vec<_>>()
     };
-    let base = measure::run_piped(&cmd(0), &ctx.scratch).wall;
-    let full = measure::run_piped(&cmd(n), &ctx.scratch).wall;
-    full.saturating_sub(base).as_nanos() as f64 / n as f64
+    let base = measure::run_piped(&cmd(0), &ctx.scratch);
+    let full = measure::run_piped(&cmd(n), &ctx.scratch);
+    let per = |full: std::time::Duration, base: std::time::Duration| full.saturating_sub(base).as_nanos() as f64 / n as f64;
+    (per(full.wall, base.wall), per(full.cpu, base.cpu))
 }
 
 pub fn run(ctx: &Ctx) -> Section {
@@ -127,13 +141,16 @@ pub fn run(ctx: &Ctx) -> Section {
     for (func, label, n, n_exit) in CALLS {
         progress!("wasi: {func}, {rounds} rounds");
         let mut ns = vec![Vec::new(); 4];
+        let mut cpu = vec![Vec::new(); 4];
         interleave(rounds, 4, |_, i| {
-            ns[i].push(match i {
+            let (wall, used) = match i {
                 0 => wasce_ns(&fx, Isolation::Kvm, HostcallTransport::Ring, func, n),
                 1 => wasce_ns(&fx, Isolation::Kvm, HostcallTransport::Exit, func, n_exit),
                 2 => wasce_ns(&fx, Isolation::Process, HostcallTransport::Auto, func, n),
                 _ => wasmtime_ns(ctx, &fx, func, wasmtime_n),
-            })
+            };
+            ns[i].push(wall);
+            cpu[i].push(used);
         });
         let med: Vec<f64> = ns.iter().map(|v| median(v)).collect();
         let to_wt = Spread::ratios(&ns[0], &ns[3]);
@@ -147,6 +164,8 @@ pub fn run(ctx: &Ctx) -> Section {
             to_wt.to_string(),
             to_proc.to_string(),
             Spread::ratios(&ns[2], &ns[3]).to_string(),
+            format!("{:.0} / {:.0}", median(&cpu[0]), median(&cpu[3])),
+            Spread::ratios(&cpu[0], &cpu[3]).to_string(),
         ]);
         chart_rows.push((label.replace('`', ""), med.clone()));
         headline.push((label, to_wt));
@@ -154,10 +173,23 @@ pub fn run(ctx: &Ctx) -> Section {
     let mut body = format!(
         "Nanoseconds per call, median [min–max] of {rounds} interleaved rounds. wasce: `Store::call` of a loop of N \
          calls minus a loop of 0 (N = 50,000 to 1,000,000; 1,000–2,000 with a VM exit per call); wasmtime: whole \
-         `wasmtime run --invoke` processes with {wasmtime_n} calls minus 0 calls. Ratios per interleaved pair.\n\n"
+         `wasmtime run --invoke` processes with {wasmtime_n} calls minus 0 calls. Ratios per interleaved pair. \
+         CPU per call counts every thread: for wasce the calling (vCPU) thread, guest time included, and the ring \
+         server; for wasmtime the whole process (user + system, from `wait4`), N calls minus 0.\n\n"
     );
     body += &table(
-        &["call", "wasce KVM ring ns", "wasce KVM exit ns", "wasce process ns", "wasmtime ns", "KVM ring / wasmtime", "KVM ring / process", "process / wasmtime"],
+        &[
+            "call",
+            "wasce KVM ring ns",
+            "wasce KVM exit ns",
+            "wasce process ns",
+            "wasmtime ns",
+            "KVM ring / wasmtime",
+            "KVM ring / process",
+            "process / wasmtime",
+            "CPU ns per call, KVM ring / wasmtime",
+            "CPU: KVM ring / wasmtime",
+        ],
         &rows,
     );
     let chart = Bars {
