@@ -1,6 +1,7 @@
 //! `memory.copy` and `memory.fill` (the runtime routines both modes call: overlapping 1-16-byte
-//! moves up to 64 bytes, then forwards `rep movsb`/`rep stosb`, or backwards in 16-byte chunks
-//! when a copy's destination overlaps its source from above) give exactly `memmove`'s and
+//! moves up to 64 bytes; above, 64-byte chunks of 16-byte moves with the far end moved first
+//! and stored last, backwards when a copy's destination overlaps its source from above,
+//! forwards up to 2 KiB; forwards `rep movsb`/`rep stosb` beyond) give exactly `memmove`'s and
 //! `memset`'s results for every direction, distance and length around each size class, in the
 //! KVM guest and in process mode, and bounds-check both ranges. Needs /dev/kvm (fails loudly
 //! without it).
@@ -45,7 +46,10 @@ fn fixture(isolation: Isolation) -> Fixture {
     Fixture { store, reset, copy, fill, load }
 }
 
-const LENGTHS: [i32; 26] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 100, 127, 128, 129, 1000, 4097];
+const LENGTHS: [i32; 33] = [
+    0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 64, 65, 100, 127, 128, 129, 191, 192, 193, 1000, 2047, 2048,
+    2049, 2100, 4097,
+];
 
 #[test]
 fn memory_copy_is_memmove_in_the_vm() {
@@ -80,12 +84,16 @@ fn memory_fill_is_memset() {
     }
 }
 
+/// Destination minus source: overlapping either way at distances inside a 16-byte move, a
+/// 64-byte chunk and beyond one, and apart.
+const DELTAS: [i32; 23] = [-100, -65, -64, -63, -40, -17, -16, -15, -8, -1, 0, 1, 2, 8, 15, 16, 17, 40, 63, 64, 65, 100, 5000];
+
 fn copy_is_memmove(isolation: Isolation) {
     let Fixture { mut store, reset, copy, load, .. } = fixture(isolation);
     let base = 1000i32;
     let mut cases = 0;
     for len in LENGTHS {
-        for delta in [-40i32, -17, -16, -15, -8, -1, 0, 1, 2, 8, 15, 16, 17, 40, 5000] {
+        for delta in DELTAS {
             store.call(reset, &[]).unwrap();
             let (dst, src) = (base + delta.max(0) + 64, base - delta.min(0) + 64);
             let (dst, src) = if delta >= 0 { (dst, base + 64) } else { (base + 64, src) };
@@ -102,7 +110,7 @@ fn copy_is_memmove(isolation: Isolation) {
             cases += 1;
         }
     }
-    assert_eq!(cases, LENGTHS.len() * 15);
+    assert_eq!(cases, LENGTHS.len() * DELTAS.len());
     // Either range out of bounds traps, and nothing is copied.
     store.call(reset, &[]).unwrap();
     for (dst, src, len) in [(65530, 0, 7), (0, 65530, 7), (-1, 0, 1), (0, -16, 16)] {

@@ -11,6 +11,10 @@
 //! anything is written; on any doubt the routine jumps to `fallback` with rdi..r9 as they were,
 //! which tail-calls the host-call trampoline: the host then handles the call (and its errno).
 
+/// Largest `memory.copy`/`memory.fill` done with 16-byte moves, 64 bytes a time; longer ones
+/// use `rep movsb`/`rep stosb`, whose start-up cost (tens of cycles) is then paid back.
+const VECTOR_MAX: u64 = 2048;
+
 core::arch::global_asm!(
     ".text",
     ".p2align 4",
@@ -231,9 +235,9 @@ core::arch::global_asm!(
     "ret",
 
     // memory.fill (rdi = vmctx, rsi = VMMemoryDef, rdx = dst, rcx = byte, r8 = len): bounds
-    // check against the definition, then overlapping 1-16-byte stores up to 64 bytes (a short
-    // `rep stosb` costs tens of cycles to start), `rep stosb` above. Returns 0, or 1 (out of
-    // bounds).
+    // check against the definition, then overlapping 1-16-byte stores up to 64 bytes, 16-byte
+    // stores 64 bytes a time up to `VECTOR_MAX` (a short `rep stosb` costs tens of cycles to
+    // start), `rep stosb` above. Returns 0, or 1 (out of bounds).
     ".globl wasce_guest_memory_fill",
     "wasce_guest_memory_fill:",
     "mov rax, rdx",
@@ -281,6 +285,28 @@ core::arch::global_asm!(
     "movups [rdi + r8 - 32], xmm0",
     "jmp 39f",
     "35:",
+    "cmp r8, {vector_max}",
+    "ja 34f",
+    // 65..=vector_max bytes: the last 64 first, then 64 a time from the start (overlapping
+    // the last 64 is harmless: the same byte).
+    "movq xmm0, rax",
+    "punpcklqdq xmm0, xmm0",
+    "movups [rdi + r8 - 64], xmm0",
+    "movups [rdi + r8 - 48], xmm0",
+    "movups [rdi + r8 - 32], xmm0",
+    "movups [rdi + r8 - 16], xmm0",
+    "lea rdx, [r8 - 64]",
+    "xor ecx, ecx",
+    "33:",
+    "movups [rdi + rcx], xmm0",
+    "movups [rdi + rcx + 16], xmm0",
+    "movups [rdi + rcx + 32], xmm0",
+    "movups [rdi + rcx + 48], xmm0",
+    "add rcx, 64",
+    "cmp rcx, rdx",
+    "jb 33b",
+    "jmp 39f",
+    "34:",
     "mov rcx, r8",
     "rep stosb",
     "39:",
@@ -292,11 +318,11 @@ core::arch::global_asm!(
 
     // memory.copy (rdi = vmctx, rsi = dst def, rdx = src def, rcx = dst, r8 = src, r9 = len):
     // both ranges checked. Up to 64 bytes: every byte loaded (overlapping 1-16-byte loads)
-    // before any is stored, which is right for any overlap. Above: `rep movsb` (fast forwards
-    // on every current x86), unless the destination overlaps the source from above: then 16
-    // bytes at a time from the end, the last (lowest) few one at a time (`std; rep movsb` would
-    // be one byte per cycle or worse). Each chunk is loaded before anything that overlaps it is
-    // stored, so any distance works.
+    // before any is stored, which is right for any overlap. Above: when the destination
+    // overlaps the source from above, 64 bytes a time from the end; otherwise 64 bytes a time
+    // from the start up to `VECTOR_MAX` bytes, `rep movsb` above (fast forwards on every
+    // current x86). Each chunk is loaded before anything that overlaps it is stored, so any
+    // distance works.
     ".globl wasce_guest_memory_copy",
     "wasce_guest_memory_copy:",
     "mov rax, rcx",
@@ -368,23 +394,61 @@ core::arch::global_asm!(
     "46:",
     "mov rax, r10",
     "sub rax, r11",
-    "jbe 32f",
+    "jbe 47f",
     "cmp rax, rcx",
-    "jae 32f",
+    "jae 47f",
+    // The destination overlaps the source from above: 64 bytes a time from the end; the
+    // lowest 64 source bytes are loaded first and stored last (over what the loop stored
+    // there, the same bytes), so no byte-at-a-time tail.
+    "movups xmm4, [r11]",
+    "movups xmm5, [r11 + 16]",
+    "movups xmm6, [r11 + 32]",
+    "movups xmm7, [r11 + 48]",
     "33:",
-    "cmp rcx, 16",
-    "jb 34f",
-    "sub rcx, 16",
+    "sub rcx, 64",
     "movups xmm0, [r11 + rcx]",
+    "movups xmm1, [r11 + rcx + 16]",
+    "movups xmm2, [r11 + rcx + 32]",
+    "movups xmm3, [r11 + rcx + 48]",
     "movups [r10 + rcx], xmm0",
-    "jmp 33b",
+    "movups [r10 + rcx + 16], xmm1",
+    "movups [r10 + rcx + 32], xmm2",
+    "movups [r10 + rcx + 48], xmm3",
+    "cmp rcx, 64",
+    "ja 33b",
+    "jmp 48f",
+    // Forwards, up to vector_max bytes: 64 a time from the start (`rep movsb` costs tens of
+    // cycles to start); the highest 64 source bytes are loaded first and stored last, so that
+    // a destination below an overlapping source still gets them as they were.
+    "47:",
+    "cmp rcx, {vector_max}",
+    "ja 32f",
+    "movups xmm4, [r11 + rcx - 64]",
+    "movups xmm5, [r11 + rcx - 48]",
+    "movups xmm6, [r11 + rcx - 32]",
+    "movups xmm7, [r11 + rcx - 16]",
+    "lea rdx, [rcx - 64]",
+    "xor eax, eax",
     "34:",
-    "test rcx, rcx",
-    "jz 35f",
-    "dec rcx",
-    "mov al, [r11 + rcx]",
-    "mov [r10 + rcx], al",
-    "jmp 34b",
+    "movups xmm0, [r11 + rax]",
+    "movups xmm1, [r11 + rax + 16]",
+    "movups xmm2, [r11 + rax + 32]",
+    "movups xmm3, [r11 + rax + 48]",
+    "movups [r10 + rax], xmm0",
+    "movups [r10 + rax + 16], xmm1",
+    "movups [r10 + rax + 32], xmm2",
+    "movups [r10 + rax + 48], xmm3",
+    "add rax, 64",
+    "cmp rax, rdx",
+    "jb 34b",
+    "add r10, rcx",
+    "sub r10, 64",
+    "48:",
+    "movups [r10], xmm4",
+    "movups [r10 + 16], xmm5",
+    "movups [r10 + 32], xmm6",
+    "movups [r10 + 48], xmm7",
+    "jmp 35f",
     "32:",
     "mov rsi, r11",
     "mov rdi, r10",
@@ -412,6 +476,7 @@ core::arch::global_asm!(
     spin = const wasce_hypercall::RING_SPIN,
     wait = const wasce_hypercall::hcall_address(wasce_hypercall::HCALL_RING_WAIT),
     hostcall = const wasce_hypercall::hcall_address(wasce_hypercall::HCALL_HOST_CALL),
+    vector_max = const VECTOR_MAX,
 );
 
 unsafe extern "C" {
