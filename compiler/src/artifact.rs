@@ -58,7 +58,7 @@ use std::ops::Range;
 /// The first bytes of every artifact.
 pub const MAGIC: &[u8; 9] = b"WASCE\0AOT";
 /// Bumped whenever the layout changes.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 /// The version of the compiler that writes and reads artifacts.
 /// The crate version and the build id (`build.rs`: a hash of the compiler's sources, the guest
 /// ABI and the locked dependencies), so that artifacts of another build are refused.
