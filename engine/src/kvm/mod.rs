@@ -241,6 +241,19 @@ fn open_kvm() -> Result<Kvm, Error> {
     })
 }
 
+/// What KVM can virtualise for this host (`KVM_GET_SUPPORTED_CPUID`), asked once per process:
+/// the answer does not change while the module is loaded, and on a nested host asking costs
+/// about 0.4 ms (the kernel runs `cpuid` for every leaf, each an exit to the outer hypervisor).
+static SUPPORTED_CPUID: std::sync::OnceLock<kvm_bindings::CpuId> = std::sync::OnceLock::new();
+
+fn supported_cpuid(kvm: &Kvm) -> Result<kvm_bindings::CpuId, Error> {
+    if let Some(cpuid) = SUPPORTED_CPUID.get() {
+        return Ok(cpuid.clone());
+    }
+    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?;
+    Ok(SUPPORTED_CPUID.get_or_init(|| cpuid).clone())
+}
+
 impl Vm {
     /// Create the VM: slot 0 with GDT, TSS, runtime page and page tables; the stack; one vCPU at
     /// CPL3; the ring server if `use_ring`, the watchdog thread if `timeouts`. Fails with a
@@ -339,7 +352,7 @@ impl Vm {
         this.map(stack_lo, stack_size, stack_size, Perm::ReadWrite, PageSize::Small)?;
 
         // CPUID: what KVM can virtualise for this host, as it reports it.
-        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?;
+        let cpuid = supported_cpuid(&kvm)?;
         this.vcpu.set_cpuid2(&cpuid).map_err(|e| kvm_err("KVM_SET_CPUID2", e))?;
         if flavour.sets_xcr0() {
             this.xcr0 = Some(guest_xcr0(&cpuid)?);
