@@ -96,11 +96,11 @@ pub(crate) fn table() -> *const u64 {
                 .iter()
                 .map(|b| match b {
                     Builtin::MemoryGrow => memory_grow as *const () as u64,
-                    // Bounds-checked `rep stosb`/`rep movsb` on the definitions compiled code
-                    // passes (its own base and length, which it reads for every access anyway),
-                    // as the VM runs them: no lookup of the store, the instance or the memory.
-                    Builtin::MemoryFill => wasce_vmguest::wasi::bulk_memory_routines().0 as u64,
-                    Builtin::MemoryCopy => wasce_vmguest::wasi::bulk_memory_routines().1 as u64,
+                    // Bounds-checked vector moves on the definitions compiled code passes (its
+                    // own base and length, which it reads for every access anyway), as the VM
+                    // runs them: no lookup of the store, the instance or the memory.
+                    Builtin::MemoryFill => wasce_vmguest::wasi::bulk_memory_routines(host_avx2()).0 as u64,
+                    Builtin::MemoryCopy => wasce_vmguest::wasi::bulk_memory_routines(host_avx2()).1 as u64,
                     Builtin::MemoryInit => memory_init as *const () as u64,
                     Builtin::DataDrop => data_drop as *const () as u64,
                     Builtin::TableGrow => table_grow as *const () as u64,
@@ -120,4 +120,10 @@ pub(crate) fn table() -> *const u64 {
                 .collect()
         })
         .as_ptr()
+}
+
+/// Whether this CPU has AVX2 and the kernel saves the YMM state: the bulk-memory routines then
+/// move 32 bytes at a time (`wasce_vmguest::wasi::bulk_memory_routines`).
+pub(crate) fn host_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
 }

@@ -1,7 +1,8 @@
 //! `memory.copy` and `memory.fill` (the runtime routines both modes call: overlapping 1-16-byte
-//! moves up to 64 bytes; above, 64-byte chunks of 16-byte moves with the far end moved first
-//! and stored last, backwards when a copy's destination overlaps its source from above,
-//! forwards up to 2 KiB; forwards `rep movsb`/`rep stosb` beyond) give exactly `memmove`'s and
+//! moves up to 64 bytes; above, chunks of vector moves with the far end moved first and stored
+//! last, backwards when a copy's destination overlaps its source from above; forwards `rep
+//! movsb`/`rep stosb` for long ranges apart; the SSE and AVX2 sets are tested directly in
+//! `wasce_vmguest::wasi`) give exactly `memmove`'s and
 //! `memset`'s results for every direction, distance and length around each size class, in the
 //! KVM guest and in process mode, and bounds-check both ranges. Needs /dev/kvm (fails loudly
 //! without it).

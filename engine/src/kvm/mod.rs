@@ -285,12 +285,6 @@ impl Vm {
             let wasi = wasce_vmguest::wasi::routines();
             let room = (PAGE_SIZE - RT_WASI) as usize;
             std::ptr::copy_nonoverlapping(wasi.as_ptr(), system.add((RUNTIME_GPA + RT_WASI) as usize), wasi.len().min(room));
-            // memory.fill and memory.copy run in the guest (bounds-checked `rep stos/movs`).
-            let table = system.add((RUNTIME_GPA + RT_BUILTIN_TABLE) as usize) as *mut u64;
-            for (number, routine) in [(HCALL_MEMORY_FILL, "(memory fill)"), (HCALL_MEMORY_COPY, "(memory copy)")] {
-                let offset = wasce_vmguest::wasi::routine_offset(routine).expect("defined in vmguest");
-                table.add(number as usize).write(wasce_vmguest::WASI_ROUTINES_GVA + offset);
-            }
             PageTables::new(system)
         };
         let stack_size = stack_size.div_ceil(PAGE_SIZE) * PAGE_SIZE + STACK_RED_ZONE;
@@ -356,6 +350,21 @@ impl Vm {
         this.vcpu.set_cpuid2(&cpuid).map_err(|e| kvm_err("KVM_SET_CPUID2", e))?;
         if flavour.sets_xcr0() {
             this.xcr0 = Some(guest_xcr0(&cpuid)?);
+        }
+        // memory.fill and memory.copy run in the guest (bounds-checked vector moves), with
+        // AVX2 where the CPU has it and the guest's XCR0 enables AVX (the host's, on PVM).
+        let avx2 = crate::builtins::host_avx2() && this.xcr0.is_none_or(|x| x & 0b110 == 0b110);
+        let (fill, copy) = wasce_vmguest::wasi::bulk_memory_routine_names(avx2);
+        for table in [RT_BUILTIN_TABLE, RT_BUILTIN_TABLE_RING] {
+            for (number, routine) in [(HCALL_MEMORY_FILL, fill), (HCALL_MEMORY_COPY, copy)] {
+                let offset = wasce_vmguest::wasi::routine_offset(routine).expect("defined in vmguest");
+                // SAFETY: both builtin tables lie in the runtime page, inside slot 0; the guest
+                // has not run yet.
+                unsafe {
+                    let entries = system.add((RUNTIME_GPA + table) as usize) as *mut u64;
+                    entries.add(number as usize).write(wasce_vmguest::WASI_ROUTINES_GVA + offset);
+                }
+            }
         }
         let base = this.vcpu.get_sregs().map_err(|e| kvm_err("KVM_GET_SREGS", e))?;
         this.user_sregs = segments::user_sregs(&base, this.pt.pml4, flavour);
