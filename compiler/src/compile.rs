@@ -318,7 +318,7 @@ mod tests {
         // straddles a line (0xdc..0xf6 crosses 0xc0 + 64); 16 bytes on it fits.
         let sieve = [(0xdc, 0xf6)];
         let at = placement(0, 32, &sieve);
-        assert!(at < 64 && at % 16 == 0);
+        assert!(at < 64 && at.is_multiple_of(16));
         assert_eq!((at + 0xdc) / 64, (at + 0xf6 - 1) / 64, "placed at {at}");
         // Already inside a line at the aligned offset: no padding.
         assert_eq!(placement(64, 32, &[(4, 30)]), 64);
