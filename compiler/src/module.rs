@@ -465,9 +465,12 @@ pub enum ConstOp {
     I64Mul,
 }
 
+/// A constant expression's binary operator on 64-bit values (wrapping, truncated to its type).
+pub type BinaryOp = fn(u64, u64) -> u64;
+
 impl ConstOp {
     /// The arithmetic operators: (operand type, wrapping operation on 64-bit values).
-    pub fn binary(self) -> Option<(WasmType, fn(u64, u64) -> u64)> {
+    pub fn binary(self) -> Option<(WasmType, BinaryOp)> {
         Some(match self {
             ConstOp::I32Add => (WasmType::I32, |a, b| (a as u32).wrapping_add(b as u32) as u64),
             ConstOp::I32Sub => (WasmType::I32, |a, b| (a as u32).wrapping_sub(b as u32) as u64),

@@ -9,6 +9,16 @@
 //! its MAC verified under the user's key (`crate::key`), and its code copied out of that one
 //! verified copy.
 //!
+//! A VM does not map those pages: it maps a copy of the code in ordinary read-write memory
+//! that the host never executes (`CodeMemory::guest_pages`, made once per module, shared by
+//! every VM). KVM fills in its own translations of a guest page together with up to seven
+//! neighbours only when the host pages behind them are present and writable (the prefetch of
+//! KVM's MMU takes them with `FOLL_WRITE`): over the read-execute pages every 4 KiB of code
+//! the guest runs first is a fault of its own (tens of µs each on a nested host), over the
+//! copy one fault in eight. The guest's page tables map the copy read-execute at the address
+//! of the host's code, so the guest sees the same code at the same address and cannot write
+//! it; the host never writes the copy after making it.
+//!
 //! A module whose data segments form a memory image (`wasce_compiler::image`) keeps that image
 //! in a sealed memfd (written once, then sealed against any change), which instances map
 //! copy-on-write over their memory (`MemoryImage`).
@@ -32,6 +42,28 @@ pub struct CodeMemory {
     len: usize,
     /// Bytes mapped (`len` rounded up to whole pages, at least one page).
     mapped: usize,
+    /// The copy VMs map (`guest_pages`), made on first use.
+    guest: std::sync::OnceLock<GuestPages>,
+}
+
+/// A copy of a code image in read-write, never executable memory: the pages a VM maps as the
+/// code (see the module documentation). Written once when made, never again. Unmapped on drop.
+struct GuestPages {
+    base: *mut u8,
+    mapped: usize,
+}
+
+// SAFETY: the mapping is owned by this value and never written after construction.
+unsafe impl Send for GuestPages {}
+// SAFETY: as above; nothing writes through a shared reference.
+unsafe impl Sync for GuestPages {}
+
+impl Drop for GuestPages {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly our mapping; the VMs that mapped it are gone (a store
+        // drops its VM before the modules it holds).
+        unsafe { libc::munmap(self.base as *mut _, self.mapped) };
+    }
 }
 
 // SAFETY: the mapping is immutable (read-execute) after construction and owned by this value.
@@ -54,7 +86,28 @@ impl CodeMemory {
                 return Err(Error::Resource("cannot make code executable".into()));
             }
         }
-        Ok(CodeMemory { base, len: code.len(), mapped: len })
+        Ok(CodeMemory { base, len: code.len(), mapped: len, guest: std::sync::OnceLock::new() })
+    }
+
+    /// The host address of the pages a VM maps as this code: a copy in read-write memory the
+    /// host never executes, made on the first call (`mapped_len` bytes, the rest zero).
+    pub fn guest_pages(&self) -> Result<u64, Error> {
+        if let Some(g) = self.guest.get() {
+            return Ok(g.base as u64);
+        }
+        let base = crate::os::map_anonymous(self.mapped, libc::PROT_READ | libc::PROT_WRITE)
+            .map_err(|e| Error::Resource(format!("cannot map code for the VM: {e}")))?;
+        // SAFETY: `len <= mapped` bytes are copied from our read-execute mapping into the new
+        // one, which nothing else refers to yet.
+        unsafe { std::ptr::copy_nonoverlapping(self.base, base, self.len) };
+        // Another thread may have made its copy first: then ours is dropped (unmapped).
+        let _ = self.guest.set(GuestPages { base, mapped: self.mapped });
+        self.guest.get().map(|g| g.base as u64).ok_or_else(|| Error::Resource("cannot map code for the VM".into()))
+    }
+
+    /// Bytes mapped (the code rounded up to whole pages).
+    pub fn mapped_len(&self) -> usize {
+        self.mapped
     }
 
     pub fn base(&self) -> usize {
@@ -312,4 +365,39 @@ pub fn lookup_func(pc: usize) -> Option<(Arc<LoadedModule>, u32)> {
 pub fn is_wasm_pc(pc: usize) -> bool {
     let Some(reg) = read_registry_from_handler() else { return false };
     matches!(reg.range(..=pc).next_back(), Some((_, (end, _))) if pc < *end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The permissions column of this process's mapping that contains `addr`.
+    fn perms_at(addr: usize) -> String {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for line in maps.lines() {
+            let (range, rest) = line.split_once(' ').unwrap();
+            let (lo, hi) = range.split_once('-').unwrap();
+            let (lo, hi) = (usize::from_str_radix(lo, 16).unwrap(), usize::from_str_radix(hi, 16).unwrap());
+            if (lo..hi).contains(&addr) {
+                return rest[..4].to_string();
+            }
+        }
+        panic!("{addr:#x} is not mapped");
+    }
+
+    #[test]
+    fn the_vm_maps_a_copy_of_the_code_that_the_host_never_executes() {
+        let code: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        let mem = CodeMemory::new(&code).unwrap();
+        let guest = mem.guest_pages().unwrap();
+        assert_eq!(mem.guest_pages().unwrap(), guest, "made once");
+        assert_ne!(guest, mem.base() as u64);
+        assert_eq!(mem.mapped_len(), 8192);
+        // SAFETY: `guest_pages` maps `mapped_len` readable bytes for as long as `mem` lives.
+        let copy = unsafe { std::slice::from_raw_parts(guest as *const u8, mem.mapped_len()) };
+        assert_eq!(&copy[..code.len()], &code[..]);
+        assert!(copy[code.len()..].iter().all(|b| *b == 0));
+        assert_eq!(perms_at(mem.base()), "r-xp", "the host's own code stays read-execute");
+        assert_eq!(perms_at(guest as usize), "rw-p", "the copy is never executable in the host");
+    }
 }

@@ -39,6 +39,10 @@ const HUGE_ALIGN: usize = 2 << 20;
 /// Address space reserved per 32-bit memory: any `u32 index + u32 offset + 16` stays inside.
 pub const RESERVATION: u64 = (8 << 30) + WASM_PAGE;
 
+/// The largest memory image copied rather than mapped into a memory the VM maps
+/// (`LinearMemory::prefers_copy`).
+pub const IMAGE_COPY_MAX: u64 = 4 << 20;
+
 /// The largest 32-bit memory, in pages.
 pub const MAX_PAGES: u64 = 65536;
 
@@ -156,6 +160,33 @@ impl LinearMemory {
         Ok(())
     }
 
+    /// Fill in the host pages of the accessible bytes above the last 2 MiB boundary (those the
+    /// guest reaches through 4 KiB pages) if there are at most `max` of them (see
+    /// `Flavour::prepopulate_max`). A hint: a kernel without `MADV_POPULATE_WRITE` leaves them
+    /// to be faulted in on first touch.
+    pub fn populate_tail(&self, max: u64) {
+        let start = self.size / HUGE_ALIGN as u64 * HUGE_ALIGN as u64;
+        let len = self.size - start;
+        if len == 0 || len > max {
+            return;
+        }
+        // SAFETY: [base+start, base+size) is accessible memory of our own reservation; the
+        // advice only faults in (zero) pages, it changes no contents.
+        unsafe { libc::madvise(self.base.add(start as usize) as *mut _, len as usize, libc::MADV_POPULATE_WRITE) };
+    }
+
+    /// Whether an image of `len` bytes is better copied into this memory than mapped over it
+    /// (`map_image`). For a memory the VM maps, up to `IMAGE_COPY_MAX`: a copy-on-write
+    /// mapping splits the huge page it lies in into 4 KiB file pages, and under a hypervisor
+    /// each of them costs the guest a fault of its own on first read and another on first
+    /// write (tens of µs each on a nested host); the heap that follows the image in the same
+    /// 2 MiB would fault page by page too. Written by the host, the image and its neighbours
+    /// lie in one huge page that the guest reaches with one fault. Past the limit the pages
+    /// instances share are worth more than the faults.
+    pub fn prefers_copy(&self, len: u64) -> bool {
+        self.huge && len <= IMAGE_COPY_MAX
+    }
+
     /// Replace `[image.plan.offset, + image.plan.len)` (zeros, never written) with a private
     /// copy-on-write mapping of `image`: the file's pages are shared until written.
     pub fn map_image(&mut self, image: &crate::code::MemoryImage) -> std::io::Result<()> {
@@ -198,5 +229,43 @@ impl Drop for LinearMemory {
         RESERVATIONS.write().unwrap_or_else(|p| p.into_inner()).remove(&(self.base as usize));
         // SAFETY: unmapping exactly the reservation made in `new`.
         unsafe { libc::munmap(self.base as *mut _, RESERVATION as usize) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resident(mem: &LinearMemory, from: u64, len: u64) -> usize {
+        let mut pages = vec![0u8; (len / 4096) as usize];
+        // SAFETY: the range lies inside the memory's accessible part; one byte per page.
+        let r = unsafe { libc::mincore(mem.base().add(from as usize) as *mut _, len as usize, pages.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        pages.iter().filter(|p| **p & 1 != 0).count()
+    }
+
+    #[test]
+    fn populate_tail_fills_in_only_the_part_below_2_mib_pages_and_only_up_to_the_limit() {
+        // 2 MiB + 64 KiB: the last 64 KiB is the tail.
+        let mem = LinearMemory::new(33, 64, true).unwrap();
+        mem.populate_tail(64 * 1024 - 1);
+        assert_eq!(resident(&mem, 0, mem.size()), 0, "a tail over the limit stays untouched");
+        mem.populate_tail(1 << 20);
+        assert_eq!(resident(&mem, 2 << 20, 64 * 1024), 16, "the tail is filled in");
+        assert_eq!(resident(&mem, 0, 2 << 20), 0, "what a 2 MiB guest page covers is left to it");
+        assert!(mem.as_slice().iter().all(|b| *b == 0), "filled in with zeros");
+        // A whole number of 2 MiB: no tail.
+        let mem = LinearMemory::new(32, 64, true).unwrap();
+        mem.populate_tail(u64::MAX);
+        assert_eq!(resident(&mem, 0, mem.size()), 0);
+    }
+
+    #[test]
+    fn only_a_memory_of_the_vm_prefers_a_copy_of_a_small_image() {
+        let vm = LinearMemory::new(1, 1, true).unwrap();
+        let process = LinearMemory::new(1, 1, false).unwrap();
+        assert!(vm.prefers_copy(4096) && vm.prefers_copy(IMAGE_COPY_MAX));
+        assert!(!vm.prefers_copy(IMAGE_COPY_MAX + 4096), "large images stay shared");
+        assert!(!process.prefers_copy(4096), "process mode maps every image copy-on-write");
     }
 }

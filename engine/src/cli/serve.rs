@@ -173,12 +173,16 @@ pub struct Queue {
     limit: usize,
 }
 
+/// `Queue::push` found the queue full.
+#[derive(Debug)]
+pub struct QueueFull;
+
 impl Queue {
-    /// Queue a run; gives it back if the queue is full.
-    pub fn push(&self, job: Job) -> Result<(), Job> {
+    /// Queue a run; `Err` (the job dropped, its reply channel with it) if the queue is full.
+    pub fn push(&self, job: Job) -> Result<(), QueueFull> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         if jobs.len() >= self.limit {
-            return Err(job);
+            return Err(QueueFull);
         }
         jobs.push_back(job);
         drop(jobs);
@@ -281,7 +285,7 @@ pub fn serve(a: ServeArgs, verbose: bool) -> Result<ExitCode, Error> {
         if kvm { "KVM" } else { "process" },
         if a.no_sandbox { ", NOT sandboxed (--no-sandbox)" } else { "" },
     );
-    let confine = (!a.no_sandbox).then(|| move || sandbox::confine_thread(Role::Server, &Policy { dirs: Vec::new(), exclusive: false }).map_err(Error::from));
+    let confine = (!a.no_sandbox).then_some(move || sandbox::confine_thread(Role::Server, &Policy { dirs: Vec::new(), exclusive: false }).map_err(Error::from));
     http::run(listener, state, confine)?;
     Ok(ExitCode::SUCCESS)
 }

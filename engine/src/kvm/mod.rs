@@ -53,7 +53,11 @@ pub enum GuestStop {
 /// A host range the VM must map (recorded while the VM is busy running the guest).
 #[derive(Clone, Copy, Debug)]
 pub struct MapRequest {
+    /// The region's address in the host, and so in the guest.
     pub host: u64,
+    /// Where the pages the guest sees lie in this process: `host` itself, except for code,
+    /// whose VM pages are a writable copy (`CodeMemory::guest_pages`).
+    pub backing: u64,
     pub reserve: u64,
     pub len: u64,
     pub perm: Perm,
@@ -63,6 +67,8 @@ pub struct MapRequest {
 /// A region of host memory mapped into the guest 1:1 (guest-virtual = host address).
 struct Mapping {
     gpa: u64,
+    /// Host address of the pages behind it (`MapRequest::backing`).
+    backing: u64,
     /// Guest-physical space reserved for this region.
     reserved: u64,
     /// Bytes covered by memslots.
@@ -343,7 +349,7 @@ impl Vm {
         // The stack above its guard.
         // SAFETY: inside the stack mapping.
         let stack_lo = unsafe { stack.add(STACK_GUARD as usize) } as u64;
-        this.map(stack_lo, stack_size, stack_size, Perm::ReadWrite, PageSize::Small)?;
+        this.map(MapRequest { host: stack_lo, backing: stack_lo, reserve: stack_size, len: stack_size, perm: Perm::ReadWrite, size: PageSize::Small })?;
 
         // CPUID: what KVM can virtualise for this host, as it reports it.
         let cpuid = supported_cpuid(&kvm)?;
@@ -473,16 +479,19 @@ impl Vm {
         (lo, lo + self.stack_size)
     }
 
-    /// Make `[host, host+len)` visible to the guest at the same address. `reserve` is the most
-    /// this region will ever grow to (guest-physical space is reserved for it once); calling
-    /// again with a larger `len` extends the mapping. Memslots grow by doubling.
+    /// Make `[host, host+len)` visible to the guest at the same address, backed by the pages
+    /// at `backing` (`MapRequest`). `reserve` is the most this region will ever grow to
+    /// (guest-physical space is reserved for it once); calling again with a larger `len`
+    /// extends the mapping. Memslots grow by doubling.
     ///
     /// With `PageSize::Huge` (linear memories) and a 2 MiB-aligned `host`, the region's
     /// guest-physical range is 2 MiB-aligned too and its memslots are whole multiples of 2 MiB,
     /// so that every aligned 2 MiB wholly inside `len` gets a 2 MiB leaf that the hypervisor can
     /// back with one huge page (when the host memory is one: `LinearMemory` asks for them).
-    pub fn map(&mut self, host: u64, reserve: u64, len: u64, perm: Perm, size: PageSize) -> Result<(), Error> {
+    pub fn map(&mut self, request: MapRequest) -> Result<(), Error> {
+        let MapRequest { host, backing, reserve, len, perm, size } = request;
         debug_assert!(host.is_multiple_of(PAGE_SIZE) && host + reserve <= USER_HALF_END);
+        debug_assert!(backing.is_multiple_of(PAGE_SIZE) && (size == PageSize::Small || backing == host));
         let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let reserve = reserve.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let size = if host.is_multiple_of(HUGE_PAGE) && reserve >= HUGE_PAGE { size } else { PageSize::Small };
@@ -492,13 +501,13 @@ impl Vm {
             }
             let gpa = self.next_gpa;
             self.next_gpa += reserve.max(PAGE_SIZE);
-            self.mappings.insert(host, Mapping { gpa, reserved: reserve, slotted: 0, mapped: 0, perm, size, slots: Vec::new() });
+            self.mappings.insert(host, Mapping { gpa, backing, reserved: reserve, slotted: 0, mapped: 0, perm, size, slots: Vec::new() });
         }
         let m = self.mappings.get_mut(&host).unwrap();
         if len > m.reserved {
             return Err(Error::Resource("mapping larger than its reservation".into()));
         }
-        let (gpa, perm, page_size) = (m.gpa, m.perm, m.size);
+        let (gpa, backing, perm, page_size) = (m.gpa, m.backing, m.perm, m.size);
         while m.slotted < len {
             let mut size = (m.slotted.max(64 * 1024)).max(len - m.slotted);
             if page_size == PageSize::Huge {
@@ -511,10 +520,11 @@ impl Vm {
                 flags: 0,
                 guest_phys_addr: gpa + m.slotted,
                 memory_size: size,
-                userspace_addr: host + m.slotted,
+                userspace_addr: backing + m.slotted,
             };
-            // SAFETY: the host range is part of a live reservation owned by the store, which
-            // outlives this VM (the store drops its VM first) or unmaps it before freeing it.
+            // SAFETY: the backing range is part of a live reservation owned by the store (or
+            // the code copy of a module it holds), which outlives this VM (the store drops its
+            // VM first) or unmaps it before freeing it.
             if let Err(e) = unsafe { self.vm.set_user_memory_region(region) } {
                 if slot != self.next_slot {
                     self.free_slots.push(slot);
@@ -764,7 +774,7 @@ impl Vm {
                     let regs = self.vcpu.sync_regs().regs;
                     let mut value = hypercall(n, &regs, &mut maps);
                     for m in maps.drain(..) {
-                        if self.map(m.host, m.reserve, m.len, m.perm, m.size).is_err() {
+                        if self.map(m).is_err() {
                             // Only memory.grow and table.grow map memory: report failure.
                             value = u64::MAX;
                         }

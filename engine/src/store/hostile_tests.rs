@@ -391,3 +391,20 @@ fn forged_exception_state_is_never_trusted() {
     let Some(Extern::Func(func)) = f.store.export(instance, "f") else { panic!() };
     assert_eq!(f.store.call(func, &[]).unwrap(), vec![Val::I32(5)]);
 }
+
+#[test]
+fn code_the_guest_runs_cannot_be_written() {
+    let mut f = fixture();
+    let module = f.store.instances[0].module.clone();
+    let (code, copy) = (module.code_base(), module.compiled.code.guest_pages().unwrap());
+    let before = module.compiled.code.bytes().to_vec();
+    for (gva, what) in [(code, "write to the module's code"), (copy, "write to the host address of the VM's code pages")] {
+        let mut code = mov_imm64(0xb8, gva);
+        code.extend_from_slice(&[0x48, 0xc7, 0x00, 0xcc, 0xcc, 0xcc, 0xcc]); // mov qword [rax], 0xcccccccc
+        expect_clean_fault(&mut f, &code, what);
+    }
+    assert_eq!(module.compiled.code.bytes(), &before[..], "the code is unchanged");
+    // SAFETY: the copy holds `len` bytes of code for as long as the module lives.
+    let copy = unsafe { std::slice::from_raw_parts(copy as *const u8, before.len()) };
+    assert_eq!(copy, &before[..], "the pages the VM maps are unchanged");
+}

@@ -11,7 +11,6 @@
 
 use super::{Extern, FuncData, FuncId, GlobalId, GlobalObj, InstanceData, InstanceId, Isolation, Module, Quarantined, Store, VMDef};
 use crate::error::Error;
-use crate::kvm::Perm;
 use crate::{builtins, types};
 use wasce_compiler::module::{eval_extended, CompositeType, ConstExpr, DataMode, ElemMode, GcConstOp, ImportKind, WasmType};
 use wasce_compiler::{vmctx, CompileError};
@@ -203,9 +202,8 @@ impl Store {
         mark.vmctx = Some((vm, layout.size as usize));
         let code_base = module.code_base();
         if mark.new_code {
+            self.request_map_code(&module.compiled.code)?;
             self.mapped_code.insert(code_base);
-            let len = (module.compiled.code.len() as u64).max(1);
-            self.request_map(code_base, len, len, Perm::ReadExecute);
         }
         let mut records = Vec::new();
         let mut inst = InstanceData {
@@ -406,10 +404,12 @@ impl Store {
             }
         }
         // A memory image (checked to cover every active segment, none of which can trap) is
-        // mapped copy-on-write instead; segments are copied if that mapping fails.
+        // mapped copy-on-write instead, unless copying suits the memory better
+        // (`LinearMemory::prefers_copy`); segments are copied if that mapping fails.
         if let Some(image) = &module.compiled.image {
             let m = self.instances[id as usize].memories[0];
-            if self.memories[m.0 as usize].mem.map_image(image).is_ok() {
+            let mem = &mut self.memories[m.0 as usize].mem;
+            if !mem.prefers_copy(image.plan.len) && mem.map_image(image).is_ok() {
                 for (i, seg) in module.compiled.info.datas.iter().enumerate() {
                     if matches!(seg.mode, DataMode::Active { .. }) {
                         self.instances[id as usize].dropped_datas[i] = true;

@@ -465,8 +465,19 @@ impl Store {
 
     fn request_map_sized(&mut self, host: u64, reserve: u64, len: u64, perm: Perm, size: PageSize) {
         if self.config.isolation == Isolation::Kvm {
-            self.pending_maps.push(MapRequest { host, reserve, len, perm, size });
+            self.pending_maps.push(MapRequest { host, backing: host, reserve, len, perm, size });
         }
+    }
+
+    /// Map a module's code (read-execute, at the host's address of it) over the copy VMs use
+    /// (`CodeMemory::guest_pages`).
+    fn request_map_code(&mut self, code: &crate::code::CodeMemory) -> Result<(), Error> {
+        if self.config.isolation == Isolation::Kvm {
+            let len = code.mapped_len() as u64;
+            let backing = code.guest_pages()?;
+            self.pending_maps.push(MapRequest { host: code.base() as u64, backing, reserve: len, len, perm: Perm::ReadExecute, size: PageSize::Small });
+        }
+        Ok(())
     }
 
     /// Allocate from the arena, and record that more of it is exposed to the guest (it is
@@ -487,7 +498,7 @@ impl Store {
         if let Some(vm) = self.vm.as_mut() {
             let mut pending = std::mem::take(&mut self.pending_maps).into_iter();
             while let Some(m) = pending.next() {
-                if let Err(e) = vm.map(m.host, m.reserve, m.len, m.perm, m.size) {
+                if let Err(e) = vm.map(m) {
                     self.pending_maps = std::iter::once(m).chain(pending).collect();
                     return Err(e);
                 }
@@ -572,6 +583,9 @@ impl Store {
     fn add_memory(&mut self, ty: MemoryType, def: *mut VMDef) -> Result<MemoryId, Error> {
         let max = ty.max.unwrap_or(MAX_PAGES).min(self.config.max_memory_pages);
         let mem = LinearMemory::new(ty.min, max, self.config.isolation == Isolation::Kvm)?;
+        if let Some(vm) = &self.vm {
+            mem.populate_tail(vm.flavour().prepopulate_max());
+        }
         // SAFETY: `def` is a live VMDef slot in the arena.
         unsafe {
             (*def).base = mem.base() as u64;

@@ -171,6 +171,10 @@ impl WasiCtx {
     }
 }
 
+/// What a WASI context is made again from (`WasiHandle::reset`): the configuration, the
+/// preopened directories (fd, guest name) and the protected paths.
+type Template = (WasiConfig, Vec<(OwnedFd, String)>, path::Protected);
+
 /// A WASI context that each run of a reused store starts afresh (`crate::warm`): `reset`
 /// replaces the whole context (arguments, environment, standard streams, the fd table with
 /// fresh duplicates of the preopened directories: whatever the last run opened, closed or
@@ -181,7 +185,7 @@ pub struct WasiHandle {
     /// The exit-free data block (VM): its address in the arena and its capacity.
     data: Option<(u64, usize)>,
     tsc_khz: Option<u32>,
-    template: Arc<(WasiConfig, Vec<(OwnedFd, String)>, path::Protected)>,
+    template: Arc<Template>,
     /// The fd limit (`fd_limit`, found once: `getrlimit` is not allowed once confined).
     fds: usize,
 }
