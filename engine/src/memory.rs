@@ -54,6 +54,14 @@ pub struct LinearMemory {
     max_pages: u64,
     /// Backed by transparent huge pages where the kernel has them.
     huge: bool,
+    /// Bytes the host has made read-write: `size`, or for a memory of the VM (`huge`) `size`
+    /// rounded up to 2 MiB. What the guest reaches is bounded by its page tables, not by these
+    /// protections (the edge is 4 KiB leaves ending at `size`, `kvm::paging`), and the host
+    /// reaches memory only through accessors bounded by `size`; so the 2 MiB that holds the edge
+    /// can be one huge page too, whose pages KVM then finds present as the guest touches them
+    /// one after the other (see `Flavour::prepopulate_max`), instead of a 4 KiB host page per
+    /// fault while the memory grows 64 KiB at a time.
+    committed: u64,
 }
 
 // SAFETY: the mapping is owned by this object and only reached through `&mut self` or raw
@@ -72,7 +80,7 @@ impl LinearMemory {
         let base = crate::os::map_anonymous_aligned(RESERVATION as usize, HUGE_ALIGN, libc::PROT_NONE)
             .map_err(|e| Error::Resource(format!("cannot reserve linear memory: {e}")))?;
         RESERVATIONS.write().unwrap_or_else(|p| p.into_inner()).insert(base as usize, base as usize + RESERVATION as usize);
-        let mut mem = LinearMemory { base, size: 0, max_pages, huge };
+        let mut mem = LinearMemory { base, size: 0, max_pages, huge, committed: 0 };
         mem.advise_huge(0);
         mem.grow(min_pages).ok_or_else(|| Error::Resource("cannot commit initial linear memory".into()))?;
         Ok(mem)
@@ -115,21 +123,33 @@ impl LinearMemory {
         if new > self.max_pages || new > MAX_PAGES {
             return None;
         }
-        if delta > 0 {
-            // SAFETY: [base+size, base+new*PAGE) lies inside our own reservation.
-            let r = unsafe {
-                libc::mprotect(
-                    self.base.add(self.size as usize) as *mut _,
-                    (delta * WASM_PAGE) as usize,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                )
-            };
-            if r != 0 {
-                return None;
-            }
+        if !self.commit(self.committed_for(new * WASM_PAGE)) {
+            return None;
         }
         self.size = new * WASM_PAGE;
         Some(old)
+    }
+
+    /// What a memory of `size` bytes keeps read-write in the host (`committed`).
+    fn committed_for(&self, size: u64) -> u64 {
+        if self.huge { size.next_multiple_of(HUGE_ALIGN as u64) } else { size }
+    }
+
+    /// Make the reservation read-write up to `upto` (never less than now); false on failure.
+    fn commit(&mut self, upto: u64) -> bool {
+        if upto <= self.committed {
+            return true;
+        }
+        // SAFETY: [base+committed, base+upto) lies inside our own reservation (`upto` is at most
+        // 4 GiB, 2 MiB-aligned at most, below the reservation's end).
+        let r = unsafe {
+            libc::mprotect(self.base.add(self.committed as usize) as *mut _, (upto - self.committed) as usize, libc::PROT_READ | libc::PROT_WRITE)
+        };
+        if r != 0 {
+            return false;
+        }
+        self.committed = upto;
+        true
     }
 
     /// Shrink to `pages` (a snapshot's size, put back): the pages above become inaccessible
@@ -139,13 +159,13 @@ impl LinearMemory {
         if new >= self.size {
             return Ok(());
         }
-        // SAFETY: [base+new, base+size) lies inside our own reservation; MAP_FIXED replaces it
-        // with fresh inaccessible anonymous memory (nothing else refers to those pages: the VM
-        // has unmapped them first, see `Store::restore`).
+        // SAFETY: [base+new, base+committed) lies inside our own reservation; MAP_FIXED
+        // replaces it with fresh inaccessible anonymous memory (nothing else refers to those
+        // pages: the VM has unmapped them first, see `Store::restore`).
         let p = unsafe {
             libc::mmap(
                 self.base.add(new as usize) as *mut _,
-                (self.size - new) as usize,
+                (self.committed - new) as usize,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
                 -1,
@@ -157,6 +177,10 @@ impl LinearMemory {
         }
         self.advise_huge(new);
         self.size = new;
+        self.committed = new;
+        if !self.commit(self.committed_for(new)) {
+            return Err(std::io::Error::last_os_error());
+        }
         Ok(())
     }
 
@@ -258,6 +282,25 @@ mod tests {
         let mem = LinearMemory::new(32, 64, true).unwrap();
         mem.populate_tail(u64::MAX);
         assert_eq!(resident(&mem, 0, mem.size()), 0);
+    }
+
+    #[test]
+    fn a_memory_of_the_vm_commits_whole_2_mib_and_a_shrink_leaves_zeros_above() {
+        let mut mem = LinearMemory::new(1, 100, true).unwrap();
+        assert_eq!((mem.size(), mem.committed), (65536, 2 << 20));
+        // The rest of the 2 MiB is the host's (never the guest's: its page tables end at the
+        // size); write it as a guest could once the memory has grown over it.
+        assert_eq!(mem.grow(40), Some(1));
+        assert_eq!(mem.committed, 4 << 20);
+        mem.as_mut_slice().fill(0xa5);
+        mem.shrink_to(1).unwrap();
+        assert_eq!((mem.size(), mem.committed), (65536, 2 << 20));
+        assert_eq!(mem.grow(40), Some(1));
+        assert!(mem.as_slice()[..65536].iter().all(|b| *b == 0xa5), "below the snapshot size: kept");
+        assert!(mem.as_slice()[65536..].iter().all(|b| *b == 0), "above it: zeros again");
+        // Process mode commits exactly the size: the rest of the reservation is its guard.
+        let mem = LinearMemory::new(1, 100, false).unwrap();
+        assert_eq!(mem.committed, 65536);
     }
 
     #[test]
