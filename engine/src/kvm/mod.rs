@@ -272,6 +272,12 @@ impl Vm {
             return Err(Error::Resource("KVM lacks KVM_CAP_SYNC_REGS or KVM_CAP_IMMEDIATE_EXIT".into()));
         }
         let flavour = Flavour::host();
+        // The exit-free WASI routines go after the generated runtime page's code (a vmguest
+        // test checks they fit; a build where they do not is refused, never truncated).
+        let wasi = wasce_vmguest::wasi::routines();
+        if wasi.len() > (PAGE_SIZE - RT_WASI) as usize {
+            return Err(Error::Resource(format!("the guest's WASI routines ({} bytes) do not fit the runtime page", wasi.len())));
+        }
         let vm = retry_interrupted(|| kvm.create_vm()).map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
         let system = mmap_anon(SYSTEM_SIZE, libc::PROT_READ | libc::PROT_WRITE)?;
         let region = kvm_userspace_memory_region {
@@ -283,14 +289,11 @@ impl Vm {
         };
         // SAFETY: `system` is a live mapping of SYSTEM_SIZE bytes that outlives the VM fd.
         unsafe { vm.set_user_memory_region(region) }.map_err(|e| kvm_err("memslot 0", e))?;
-        // SAFETY: slot 0 is ours, zeroed and SYSTEM_SIZE long.
+        // SAFETY: slot 0 is ours, zeroed and SYSTEM_SIZE long; the routines fit (checked above).
         let pt = unsafe {
             segments::write_tables(system, flavour);
             std::ptr::copy_nonoverlapping(wasce_vmguest::RUNTIME_PAGE.as_ptr(), system.add(RUNTIME_GPA as usize), PAGE_SIZE as usize);
-            // The exit-free WASI routines (their size is checked by a vmguest test).
-            let wasi = wasce_vmguest::wasi::routines();
-            let room = (PAGE_SIZE - RT_WASI) as usize;
-            std::ptr::copy_nonoverlapping(wasi.as_ptr(), system.add((RUNTIME_GPA + RT_WASI) as usize), wasi.len().min(room));
+            std::ptr::copy_nonoverlapping(wasi.as_ptr(), system.add((RUNTIME_GPA + RT_WASI) as usize), wasi.len());
             PageTables::new(system)
         };
         let stack_size = stack_size.div_ceil(PAGE_SIZE) * PAGE_SIZE + STACK_RED_ZONE;
