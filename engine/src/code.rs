@@ -66,9 +66,11 @@ impl Drop for GuestPages {
     }
 }
 
-// SAFETY: the mapping is immutable (read-execute) after construction and owned by this value.
+// SAFETY: the mapping is immutable (read-execute) after construction and owned by this value;
+// the VM's copy is made once, behind a `OnceLock`, and never written after.
 unsafe impl Send for CodeMemory {}
-// SAFETY: as above; nothing can write through a shared reference.
+// SAFETY: as above; through a shared reference nothing is written but the `OnceLock`'s one-time
+// initialisation (a fresh mapping published whole).
 unsafe impl Sync for CodeMemory {}
 
 impl CodeMemory {

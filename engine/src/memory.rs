@@ -54,13 +54,14 @@ pub struct LinearMemory {
     max_pages: u64,
     /// Backed by transparent huge pages where the kernel has them.
     huge: bool,
-    /// Bytes the host has made read-write: `size`, or for a memory of the VM (`huge`) `size`
-    /// rounded up to 2 MiB. What the guest reaches is bounded by its page tables, not by these
-    /// protections (the edge is 4 KiB leaves ending at `size`, `kvm::paging`), and the host
-    /// reaches memory only through accessors bounded by `size`; so the 2 MiB that holds the edge
-    /// can be one huge page too, whose pages KVM then finds present as the guest touches them
-    /// one after the other (see `Flavour::prepopulate_max`), instead of a 4 KiB host page per
-    /// fault while the memory grows 64 KiB at a time.
+    /// Bytes the host has made read-write: `size`, or for a memory of the VM (`huge`) of at
+    /// least 2 MiB, `size` rounded up to 2 MiB. What the guest reaches is bounded by its page
+    /// tables, not by these protections (the edge is 4 KiB leaves ending at `size`,
+    /// `kvm::paging`), and the host reaches memory only through accessors bounded by `size`; so
+    /// the 2 MiB that holds the edge can be one huge page too, whose pages KVM then finds
+    /// present as the guest touches them one after the other, instead of a 4 KiB host page per
+    /// fault while the memory grows 64 KiB at a time. A memory under 2 MiB keeps 4 KiB pages:
+    /// a huge page would be up to 32 times its size (`populate_small` serves it instead).
     committed: u64,
 }
 
@@ -132,7 +133,7 @@ impl LinearMemory {
 
     /// What a memory of `size` bytes keeps read-write in the host (`committed`).
     fn committed_for(&self, size: u64) -> u64 {
-        if self.huge { size.next_multiple_of(HUGE_ALIGN as u64) } else { size }
+        if self.huge && size >= HUGE_ALIGN as u64 { size.next_multiple_of(HUGE_ALIGN as u64) } else { size }
     }
 
     /// Make the reservation read-write up to `upto` (never less than now); false on failure.
@@ -152,16 +153,18 @@ impl LinearMemory {
         true
     }
 
-    /// Shrink to `pages` (a snapshot's size, put back): the pages above become inaccessible
-    /// again and are given back to the kernel (they read as zeros when grown into again).
+    /// Shrink to `pages` (a snapshot's size, put back): the pages above are given back to the
+    /// kernel and replaced by fresh zero pages, inaccessible to the host past `committed` (the
+    /// guest, whose page tables the caller has cut back first, reaches none of them).
     pub fn shrink_to(&mut self, pages: u64) -> std::io::Result<()> {
         let new = pages * WASM_PAGE;
         if new >= self.size {
             return Ok(());
         }
         // SAFETY: [base+new, base+committed) lies inside our own reservation; MAP_FIXED
-        // replaces it with fresh inaccessible anonymous memory (nothing else refers to those
-        // pages: the VM has unmapped them first, see `Store::restore`).
+        // replaces it with fresh inaccessible anonymous memory, which also makes KVM drop its
+        // translations of the old pages (nothing else refers to them: the VM has unmapped them
+        // first, see `Store::restore`).
         let p = unsafe {
             libc::mmap(
                 self.base.add(new as usize) as *mut _,
@@ -184,19 +187,18 @@ impl LinearMemory {
         Ok(())
     }
 
-    /// Fill in the host pages of the accessible bytes above the last 2 MiB boundary (those the
-    /// guest reaches through 4 KiB pages) if there are at most `max` of them (see
-    /// `Flavour::prepopulate_max`). A hint: a kernel without `MADV_POPULATE_WRITE` leaves them
-    /// to be faulted in on first touch.
-    pub fn populate_tail(&self, max: u64) {
-        let start = self.size / HUGE_ALIGN as u64 * HUGE_ALIGN as u64;
-        let len = self.size - start;
-        if len == 0 || len > max {
+    /// Fill in the host pages of a memory of the VM under 2 MiB (all 4 KiB pages, see
+    /// `committed`) if it is at most `max` bytes (`Flavour::prepopulate_max`), so that KVM finds
+    /// them present and maps eight per guest fault. A hint: a kernel without
+    /// `MADV_POPULATE_WRITE` leaves them to be faulted in on first touch.
+    pub fn populate_small(&self, max: u64) {
+        if !self.huge || self.size == 0 || self.size > max || self.committed != self.size {
             return;
         }
-        // SAFETY: [base+start, base+size) is accessible memory of our own reservation; the
-        // advice only faults in (zero) pages, it changes no contents.
-        unsafe { libc::madvise(self.base.add(start as usize) as *mut _, len as usize, libc::MADV_POPULATE_WRITE) };
+        // SAFETY: [base, base+size) is accessible memory of our own reservation, all of it
+        // committed with 4 KiB pages; the advice only faults in (zero) pages, it changes no
+        // contents.
+        unsafe { libc::madvise(self.base as *mut _, self.size as usize, libc::MADV_POPULATE_WRITE) };
     }
 
     /// Whether an image of `len` bytes is better copied into this memory than mapped over it
@@ -269,35 +271,42 @@ mod tests {
     }
 
     #[test]
-    fn populate_tail_fills_in_only_the_part_below_2_mib_pages_and_only_up_to_the_limit() {
-        // 2 MiB + 64 KiB: the last 64 KiB is the tail.
+    fn populate_small_fills_in_a_small_memory_of_the_vm_up_to_the_limit() {
+        let mem = LinearMemory::new(8, 64, true).unwrap();
+        mem.populate_small(7 * 65536);
+        assert_eq!(resident(&mem, 0, mem.size()), 0, "over the limit: untouched");
+        mem.populate_small(1 << 20);
+        assert_eq!(resident(&mem, 0, mem.size()), 8 * 16, "filled in");
+        assert!(mem.as_slice().iter().all(|b| *b == 0), "with zeros");
+        assert_eq!(resident(&mem, mem.size(), 64 * 1024), 0, "nothing past the size");
+        // 2 MiB and more: huge pages serve it.
         let mem = LinearMemory::new(33, 64, true).unwrap();
-        mem.populate_tail(64 * 1024 - 1);
-        assert_eq!(resident(&mem, 0, mem.size()), 0, "a tail over the limit stays untouched");
-        mem.populate_tail(1 << 20);
-        assert_eq!(resident(&mem, 2 << 20, 64 * 1024), 16, "the tail is filled in");
-        assert_eq!(resident(&mem, 0, 2 << 20), 0, "what a 2 MiB guest page covers is left to it");
-        assert!(mem.as_slice().iter().all(|b| *b == 0), "filled in with zeros");
-        // A whole number of 2 MiB: no tail.
-        let mem = LinearMemory::new(32, 64, true).unwrap();
-        mem.populate_tail(u64::MAX);
+        mem.populate_small(u64::MAX);
+        assert_eq!(resident(&mem, 0, mem.size()), 0);
+        // Process mode: never.
+        let mem = LinearMemory::new(1, 1, false).unwrap();
+        mem.populate_small(u64::MAX);
         assert_eq!(resident(&mem, 0, mem.size()), 0);
     }
 
     #[test]
     fn a_memory_of_the_vm_commits_whole_2_mib_and_a_shrink_leaves_zeros_above() {
         let mut mem = LinearMemory::new(1, 100, true).unwrap();
-        assert_eq!((mem.size(), mem.committed), (65536, 2 << 20));
+        assert_eq!((mem.size(), mem.committed), (65536, 65536), "under 2 MiB: exactly the size");
+        assert_eq!(mem.grow(32), Some(1));
+        assert_eq!((mem.size(), mem.committed), (33 * 65536, 4 << 20), "from 2 MiB: whole 2 MiB");
         // The rest of the 2 MiB is the host's (never the guest's: its page tables end at the
         // size); write it as a guest could once the memory has grown over it.
-        assert_eq!(mem.grow(40), Some(1));
+        assert_eq!(mem.grow(8), Some(33));
         assert_eq!(mem.committed, 4 << 20);
         mem.as_mut_slice().fill(0xa5);
+        mem.shrink_to(33).unwrap();
+        assert_eq!((mem.size(), mem.committed), (33 * 65536, 4 << 20));
+        assert_eq!(mem.grow(8), Some(33));
+        assert!(mem.as_slice()[..33 * 65536].iter().all(|b| *b == 0xa5), "below the snapshot size: kept");
+        assert!(mem.as_slice()[33 * 65536..].iter().all(|b| *b == 0), "above it: zeros again");
         mem.shrink_to(1).unwrap();
-        assert_eq!((mem.size(), mem.committed), (65536, 2 << 20));
-        assert_eq!(mem.grow(40), Some(1));
-        assert!(mem.as_slice()[..65536].iter().all(|b| *b == 0xa5), "below the snapshot size: kept");
-        assert!(mem.as_slice()[65536..].iter().all(|b| *b == 0), "above it: zeros again");
+        assert_eq!((mem.size(), mem.committed), (65536, 65536));
         // Process mode commits exactly the size: the rest of the reservation is its guard.
         let mem = LinearMemory::new(1, 100, false).unwrap();
         assert_eq!(mem.committed, 65536);

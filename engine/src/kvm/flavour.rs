@@ -88,14 +88,12 @@ impl Flavour {
         }
     }
 
-    /// Most bytes of a new linear memory's last, partial 2 MiB (what no 2 MiB guest page
-    /// covers: where C programs keep their data and the start of their heap, and all of a
-    /// memory under 2 MiB) that the host fills in before the guest runs
-    /// (`LinearMemory::populate_tail`). On kvm_pvm (a shadow MMU, nested) the guest's first
-    /// touch of a 4 KiB page is a fault of 20-60 µs, two where it reads the page before writing
-    /// it, while the host fills a page in about a µs and KVM maps eight present host pages per
-    /// guest fault. With EPT/NPT a first touch costs a few µs: not measured here, so nothing is
-    /// filled in ahead.
+    /// The largest new linear memory under 2 MiB (4 KiB pages throughout, no huge page backs
+    /// it) that the host fills in before the guest runs (`LinearMemory::populate_small`). On
+    /// kvm_pvm (a shadow MMU, nested) the guest's first touch of a 4 KiB page is a fault of
+    /// 20-60 µs, two where it reads the page before writing it, while the host fills a page in
+    /// about a µs and KVM maps eight present host pages per guest fault. With EPT/NPT a first
+    /// touch costs a few µs: not measured here, so nothing is filled in ahead.
     pub fn prepopulate_max(self) -> u64 {
         match self {
             Flavour::Pvm => 1 << 20,

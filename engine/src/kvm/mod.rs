@@ -625,9 +625,9 @@ impl Vm {
     /// above it are deleted (KVM drops every translation through them). The region keeps its
     /// guest-physical range, so growing again maps the same guest-physical addresses for the
     /// same host addresses (a translation left over can only name the page it named before). A
-    /// memslot straddling `len` stays: the caller makes the host pages above `len` inaccessible
-    /// (a new mapping, which makes KVM drop its translations of the old pages), so nothing of
-    /// what they held is reachable. Only while the guest is not running. On an error (KVM
+    /// memslot straddling `len` stays: the caller replaces the host pages above `len` with fresh
+    /// zero pages (a new mapping, which makes KVM drop its translations of the old pages), so
+    /// nothing of what they held is reachable. Only while the guest is not running. On an error (KVM
     /// refused to delete a memslot) the region may still be reachable above `len`.
     pub fn shrink(&mut self, host: u64, len: u64) -> Result<(), Error> {
         let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;

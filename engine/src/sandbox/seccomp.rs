@@ -119,7 +119,7 @@ pub const MEMORY: Group = Group {
         any(SYS_mremap, "realloc of large buffers"),
         any(SYS_brk, "malloc's main heap"),
         when(SYS_madvise, &[Cond::Eq(2, konst(MADV_HUGEPAGE as i64))], "a linear memory of the VM asks for transparent huge pages (backing its 2 MiB guest pages)"),
-        when(SYS_madvise, &[Cond::Eq(2, konst(MADV_POPULATE_WRITE as i64))], "a new linear memory of the VM has its last partial 2 MiB filled in before the guest touches it (LinearMemory::populate_tail)"),
+        when(SYS_madvise, &[Cond::Eq(2, konst(MADV_POPULATE_WRITE as i64))], "a new linear memory of the VM under 2 MiB is filled in before the guest touches it (LinearMemory::populate_small)"),
     ],
 };
 

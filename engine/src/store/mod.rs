@@ -584,7 +584,7 @@ impl Store {
         let max = ty.max.unwrap_or(MAX_PAGES).min(self.config.max_memory_pages);
         let mem = LinearMemory::new(ty.min, max, self.config.isolation == Isolation::Kvm)?;
         if let Some(vm) = &self.vm {
-            mem.populate_tail(vm.flavour().prepopulate_max());
+            mem.populate_small(vm.flavour().prepopulate_max());
         }
         // SAFETY: `def` is a live VMDef slot in the arena.
         unsafe {

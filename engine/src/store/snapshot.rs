@@ -81,7 +81,7 @@ impl Store {
             }
             if size > pages * WASM_PAGE {
                 // Out of the guest first (the PTEs above, the memslots wholly above), then the
-                // host pages above replaced by inaccessible ones. The region keeps its
+                // host pages above replaced by fresh zero pages (`LinearMemory::shrink_to`). The region keeps its
                 // guest-physical range: growing again maps the same addresses.
                 if let Some(vm) = self.vm.as_mut() {
                     if let Err(e) = vm.shrink(base, pages * WASM_PAGE) {
