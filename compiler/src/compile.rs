@@ -297,6 +297,60 @@ pub fn compile(wasm: &[u8], settings: &Settings) -> Result<CompiledModule, Compi
 mod tests {
     use super::*;
 
+    /// Every access to linear memory (the instructions that trap as out of bounds) is in the
+    /// linear-memory alias region, and no other memory access is: Cranelift takes accesses in
+    /// different regions as disjoint, so one access left out, or one host structure put in,
+    /// would let it reorder or forward across a real dependency.
+    #[test]
+    fn linear_memory_accesses_and_only_they_are_in_the_heap_alias_region() {
+        let wasm = wat::parse_str(
+            r#"(module
+              (memory 1 1 shared) (global $g (mut i32) (i32.const 0)) (table 1 funcref)
+              (func (param i32) (result i32)
+                (i32.store (local.get 0) (i32.const 7))
+                (global.set $g (i32.load offset=8 (local.get 0)))
+                (v128.store (local.get 0) (v128.load (local.get 0)))
+                (i64.store32 (local.get 0) (i64.load8_s (local.get 0)))
+                (drop (i32.atomic.rmw.add (local.get 0) (i32.const 1)))
+                (drop (table.get (i32.const 0)))
+                (i32.add (global.get $g) (i32.load16_u (local.get 0)))))"#,
+        )
+        .unwrap();
+        let settings = Settings::default();
+        let ParsedModule { info, bodies } = parse(&wasm, settings.features).unwrap();
+        let isa = build_isa().unwrap();
+        let throws = translate::ThrowAnalysis::new(&info, bodies.iter().map(|(_, body)| body));
+        let env = ModuleEnv {
+            module: &info,
+            layout: VmctxLayout::new(&info),
+            settings: &settings,
+            call_conv: translate::WASM_CALL_CONV,
+            frontend: isa.frontend_config(),
+            has_fma: false,
+            throws: &throws,
+        };
+        let (_, body) = &bodies[0];
+        let mut func = ir::Function::new();
+        translate::translate_function(&env, info.num_imported_funcs, body, &mut func, &mut FunctionBuilderContext::new()).unwrap();
+        let (mut heap, mut other) = (0, 0);
+        for block in func.layout.blocks() {
+            for inst in func.layout.block_insts(block) {
+                let Some(flags) = func.dfg.insts[inst].memflags_data(&func.dfg) else { continue };
+                let out_of_bounds = flags.trap_code() == Some(Trap::MemoryOutOfBounds.to_clif());
+                let region = flags.alias_region().map(|r| func.dfg.alias_regions[r].description.to_string());
+                if out_of_bounds {
+                    heap += 1;
+                    assert_eq!(region.as_deref(), Some("linear memory"), "{}", func.dfg.display_inst(inst));
+                } else {
+                    other += 1;
+                    assert_eq!(region, None, "{}", func.dfg.display_inst(inst));
+                }
+            }
+        }
+        assert_eq!(heap, 8, "every access to linear memory was seen");
+        assert!(other > 0, "vmctx, global and table accesses were seen");
+    }
+
     #[test]
     fn small_loops_are_back_edges_within_a_line() {
         // Blocks at 0, 16, 40, 100, 200; code 260 bytes long.

@@ -22,7 +22,7 @@
 //!   `interrupt` trap; a negative (infinite) timeout therefore sleeps until the deadline, or
 //!   forever without one (as wasmtime blocks forever).
 
-use super::memory::{heap_flags, memory_index};
+use super::memory::memory_index;
 use super::Translator;
 use crate::builtins::Builtin;
 use crate::trap::Trap;
@@ -61,7 +61,8 @@ impl Translator<'_, '_> {
 
     fn atomic_load(&mut self, memarg: &MemArg, ty: Type, mem: Type) {
         let addr = self.atomic_addr(memarg, mem.bytes());
-        let v = self.b.ins().atomic_load(mem, heap_flags(), addr);
+        let flags = self.heap_flags();
+        let v = self.b.ins().atomic_load(mem, flags, addr);
         let v = self.widen_to(v, ty);
         self.push(v);
     }
@@ -70,14 +71,16 @@ impl Translator<'_, '_> {
         let value = self.pop();
         let addr = self.atomic_addr(memarg, mem.bytes());
         let value = self.narrow(value, mem);
-        self.b.ins().atomic_store(heap_flags(), value, addr);
+        let flags = self.heap_flags();
+        self.b.ins().atomic_store(flags, value, addr);
     }
 
     fn atomic_rmw(&mut self, memarg: &MemArg, ty: Type, mem: Type, op: AtomicRmwOp) {
         let value = self.pop();
         let addr = self.atomic_addr(memarg, mem.bytes());
         let value = self.narrow(value, mem);
-        let old = self.b.ins().atomic_rmw(mem, heap_flags(), op, addr, value);
+        let flags = self.heap_flags();
+        let old = self.b.ins().atomic_rmw(mem, flags, op, addr, value);
         let old = self.widen_to(old, ty);
         self.push(old);
     }
@@ -88,7 +91,8 @@ impl Translator<'_, '_> {
         let addr = self.atomic_addr(memarg, mem.bytes());
         let expected = self.narrow(expected, mem);
         let replacement = self.narrow(replacement, mem);
-        let old = self.b.ins().atomic_cas(heap_flags(), addr, expected, replacement);
+        let flags = self.heap_flags();
+        let old = self.b.ins().atomic_cas(flags, addr, expected, replacement);
         let old = self.widen_to(old, ty);
         self.push(old);
     }
@@ -97,7 +101,8 @@ impl Translator<'_, '_> {
         let _count = self.pop();
         let addr = self.atomic_addr(memarg, 4);
         // The access itself is the bounds check with guard pages (and is harmless otherwise).
-        self.b.ins().atomic_load(I32, heap_flags(), addr);
+        let flags = self.heap_flags();
+        self.b.ins().atomic_load(I32, flags, addr);
         let zero = self.b.ins().iconst(I32, 0);
         self.push(zero);
     }
@@ -106,7 +111,8 @@ impl Translator<'_, '_> {
         let timeout = self.pop();
         let expected = self.pop();
         let addr = self.atomic_addr(memarg, mem.bytes());
-        let current = self.b.ins().atomic_load(mem, heap_flags(), addr);
+        let flags = self.heap_flags();
+        let current = self.b.ins().atomic_load(mem, flags, addr);
         if !self.module().memories[memory_index(memarg) as usize].shared {
             self.trap(Trap::AtomicWaitNonShared);
             self.reachable = false;

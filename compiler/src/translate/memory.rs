@@ -17,12 +17,6 @@ use cranelift_codegen::ir::{
 };
 use wasmparser::{MemArg, Operator};
 
-/// Flags for an access to linear memory: may trap (out of bounds), little-endian.
-pub(super) fn heap_flags() -> MemFlagsData {
-    MemFlagsData::new()
-        .with_endianness(Endianness::Little)
-        .with_trap_code(Some(Trap::MemoryOutOfBounds.to_clif()))
-}
 
 pub(super) fn memory_index(memarg: &MemArg) -> u32 {
     match memarg.target {
@@ -33,6 +27,18 @@ pub(super) fn memory_index(memarg: &MemArg) -> u32 {
 }
 
 impl Translator<'_, '_> {
+    /// Flags for an access to linear memory: may trap (out of bounds), little-endian, in the
+    /// linear-memory alias region (`HEAP_REGION`): every access to any linear memory carries
+    /// it, and nothing else does, so Cranelift knows that a store to linear memory leaves the
+    /// vmctx, tables and host structures alone and the other way round (a store with no region
+    /// is a fence to its alias analysis, which then forwards and reuses no load across it).
+    pub(super) fn heap_flags(&self) -> MemFlagsData {
+        MemFlagsData::new()
+            .with_endianness(Endianness::Little)
+            .with_trap_code(Some(Trap::MemoryOutOfBounds.to_clif()))
+            .with_alias_region(Some(self.heap))
+    }
+
     /// Address of the `VMMemoryDef` of `mem`: (base value, offset).
     fn memory_def(&mut self, mem: u32) -> (Value, i32) {
         let off = self.layout().memory(mem);
@@ -118,13 +124,16 @@ impl Translator<'_, '_> {
 
     fn plain_load(&mut self, memarg: &MemArg, ty: Type) {
         let size = ty.bytes();
-        self.load_op(memarg, size, |t, a, o| t.b.ins().load(ty, heap_flags(), a, o));
+        self.load_op(memarg, size, |t, a, o| {
+            let flags = t.heap_flags();
+            t.b.ins().load(ty, flags, a, o)
+        });
     }
 
     fn store_op(&mut self, memarg: &MemArg, size: u32) {
         let value = self.pop();
         let (addr, off) = self.heap_addr(memarg, size);
-        let f = heap_flags();
+        let f = self.heap_flags();
         match size {
             1 => self.b.ins().istore8(f, value, addr, off),
             2 => self.b.ins().istore16(f, value, addr, off),
@@ -135,7 +144,7 @@ impl Translator<'_, '_> {
 
     pub(super) fn translate_memory(&mut self, op: &Operator<'_>) -> Result<bool, CompileError> {
         use Operator as O;
-        let f = heap_flags();
+        let f = self.heap_flags();
         match *op {
             O::I32Load { ref memarg } => self.plain_load(memarg, I32),
             O::I64Load { ref memarg } => self.plain_load(memarg, I64),

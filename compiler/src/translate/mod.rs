@@ -148,7 +148,12 @@ pub(crate) struct Translator<'a, 'b> {
     propagate: Option<ir::Block>,
     /// The function has a `rethrow` (`ThrowAnalysis::rethrows`).
     rethrows: bool,
+    /// The alias region of linear memory (`heap_flags`).
+    heap: ir::AliasRegion,
 }
+
+/// `AliasRegionData::user_id` of the linear-memory region (one per function; no inlining).
+const HEAP_REGION: u32 = 1;
 
 fn block_args(values: &[Value]) -> Vec<BlockArg> {
     values.iter().map(|v| BlockArg::Value(*v)).collect()
@@ -176,6 +181,7 @@ pub fn translate_function(
         flags,
     });
     func_ir.stack_limit = Some(limit);
+    let heap = func_ir.dfg.alias_regions.insert(ir::AliasRegionData { user_id: HEAP_REGION, description: "linear memory".into() });
 
     let mut b = FunctionBuilder::new(func_ir, fctx);
     let entry = b.create_block();
@@ -237,6 +243,7 @@ pub fn translate_function(
         active_scopes: Vec::new(),
         propagate: None,
         rethrows: env.throws.rethrows.get(func as usize).copied().unwrap_or(true),
+        heap,
     };
 
     if env.settings.consume_fuel {

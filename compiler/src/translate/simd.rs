@@ -12,7 +12,6 @@
 //! Values travel as `I8X16`; each operator bitcasts its inputs to the lane type it works on and
 //! its result back. Bitcasts between vector types generate no code.
 
-use super::memory::heap_flags;
 use super::Translator;
 use crate::CompileError;
 use cranelift_codegen::ir::{
@@ -124,7 +123,8 @@ impl Translator<'_, '_> {
     fn load_splat(&mut self, memarg: &MemArg, ty: Type) {
         let lane = ty.lane_type();
         let (addr, off) = self.heap_addr(memarg, lane.bytes());
-        let x = self.b.ins().load(lane, heap_flags(), addr, off);
+        let flags = self.heap_flags();
+        let x = self.b.ins().load(lane, flags, addr, off);
         let v = self.b.ins().splat(ty, x);
         self.push_vec(v);
     }
@@ -132,7 +132,8 @@ impl Translator<'_, '_> {
     fn load_zero(&mut self, memarg: &MemArg, ty: Type) {
         let lane = ty.lane_type();
         let (addr, off) = self.heap_addr(memarg, lane.bytes());
-        let x = self.b.ins().load(lane, heap_flags(), addr, off);
+        let flags = self.heap_flags();
+        let x = self.b.ins().load(lane, flags, addr, off);
         let v = self.b.ins().scalar_to_vector(ty, x);
         self.push_vec(v);
     }
@@ -141,7 +142,8 @@ impl Translator<'_, '_> {
         let v = self.pop_vec(ty);
         let lane_ty = ty.lane_type();
         let (addr, off) = self.heap_addr(memarg, lane_ty.bytes());
-        let x = self.b.ins().load(lane_ty, heap_flags(), addr, off);
+        let flags = self.heap_flags();
+        let x = self.b.ins().load(lane_ty, flags, addr, off);
         let r = self.b.ins().insertlane(v, x, lane);
         self.push_vec(r);
     }
@@ -151,7 +153,8 @@ impl Translator<'_, '_> {
         let lane_ty = ty.lane_type();
         let (addr, off) = self.heap_addr(memarg, lane_ty.bytes());
         let x = self.b.ins().extractlane(v, lane);
-        self.b.ins().store(heap_flags(), x, addr, off);
+        let flags = self.heap_flags();
+        self.b.ins().store(flags, x, addr, off);
     }
 
     fn extending_load(
@@ -160,7 +163,7 @@ impl Translator<'_, '_> {
         f: impl FnOnce(&mut Self, MemFlagsData, Value, i32) -> Value,
     ) {
         let (addr, off) = self.heap_addr(memarg, 8);
-        let v = f(self, heap_flags(), addr, off);
+        let v = f(self, self.heap_flags(), addr, off);
         self.push_vec(v);
     }
 
@@ -217,13 +220,15 @@ impl Translator<'_, '_> {
             // Memory.
             O::V128Load { ref memarg } => {
                 let (addr, off) = self.heap_addr(memarg, 16);
-                let v = self.b.ins().load(I8X16, heap_flags(), addr, off);
+                let flags = self.heap_flags();
+                let v = self.b.ins().load(I8X16, flags, addr, off);
                 self.push(v);
             }
             O::V128Store { ref memarg } => {
                 let v = self.pop_vec(I8X16);
                 let (addr, off) = self.heap_addr(memarg, 16);
-                self.b.ins().store(heap_flags(), v, addr, off);
+                let flags = self.heap_flags();
+                self.b.ins().store(flags, v, addr, off);
             }
             O::V128Load8x8S { ref memarg } => self.extending_load(memarg, |t, f, a, o| t.b.ins().sload8x8(f, a, o)),
             O::V128Load8x8U { ref memarg } => self.extending_load(memarg, |t, f, a, o| t.b.ins().uload8x8(f, a, o)),
