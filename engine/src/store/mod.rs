@@ -450,14 +450,8 @@ impl Store {
         self.request_map_sized(host, reserve, len, perm, PageSize::Small);
     }
 
-    /// Map (the accessible part of) a linear memory: with 2 MiB leaves where they fit.
-    fn request_map_memory(&mut self, mem: &LinearMemory) {
-        let reserve = Self::memory_reserve(mem.max_pages()).max(WASM_PAGE);
-        self.request_map_sized(mem.base() as u64, reserve, mem.size(), Perm::ReadWrite, PageSize::Huge);
-    }
-
-    /// `request_map_memory` of memory `m` of the store.
-    fn request_map_memory_at(&mut self, m: usize) {
+    /// Map (the accessible part of) memory `m` of the store: with 2 MiB leaves where they fit.
+    fn request_map_memory(&mut self, m: usize) {
         let mem = &self.memories[m].mem;
         let (base, size, reserve) = (mem.base() as u64, mem.size(), Self::memory_reserve(mem.max_pages()).max(WASM_PAGE));
         self.request_map_sized(base, reserve, size, Perm::ReadWrite, PageSize::Huge);
@@ -591,8 +585,8 @@ impl Store {
             (*def).base = mem.base() as u64;
             (*def).length = mem.size();
         }
-        self.request_map_memory(&mem);
         self.memories.push(MemoryObj { mem, ty, def });
+        self.request_map_memory(self.memories.len() - 1);
         Ok(MemoryId(self.memories.len() as u32 - 1))
     }
 

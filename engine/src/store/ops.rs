@@ -211,7 +211,7 @@ impl Store {
         };
         // SAFETY: the memory's VMDef is live in the arena.
         unsafe { (*obj.def).length = obj.mem.size() };
-        self.request_map_memory_at(m);
+        self.request_map_memory(m);
         if self.vm.is_some() {
             // Not inside a guest call: map now (inside one, the VM maps before resuming).
             if self.flush_maps().is_err() {
