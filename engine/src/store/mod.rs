@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::kvm::{self, MapRequest, PageSize, Perm, Vm};
 use crate::memory::{LinearMemory, MAX_PAGES, WASM_PAGE};
 use crate::values::Val;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use wasce_compiler::module::{ExportKind, FuncType, GlobalType, MemoryType, TableType};
@@ -266,11 +266,14 @@ pub struct Store {
     tags: Vec<TagObj>,
     instances: Vec<InstanceData>,
     /// vmctx address → instance, to identify callers from guest-supplied values.
-    vmctx_index: HashMap<u64, u32>,
+    /// Looked up on every builtin and host call: FxHash, as `host_imports`.
+    vmctx_index: rustc_hash::FxHashMap<u64, u32>,
     /// Import record address → (importing instance, host function): the only names under which
     /// compiled code can call a host function (see `ops::host_call`). A record is the address
     /// of the import's `VMFuncRef` in the importer's vmctx; it is looked up, never dereferenced.
-    host_imports: HashMap<u64, (u32, FuncId)>,
+    /// Looked up on every host call, so hashed with FxHash rather than SipHash: the keys are the
+    /// host's own addresses, and the guest only ever looks up.
+    host_imports: rustc_hash::FxHashMap<u64, (u32, FuncId)>,
     /// Elements of all tables (their current sizes), against `max_table_elements_total`.
     table_elements: u64,
     /// Host memory that could not be taken out of the VM after a failed instantiation: kept
@@ -373,8 +376,8 @@ impl Store {
             globals: Vec::new(),
             tags: Vec::new(),
             instances: Vec::new(),
-            vmctx_index: HashMap::new(),
-            host_imports: HashMap::new(),
+            vmctx_index: Default::default(),
+            host_imports: Default::default(),
             table_elements: 0,
             quarantine: Vec::new(),
             mapped_code: HashSet::new(),

@@ -6,6 +6,7 @@
 use super::{checked_range, FuncData, InstanceId, Store};
 use crate::error::Error;
 use crate::values::Val;
+use smallvec::SmallVec;
 use wasce_compiler::builtins::Builtin;
 use wasce_compiler::{vmctx, Trap};
 
@@ -143,8 +144,9 @@ impl Store {
             Some(FuncData::Host { ty, f } | FuncData::Guest { ty, f, .. }) => (ty, f),
             _ => return 1,
         };
-        let (ty, f) = (ty.clone(), f.clone());
-        let nslots = ty.params.len().max(ty.results.len()).max(1);
+        let f = f.clone();
+        let (nparams, nresults) = (ty.params.len(), ty.results.len());
+        let nslots = nparams.max(nresults).max(1);
         // In the VM the array is on the guest stack: check it is, before touching it.
         if let Some((lo, hi)) = self.guest_stack {
             let len = 16 * nslots as u64;
@@ -155,25 +157,35 @@ impl Store {
         // SAFETY: the host-call trampoline passes an array with a slot per param and result,
         // inside the guest stack (checked above) or on this thread's stack (process mode).
         let slots = unsafe { std::slice::from_raw_parts_mut(values as *mut u128, nslots) };
-        let args: Vec<Val> = ty.params.iter().zip(slots.iter()).map(|(t, s)| Val::from_slot(*t, *s)).collect();
-        let mut results: Vec<Val> = ty.results.iter().map(|t| Val::null(*t)).collect();
+        // Every WASI call comes through here: the arguments, then room for the results, on the
+        // stack for the usual arity (no allocation).
+        let mut vals: SmallVec<[Val; 10]> = SmallVec::new();
+        vals.reserve(nparams + nresults);
+        for (t, s) in ty.params.iter().zip(slots.iter()) {
+            vals.push(Val::from_slot(*t, *s));
+        }
+        for t in &ty.results {
+            vals.push(Val::null(*t));
+        }
+        let (args, results) = vals.split_at_mut(nparams);
         // A panicking host function is the run's error, not the host's end: on the ring server
         // it would otherwise leave the server dead, and in process mode it would unwind
         // through compiled code.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            f(&mut super::Caller { store: &mut *self, instance: Some(InstanceId(importer)) }, &args, &mut results)
+            f(&mut super::Caller { store: &mut *self, instance: Some(InstanceId(importer)) }, args, results)
         }));
         let r = r.unwrap_or_else(|panic| {
             let what = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("");
             Err(Error::Host(format!("a host function panicked: {what}")))
         });
         match r {
-            Ok(()) if results.iter().zip(&ty.results).any(|(r, t)| !self.val_matches(r, *t)) => {
+            Ok(()) if results.iter().zip(&self.func_type(func).results).any(|(r, t)| !self.val_matches(r, *t)) => {
+                let ty = self.func_type(func);
                 self.pending_error = Some(Error::Host(format!("a host function returned values that do not match its type {ty}")));
                 1
             }
             Ok(()) => {
-                for (slot, r) in slots.iter_mut().zip(&results) {
+                for (slot, r) in slots.iter_mut().zip(results.iter()) {
                     *slot = r.to_slot();
                 }
                 0

@@ -4,7 +4,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::abi::{errno, fdflags, filetype, fstflags, oflags, rights, LOOKUP_SYMLINK_FOLLOW};
-use super::mem::{Errno, Mem, MAX_TRANSFER};
+use super::mem::{Bytes, Errno, Mem, MAX_TRANSFER};
 use super::path::{last_os_errno, open_guarded, parent_beneath};
 use super::table::{Handle, Object};
 use super::{Stdio, WasiCtx};
@@ -136,7 +136,8 @@ impl WasiCtx {
         let iovs = mem.iovecs(iovs, n)?;
         // Check the result pointer first, so a faulting call has written nothing.
         mem.slice(nwritten, 4)?;
-        let mut data = mem.gather(&iovs)?;
+        let mut data = Bytes::new();
+        mem.gather(&iovs, &mut data)?;
         data.truncate(MAX_TRANSFER);
         if let Some(limit) = self.max_file_size {
             if let Object::File(f) = &h.object {
@@ -182,7 +183,7 @@ impl WasiCtx {
         // Check the result pointer first, so a faulting call consumes nothing.
         mem.slice(nread, 4)?;
         let total = iovs.iter().map(|(_, l)| *l as usize).sum::<usize>().min(MAX_TRANSFER);
-        let mut buf = vec![0u8; total];
+        let mut buf = Bytes::from_elem(0, total);
         let got = match &h.object {
             Object::Stdin(Stdio::Bytes(bytes)) => {
                 let n = total.min(bytes.len() - h.stdin_pos.min(bytes.len()));
@@ -224,7 +225,8 @@ impl WasiCtx {
         h.require(rights::FD_WRITE | rights::FD_SEEK)?;
         let fd = file_fd(h)?;
         let iovs = mem.iovecs(iovs, n)?;
-        let mut data = mem.gather(&iovs)?;
+        let mut data = Bytes::new();
+        mem.gather(&iovs, &mut data)?;
         data.truncate(MAX_TRANSFER);
         let offset = i64::try_from(offset).map_err(|_| errno::INVAL)?;
         mem.slice(nwritten, 4)?;

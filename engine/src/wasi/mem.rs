@@ -4,6 +4,12 @@
 
 use super::abi::errno;
 
+/// A call's iovecs, (buffer, length) each: inline up to four, the usual count.
+pub type Iovecs = smallvec::SmallVec<[(u32, u32); 4]>;
+/// Bytes copied out of or into guest memory for one call: inline up to 256 (most writes of a
+/// line of output), so the usual call does not allocate.
+pub type Bytes = smallvec::SmallVec<[u8; 256]>;
+
 pub type Errno = u16;
 
 /// Largest single read or write moved per call (a shorter transfer is legal).
@@ -69,12 +75,12 @@ impl<'a> Mem<'a> {
     }
 
     /// An iovec/ciovec array, copied out and each buffer checked.
-    pub fn iovecs(&self, ptr: u32, count: u32) -> Result<Vec<(u32, u32)>, Errno> {
+    pub fn iovecs(&self, ptr: u32, count: u32) -> Result<Iovecs, Errno> {
         if count > super::abi::IOV_MAX {
             return Err(errno::INVAL);
         }
         let raw = self.slice(ptr, count.checked_mul(8).ok_or(errno::FAULT)?)?;
-        let mut out = Vec::with_capacity(count as usize);
+        let mut out = Iovecs::with_capacity(count as usize);
         let mut total: u64 = 0;
         for c in raw.chunks_exact(8) {
             let buf = u32::from_le_bytes(c[0..4].try_into().unwrap());
@@ -92,14 +98,14 @@ impl<'a> Mem<'a> {
     /// Gather the bytes of a ciovec array (for writes), at most `MAX_TRANSFER` of them (a
     /// short write is legal). The cap matters: iovecs may overlap, so 1024 of them over the same
     /// 4 GiB memory would otherwise make the host allocate and copy up to 4 GiB per call.
-    pub fn gather(&self, iovs: &[(u32, u32)]) -> Result<Vec<u8>, Errno> {
-        let mut data = Vec::new();
+    pub fn gather(&self, iovs: &[(u32, u32)], data: &mut Bytes) -> Result<(), Errno> {
+        data.clear();
         for &(buf, len) in iovs {
             let room = MAX_TRANSFER - data.len();
             let bytes = self.slice(buf, len)?;
             data.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
-        Ok(data)
+        Ok(())
     }
 
     /// Scatter `data` into an iovec array (for reads); returns the bytes placed.

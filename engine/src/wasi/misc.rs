@@ -4,7 +4,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use super::abi::{clock, errno, rights};
-use super::mem::{Errno, Mem};
+use super::mem::{Bytes, Errno, Mem};
 use super::path::last_os_errno;
 use super::table::{Handle, Object};
 use super::{Stdio, WasiCtx};
@@ -256,7 +256,8 @@ impl WasiCtx {
         let Object::Socket(s) = &h.object else { return Err(errno::NOTSOCK) };
         h.require(rights::FD_WRITE)?;
         let iovs = mem.iovecs(iovs, n)?;
-        let data = mem.gather(&iovs)?;
+        let mut data = Bytes::new();
+        mem.gather(&iovs, &mut data)?;
         let sfd = s.as_raw_fd();
         let bounded = h.may_block_under(&self.deadline);
         // SAFETY: send from a host buffer.
