@@ -27,6 +27,7 @@
 //! store a function that may throw there (`TableContract`), so a C program's exported
 //! `__indirect_function_table` costs nothing.
 
+use super::alloc::Chunked;
 use super::{clif_type, trusted, zero_value, Frame, FrameKind, Translator};
 use crate::builtins::Builtin;
 use crate::module::{ExportKind, ImportKind, ModuleInfo, WasmType};
@@ -438,36 +439,13 @@ impl Translator<'_, '_> {
         self.raise(obj);
     }
 
-    /// Allocate `size` bytes for an exception object: bump `next` if the chunk has room, else
-    /// ask the host for a new chunk.
+    /// Allocate `size` bytes for an exception object in the store's exception chunk.
     fn exn_alloc(&mut self, size: u32) -> Value {
+        const EXCEPTIONS: Chunked =
+            Chunked { next: vmctx::EXN_NEXT, end: vmctx::EXN_END, builtin: Builtin::ExnAlloc, check: |t, p| t.trapz(p, Trap::HostError) };
         let state = self.exn_state();
-        let next = self.b.ins().load(I64, trusted(), state, vmctx::EXN_NEXT as i32);
-        let end = self.b.ins().load(I64, trusted(), state, vmctx::EXN_END as i32);
-        let new_next = self.b.ins().iadd_imm_s(next, size as i64);
-        let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, new_next, end);
-        // (A wrapped `new_next` is below `next`: also ask the host.)
-        let no_wrap = self.b.ins().icmp(IntCC::UnsignedGreaterThan, new_next, next);
-        let fits = self.b.ins().band(fits, no_wrap);
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let join = self.b.create_block();
-        self.b.append_block_param(join, I64);
-        self.b.set_cold_block(slow);
-        self.b.ins().brif(fits, fast, &[], slow, &[]);
-        self.b.switch_to_block(fast);
-        self.b.seal_block(fast);
-        self.b.ins().store(trusted(), new_next, state, vmctx::EXN_NEXT as i32);
-        self.b.ins().jump(join, &[BlockArg::Value(next)]);
-        self.b.switch_to_block(slow);
-        self.b.seal_block(slow);
-        let size_v = self.b.ins().iconst(I64, size as i64);
-        let p = self.call_builtin(Builtin::ExnAlloc, &[size_v]);
-        self.trapz(p, Trap::HostError);
-        self.b.ins().jump(join, &[BlockArg::Value(p)]);
-        self.b.switch_to_block(join);
-        self.b.seal_block(join);
-        self.b.block_params(join)[0]
+        let size = self.b.ins().iconst(I64, size as i64);
+        self.bump_alloc(&EXCEPTIONS, state, size)
     }
 
     /// After a call: if the callee may have left an exception pending, go to the handler.

@@ -21,6 +21,7 @@
 //! like its fields: compiled code trusts it as WebAssembly semantics guarantee (no operator can
 //! change a header), the host never does.
 
+use super::alloc::Chunked;
 use super::{block_args, Translator};
 use crate::builtins::{Builtin, GC_ERR_ARRAY, GC_ERR_LIMIT, GC_ERR_MEMORY, GC_ERR_TABLE};
 use crate::module::{
@@ -101,35 +102,12 @@ impl Translator<'_, '_> {
         }
     }
 
-    /// Allocate `size` bytes (a multiple of 8) of zeroed GC memory: bump the store's `next`
-    /// when the chunk has room, else ask the host for a new chunk.
+    /// Allocate `size` bytes (a multiple of 8) of zeroed GC memory in the store's GC chunk.
     fn gc_alloc(&mut self, size: Value) -> Value {
+        const GC_OBJECTS: Chunked =
+            Chunked { next: vmctx::GC_NEXT, end: vmctx::GC_END, builtin: Builtin::GcAlloc, check: |t, p| t.gc_result_check(p) };
         let state = self.vmctx_load(I64, vmctx::GC_HEAP);
-        let next = self.b.ins().load(I64, super::trusted(), state, vmctx::GC_NEXT as i32);
-        let end = self.b.ins().load(I64, super::trusted(), state, vmctx::GC_END as i32);
-        let new_next = self.b.ins().iadd(next, size);
-        let fits = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, new_next, end);
-        // A wrapped `new_next` is below `next`: also ask the host.
-        let no_wrap = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, new_next, next);
-        let fits = self.b.ins().band(fits, no_wrap);
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let join = self.b.create_block();
-        self.b.append_block_param(join, I64);
-        self.b.set_cold_block(slow);
-        self.b.ins().brif(fits, fast, &[], slow, &[]);
-        self.b.switch_to_block(fast);
-        self.b.seal_block(fast);
-        self.b.ins().store(super::trusted(), new_next, state, vmctx::GC_NEXT as i32);
-        self.b.ins().jump(join, &[BlockArg::Value(next)]);
-        self.b.switch_to_block(slow);
-        self.b.seal_block(slow);
-        let p = self.call_builtin(Builtin::GcAlloc, &[size]);
-        self.gc_result_check(p);
-        self.b.ins().jump(join, &[BlockArg::Value(p)]);
-        self.b.switch_to_block(join);
-        self.b.seal_block(join);
-        self.b.block_params(join)[0]
+        self.bump_alloc(&GC_OBJECTS, state, size)
     }
 
     /// Trap if a GC builtin's result is an error code.

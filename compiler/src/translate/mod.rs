@@ -9,6 +9,7 @@
 //! v128 values are always carried as `I8X16`; SIMD operators bitcast to the lane type they need.
 //! References (funcref, externref) are `I64` addresses/handles with 0 as null.
 
+mod alloc;
 mod atomic;
 mod call;
 mod exceptions;
