@@ -28,7 +28,7 @@
 //! `__indirect_function_table` costs nothing.
 
 use super::alloc::Chunked;
-use super::{clif_type, trusted, zero_value, Frame, FrameKind, Translator};
+use super::{clif_type, trusted, zero_value, FrameKind, Translator};
 use crate::builtins::Builtin;
 use crate::module::{ExportKind, ImportKind, ModuleInfo, WasmType};
 use crate::trap::Trap;
@@ -361,19 +361,7 @@ impl Translator<'_, '_> {
     }
 
     fn open_scope(&mut self, ty: wasmparser::BlockType, clauses: Vec<Clause>, legacy: Option<Legacy>) -> Result<(), CompileError> {
-        let (params, results) = self.block_type(ty)?;
-        let dest = self.new_block_with(&results);
-        let height = self.stack.len() - params.len();
-        self.control.push(Frame {
-            kind: FrameKind::Block,
-            dest,
-            header: None,
-            params,
-            results,
-            height,
-            if_params: Vec::new(),
-            exit_reached: false,
-        });
+        self.open_block(ty)?;
         let dispatch = self.b.create_block();
         let frame = self.control.len() - 1;
         self.try_scopes.push(TryScope { frame, dispatch, used: false, clauses, legacy });

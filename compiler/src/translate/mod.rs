@@ -327,6 +327,24 @@ impl<'a, 'b> Translator<'a, 'b> {
         &self.stack[self.stack.len() - n..]
     }
 
+    /// Enter a `block` (also the frame of a `try_table` or legacy `try`): its label is the end.
+    fn open_block(&mut self, ty: BlockType) -> Result<(), CompileError> {
+        let (params, results) = self.block_type(ty)?;
+        let dest = self.new_block_with(&results);
+        let height = self.stack.len() - params.len();
+        self.control.push(Frame {
+            kind: FrameKind::Block,
+            dest,
+            header: None,
+            params,
+            results,
+            height,
+            if_params: Vec::new(),
+            exit_reached: false,
+        });
+        Ok(())
+    }
+
     /// A block type's parameter and result types; a value type wasce does not compile is an
     /// "unsupported" error (the validator may accept more than the translator).
     fn block_type(&self, ty: BlockType) -> Result<(Vec<Type>, Vec<Type>), CompileError> {
@@ -568,21 +586,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.trap(Trap::UnreachableCodeReached);
                 self.reachable = false;
             }
-            O::Block { blockty } => {
-                let (params, results) = self.block_type(blockty)?;
-                let dest = self.new_block_with(&results);
-                let height = self.stack.len() - params.len();
-                self.control.push(Frame {
-                    kind: FrameKind::Block,
-                    dest,
-                    header: None,
-                    params,
-                    results,
-                    height,
-                    if_params: Vec::new(),
-                    exit_reached: false,
-                });
-            }
+            O::Block { blockty } => self.open_block(blockty)?,
             O::Loop { blockty } => {
                 let (params, results) = self.block_type(blockty)?;
                 let header = self.new_block_with(&params);
