@@ -265,6 +265,18 @@ core::arch::global_asm!(
     "add r11, r8",
     "mov rcx, r9",
     ".endm",
+    // The forward copy's choice, shared by each copy routine and its AVX2 twin (r10, r11 = the
+    // host addresses of dst and src, rcx = len): `rep movsb` (jump to the next `32:`) for a
+    // copy longer than `limit` whose destination does not overlap the source from below, else
+    // the vector loop (fall through to the next `49:`).
+    ".macro rep_unless_close limit",
+    "cmp rcx, \\limit",
+    "jbe 49f",
+    "mov rax, r11",
+    "sub rax, r10",
+    "cmp rax, rcx",
+    "jae 32f",
+    ".endm",
 
     // memory.fill (rdi = vmctx, rsi = VMMemoryDef, rdx = dst, rcx = byte, r8 = len): bounds
     // check against the definition, then overlapping 1-16-byte stores up to 64 bytes, 16-byte
@@ -437,12 +449,7 @@ core::arch::global_asm!(
     // are loaded first and stored last, so that such a destination still gets them as they
     // were.
     "47:",
-    "cmp rcx, {vector_max}",
-    "jbe 49f",
-    "mov rax, r11",
-    "sub rax, r10",
-    "cmp rax, rcx",
-    "jae 32f",
+    "rep_unless_close {vector_max}",
     "49:",
     "movups xmm4, [r11 + rcx - 64]",
     "movups xmm5, [r11 + rcx - 48]",
@@ -552,12 +559,7 @@ core::arch::global_asm!(
     "jmp 48f",
     // Forwards, as in the SSE routine.
     "47:",
-    "cmp rcx, {vector_max} * 2",
-    "jbe 49f",
-    "mov rax, r11",
-    "sub rax, r10",
-    "cmp rax, rcx",
-    "jae 32f",
+    "rep_unless_close ({vector_max}*2)",
     "49:",
     "vmovdqu ymm4, [r11 + rcx - 128]",
     "vmovdqu ymm5, [r11 + rcx - 96]",
