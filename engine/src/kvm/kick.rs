@@ -175,10 +175,18 @@ impl Kicker {
     }
 }
 
-impl Drop for Kicker {
-    fn drop(&mut self) {
+impl Kicker {
+    /// Tell the watchdog thread to end, without waiting for it (the drop waits; see
+    /// `RingServer::stop`).
+    pub fn stop(&self) {
         self.shared.lock().shutdown = true;
         self.shared.cv.notify_all();
+    }
+}
+
+impl Drop for Kicker {
+    fn drop(&mut self) {
+        self.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

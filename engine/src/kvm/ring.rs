@@ -284,11 +284,19 @@ impl RingServer {
     }
 }
 
-impl Drop for RingServer {
-    fn drop(&mut self) {
+impl RingServer {
+    /// Tell the server thread to end, without waiting for it (the drop waits): a VM being torn
+    /// down asks first, so that the thread's wake-up overlaps the closing of the VM.
+    pub fn stop(&self) {
         self.shared.active.store(false, SeqCst);
         self.shared.shutdown.store(true, SeqCst);
         self.wake();
+    }
+}
+
+impl Drop for RingServer {
+    fn drop(&mut self) {
+        self.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
