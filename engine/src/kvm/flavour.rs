@@ -11,8 +11,8 @@
 //! | ring server polling after the last request (`ring_idle`) | 100 µs: exits are dear, polling saves them | 5 µs: an exit costs less than polling longer |
 //! | CPUID | `KVM_GET_SUPPORTED_CPUID` under-reports; ring-3 `cpuid` shows the host's | `KVM_GET_SUPPORTED_CPUID` as is: what KVM virtualises |
 //!
-//! Everything else (CPL3 only, page tables the guest cannot reach, no syscalls) is the same on
-//! every flavour. The flavour is detected from the loaded KVM module (`/sys/module`), once.
+//! Everything else (CPL3 only, page tables the guest cannot reach, no syscalls, an in-kernel
+//! local APIC that nothing uses: `Vm::new`) is the same on every flavour. The flavour is detected from the loaded KVM module (`/sys/module`), once.
 
 use std::path::Path;
 

@@ -159,17 +159,20 @@ pub fn confine(store: &Store, policy: &Policy) -> Result<Confined, SandboxError>
     install_sigsys_handler();
     install_panic_hook();
 
+    // The helpers confine themselves while this thread does: each loads a filter of its own.
     let clone = |r: &::landlock::RulesetCreated| r.try_clone().map_err(|e| SandboxError::Landlock(e.to_string()));
+    let mut helpers = Vec::new();
     if let Some(ring) = ring {
-        let ruleset = clone(&ruleset)?;
-        confine_helper(Role::RingServer, ruleset, |job| ring.post(job))?;
+        helpers.push(post_confine(Role::RingServer, clone(&ruleset)?, |job| ring.post(job))?);
     }
     if let Some(kicker) = kicker {
-        let ruleset = clone(&ruleset)?;
-        confine_helper(Role::Timeout, ruleset, |job| kicker.post(job))?;
+        helpers.push(post_confine(Role::Timeout, clone(&ruleset)?, |job| kicker.post(job))?);
     }
     let program = seccomp::program(own_role)?;
     confine_current(own_role, &program, ruleset)?;
+    for helper in helpers {
+        helper.wait()?;
+    }
     Ok(Confined { threads })
 }
 
@@ -197,13 +200,14 @@ pub fn confine_helpers(store: &Store, policy: &Policy) -> Result<(), SandboxErro
     install_sigsys_handler();
     install_panic_hook();
     let (ring, kicker) = store.helper_threads();
+    let mut helpers = Vec::new();
     if let Some(ring) = ring {
-        confine_helper(Role::RingServer, landlock::ruleset(&policy.dirs)?, |job| ring.post(job))?;
+        helpers.push(post_confine(Role::RingServer, landlock::ruleset(&policy.dirs)?, |job| ring.post(job))?);
     }
     if let Some(kicker) = kicker {
-        confine_helper(Role::Timeout, landlock::ruleset(&policy.dirs)?, |job| kicker.post(job))?;
+        helpers.push(post_confine(Role::Timeout, landlock::ruleset(&policy.dirs)?, |job| kicker.post(job))?);
     }
-    Ok(())
+    helpers.into_iter().try_for_each(PendingHelper::wait)
 }
 
 /// Confine the compile worker (`crate::confined`), a process whose only thread is the caller:
@@ -252,7 +256,7 @@ fn check_threads(known: &[(Role, libc::pid_t)]) -> Result<(), SandboxError> {
         match foreign_threads(known) {
             Ok(()) => return Ok(()),
             Err(e) if std::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            Err(_) => std::thread::sleep(Duration::from_micros(50)),
         }
     }
 }
@@ -275,17 +279,30 @@ fn foreign_threads(known: &[(Role, libc::pid_t)]) -> Result<(), SandboxError> {
 }
 
 /// Have a helper thread confine itself, through `post` (which runs a job on it), and wait.
-fn confine_helper(role: Role, ruleset: ::landlock::RulesetCreated, post: impl FnOnce(crate::kvm::Job)) -> Result<(), SandboxError> {
+/// A helper thread confining itself (`post_confine`): `wait` for its result.
+struct PendingHelper {
+    role: Role,
+    result: mpsc::Receiver<Result<(), SandboxError>>,
+}
+
+impl PendingHelper {
+    fn wait(self) -> Result<(), SandboxError> {
+        match self.result.recv_timeout(Duration::from_secs(10)) {
+            Ok(result) => result,
+            Err(_) => Err(SandboxError::Helper(self.role.thread_name())),
+        }
+    }
+}
+
+/// Have a helper thread confine itself in `role`: `post` hands it the job.
+fn post_confine(role: Role, ruleset: ::landlock::RulesetCreated, post: impl FnOnce(crate::kvm::Job)) -> Result<PendingHelper, SandboxError> {
     let program = seccomp::program(role)?;
     // A one-slot channel allocates here, so the helper's send does not.
     let (tx, rx) = mpsc::sync_channel(1);
     post(Box::new(move || {
         let _ = tx.send(confine_current(role, &program, ruleset));
     }));
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(result) => result,
-        Err(_) => Err(SandboxError::Helper(role.thread_name())),
-    }
+    Ok(PendingHelper { role, result: rx })
 }
 
 /// no_new_privs, Landlock, then the seccomp filter (last: it does not allow the calls above).
