@@ -1,6 +1,6 @@
 //! `wasce exec`: run a module's `_start` (a WASI command) or `--invoke` an export.
 
-use super::module::{How, Loaded, Loader};
+use super::module::{How, Loader};
 use super::{parse, Hostcall, Isolation};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,9 +60,7 @@ pub struct ExecArgs {
     /// `all fuel consumed by WebAssembly`.
     #[arg(long, value_name = "N")]
     fuel: Option<u64>,
-    /// After the run, print to stderr where the time went, guest exits, ring calls and peak RSS
-    /// (in KVM mode the modules load while the VM is created, so the phases add up to more
-    /// than the total).
+    /// After the run, print to stderr where the time went, guest exits, ring calls and peak RSS.
     #[arg(long)]
     stats: bool,
     /// Do not use the compile cache (neither read nor write it).
@@ -112,52 +110,32 @@ pub fn exec(a: ExecArgs, verbose: bool) -> Result<ExitCode, Error> {
     let wasi = wasi_config(&a)?;
     let policy = sandbox::Policy { dirs: wasi.preopens.iter().map(|p| p.host.clone()).collect(), exclusive: true };
 
+    // On its own thread, KVM's CPUID answer (0.4 ms on a nested host) overlaps the loading.
+    let cpuid = if config.isolation == wasce_engine::Isolation::Kvm { wasce_engine::kvm::prefetch_cpuid() } else { None };
+
     let settings = Settings { consume_fuel: a.fuel.is_some(), features: a.wasm.features(), ..Settings::default() };
     // --no-sandbox also leaves the compile worker unconfined (it stays a bounded process).
     let compile_limits = wasce_engine::CompileLimits { confine: !a.no_sandbox, ..a.compile_limits.limits() };
     let loader = Loader::new(settings, compile_limits, !a.no_cache, verbose);
-    let load_all = || -> Result<(Vec<Loaded>, Loaded), Error> {
-        let preloads = a.preloads.iter().map(|(_, path)| loader.load(path)).collect::<Result<Vec<_>, _>>()?;
-        Ok((preloads, loader.load(&a.module)?))
-    };
-    // In KVM mode the modules load on a thread of their own, which first asks KVM for its
-    // supported CPUID (0.4 ms on a nested host), while this thread creates the VM: two of the
-    // longest steps of a cold start overlap. The thread is joined before confinement.
-    let create = |config| {
-        let t = Instant::now();
-        (Store::new(config), t.elapsed())
-    };
-    let (loaded, (store, store_time)) = if config.isolation == wasce_engine::Isolation::Kvm {
-        std::thread::scope(|scope| {
-            let loading = std::thread::Builder::new()
-                .name("wasce-load".into())
-                .spawn_scoped(scope, || {
-                    wasce_engine::kvm::ask_cpuid();
-                    load_all()
-                })
-                .map_err(|e| Error::Resource(format!("cannot start the loading thread: {e}")))?;
-            let store = create(config);
-            let loaded = loading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            Ok::<_, Error>((loaded, store))
-        })?
-    } else {
-        (load_all(), create(config))
-    };
-    // A module that does not load is the error to report, whatever the store's outcome.
-    let (preload_modules, main) = loaded?;
-    let mut store = store?;
     let mut timings = Timings::default();
     let mut preloads = Vec::new();
-    for ((name, path), loaded) in a.preloads.iter().zip(preload_modules) {
+    for (name, path) in &a.preloads {
+        let loaded = loader.load(path)?;
         timings.load.push((format!("{name}={}", path.display()), loaded.how, loaded.time));
         preloads.push((name.as_str(), loaded.module));
     }
+    let main = loader.load(&a.module)?;
     timings.load.push((a.module.display().to_string(), main.how, main.time));
 
     let t = Instant::now();
+    let mut store = Store::new(config)?;
+    // The store has the answer: the thread has ended or is ending (`confine` allows for that).
+    if let Some(thread) = cpuid {
+        let _ = thread.join();
+    }
     let mut linker = Linker::new();
     wasi::add_to_linker(&mut store, &mut linker, wasi)?;
-    timings.store = store_time + t.elapsed();
+    timings.store = t.elapsed();
     // Setup is done: confine the host before any guest code runs (a module's start function
     // runs during instantiation).
     if a.no_sandbox {

@@ -276,16 +276,24 @@ fn supported_cpuid(kvm: &Kvm) -> Result<kvm_bindings::CpuId, Error> {
         .map_err(Error::Resource)
 }
 
-/// Ask KVM for its supported CPUID now, unless it was asked already: for a caller with a moment
-/// on another thread before its first VM (`wasce exec` asks on the thread that loads the
-/// modules), so that `Vm::new` finds the answer, or waits for the question in flight. Where KVM
-/// cannot be opened this does nothing; `Vm::new` reports that.
-pub fn ask_cpuid() {
-    if SUPPORTED_CPUID.get().is_none() {
-        if let Ok(kvm) = open_kvm() {
-            let _ = supported_cpuid(&kvm);
-        }
+/// Ask KVM for the supported CPUID on a thread of its own, so that the question overlaps what
+/// the caller does before it creates its first VM (`wasce exec`: loading the module); `Vm::new`
+/// then finds the answer, or waits for it. `None` if it was asked already or no thread could
+/// start (`Vm::new` asks then). Where KVM cannot be opened the thread does nothing, and
+/// `Vm::new` reports that. Join the handle before the process confines itself (it checks that
+/// no thread it does not know is left).
+pub fn prefetch_cpuid() -> Option<std::thread::JoinHandle<()>> {
+    if SUPPORTED_CPUID.get().is_some() {
+        return None;
     }
+    std::thread::Builder::new()
+        .name("wasce-cpuid".into())
+        .spawn(|| {
+            if let Ok(kvm) = open_kvm() {
+                let _ = supported_cpuid(&kvm);
+            }
+        })
+        .ok()
 }
 
 impl Vm {
