@@ -69,6 +69,10 @@ pub const PT_POOL_GPA: u64 = 0x10000;
 pub const HCALL_GPA: u64 = 0xF000_0000;
 /// Guest-physical addresses of mapped host memory are allocated upward from here.
 pub const DYNAMIC_GPA: u64 = 1 << 32;
+/// The in-kernel local APIC's page (the split irqchip, `Vm::new`): KVM may put a memslot of its
+/// own there (APICv, AVIC), and no guest mapping may lead to it. Checked below to lie outside
+/// slot 0, off the hypercall page and below the dynamic range.
+pub const APIC_GPA: u64 = 0xFEE0_0000;
 
 // ---- Guest-virtual layout ----------------------------------------------------------------------
 
@@ -180,6 +184,8 @@ const _: () = assert!(RING_GVA >= HCALL_GVA + PAGE_SIZE && RING_GVA + PAGE_SIZE 
 const _: () = assert!(RING_AWAKE >= RING_RESULT + 8 && HCALL_RING_WAIT > HCALL_MAX_BUILTIN && HCALL_RING_WAIT != HCALL_DONE);
 const _: () = assert!(PT_POOL_GPA < SYSTEM_GPA + SYSTEM_SIZE);
 const _: () = assert!(SYSTEM_GPA + SYSTEM_SIZE <= HCALL_GPA && HCALL_GPA + PAGE_SIZE <= DYNAMIC_GPA);
+const _: () = assert!(SYSTEM_GPA + SYSTEM_SIZE <= APIC_GPA && APIC_GPA + PAGE_SIZE <= DYNAMIC_GPA);
+const _: () = assert!(APIC_GPA + PAGE_SIZE <= HCALL_GPA || HCALL_GPA + PAGE_SIZE <= APIC_GPA);
 const _: () = assert!(RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * HCALL_MAX_BUILTIN <= PAGE_SIZE);
 const _: () = assert!(RT_TRAMPOLINES + RT_TRAMPOLINE_SIZE * HCALL_MAX_BUILTIN <= RT_WASI);
 const _: () = assert!(WD_CLOCK_BASE + 16 == WD_SIZE && WCTX_FALLBACK_VMCTX + 8 == WCTX_SIZE);

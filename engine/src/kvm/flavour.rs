@@ -12,7 +12,8 @@
 //! | CPUID | `KVM_GET_SUPPORTED_CPUID` under-reports; ring-3 `cpuid` shows the host's | `KVM_GET_SUPPORTED_CPUID` as is: what KVM virtualises |
 //!
 //! Everything else (CPL3 only, page tables the guest cannot reach, no syscalls, an in-kernel
-//! local APIC that nothing uses: `Vm::new`) is the same on every flavour. The flavour is detected from the loaded KVM module (`/sys/module`), once.
+//! local APIC that nothing uses where the kernel grants one: `Vm::new`) is the same on every
+//! flavour. The flavour is detected from the loaded KVM module (`/sys/module`), once.
 
 use std::path::Path;
 

@@ -265,15 +265,17 @@ fn open_kvm() -> Result<Kvm, Error> {
 /// What KVM can virtualise for this host (`KVM_GET_SUPPORTED_CPUID`), asked once per process:
 /// the answer does not change while the module is loaded, and on a nested host asking costs
 /// about 0.4 ms (the kernel runs `cpuid` for every leaf, each an exit to the outer hypervisor).
-/// A failure is kept too: asking again would fail the same way.
-static SUPPORTED_CPUID: std::sync::OnceLock<Result<kvm_bindings::CpuId, String>> = std::sync::OnceLock::new();
+/// Only an answer is kept: after a failure (say ENOMEM) the next VM asks again.
+static SUPPORTED_CPUID: std::sync::Mutex<Option<kvm_bindings::CpuId>> = std::sync::Mutex::new(None);
 
-/// The answer, asked now unless another thread has (or is asking: then this waits for it).
+/// The answer, asked now unless another thread has; one asking now holds the lock, so this
+/// waits for its answer rather than asking too.
 fn supported_cpuid(kvm: &Kvm) -> Result<kvm_bindings::CpuId, Error> {
-    SUPPORTED_CPUID
-        .get_or_init(|| kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}")))
-        .clone()
-        .map_err(Error::Resource)
+    let mut known = SUPPORTED_CPUID.lock().unwrap_or_else(|p| p.into_inner());
+    if known.is_none() {
+        *known = Some(kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?);
+    }
+    Ok(known.clone().expect("filled above"))
 }
 
 /// Ask KVM for the supported CPUID on a thread of its own, so that the question overlaps what
@@ -283,7 +285,7 @@ fn supported_cpuid(kvm: &Kvm) -> Result<kvm_bindings::CpuId, Error> {
 /// `Vm::new` reports that. Join the handle before the process confines itself (it checks that
 /// no thread it does not know is left).
 pub fn prefetch_cpuid() -> Option<std::thread::JoinHandle<()>> {
-    if SUPPORTED_CPUID.get().is_some() {
+    if SUPPORTED_CPUID.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
         return None;
     }
     std::thread::Builder::new()
@@ -316,7 +318,8 @@ impl Vm {
         }
         let vm = retry_interrupted(|| kvm.create_vm()).map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
         // A local APIC in the kernel (the split irqchip: no PIC, no IOAPIC), which the guest never
-        // reaches (no mapping of its page, no MSR access at CPL3). It saves two code patches
+        // reaches (no mapping of its page: `APIC_GPA` lies outside every guest-physical range we
+        // use; no MSR access at CPL3; nothing injected). It saves two code patches
         // system-wide per VM: without it, KVM counts the vCPU in `kvm_has_noapic_vcpu`, a static
         // key that flips (a text patch on every CPU, 0.3 ms on the nested host) whenever the
         // count leaves or reaches 0: at the creation and the end of every VM when it is the

@@ -162,17 +162,19 @@ pub fn confine(store: &Store, policy: &Policy) -> Result<Confined, SandboxError>
     // The helpers confine themselves while this thread does: each loads a filter of its own.
     let clone = |r: &::landlock::RulesetCreated| r.try_clone().map_err(|e| SandboxError::Landlock(e.to_string()));
     let mut helpers = Vec::new();
-    if let Some(ring) = ring {
-        helpers.push(post_confine(Role::RingServer, clone(&ruleset)?, |job| ring.post(job))?);
-    }
-    if let Some(kicker) = kicker {
-        helpers.push(post_confine(Role::Timeout, clone(&ruleset)?, |job| kicker.post(job))?);
-    }
-    let program = seccomp::program(own_role)?;
-    confine_current(own_role, &program, ruleset)?;
-    for helper in helpers {
-        helper.wait()?;
-    }
+    let own = (|| {
+        if let Some(ring) = ring {
+            helpers.push(post_confine(Role::RingServer, clone(&ruleset)?, |job| ring.post(job))?);
+        }
+        if let Some(kicker) = kicker {
+            helpers.push(post_confine(Role::Timeout, clone(&ruleset)?, |job| kicker.post(job))?);
+        }
+        let program = seccomp::program(own_role)?;
+        confine_current(own_role, &program, ruleset)
+    })();
+    // Every posted helper is waited for, whatever failed.
+    let helpers = wait_all(helpers);
+    own.and(helpers)?;
     Ok(Confined { threads })
 }
 
@@ -201,13 +203,17 @@ pub fn confine_helpers(store: &Store, policy: &Policy) -> Result<(), SandboxErro
     install_panic_hook();
     let (ring, kicker) = store.helper_threads();
     let mut helpers = Vec::new();
-    if let Some(ring) = ring {
-        helpers.push(post_confine(Role::RingServer, landlock::ruleset(&policy.dirs)?, |job| ring.post(job))?);
-    }
-    if let Some(kicker) = kicker {
-        helpers.push(post_confine(Role::Timeout, landlock::ruleset(&policy.dirs)?, |job| kicker.post(job))?);
-    }
-    helpers.into_iter().try_for_each(PendingHelper::wait)
+    let posted = (|| {
+        if let Some(ring) = ring {
+            helpers.push(post_confine(Role::RingServer, landlock::ruleset(&policy.dirs)?, |job| ring.post(job))?);
+        }
+        if let Some(kicker) = kicker {
+            helpers.push(post_confine(Role::Timeout, landlock::ruleset(&policy.dirs)?, |job| kicker.post(job))?);
+        }
+        Ok(())
+    })();
+    let helpers = wait_all(helpers);
+    posted.and(helpers)
 }
 
 /// Confine the compile worker (`crate::confined`), a process whose only thread is the caller:
@@ -278,7 +284,6 @@ fn foreign_threads(known: &[(Role, libc::pid_t)]) -> Result<(), SandboxError> {
     }
 }
 
-/// Have a helper thread confine itself, through `post` (which runs a job on it), and wait.
 /// A helper thread confining itself (`post_confine`): `wait` for its result.
 struct PendingHelper {
     role: Role,
@@ -292,6 +297,12 @@ impl PendingHelper {
             Err(_) => Err(SandboxError::Helper(self.role.thread_name())),
         }
     }
+}
+
+/// Wait for every helper, even after one has failed (so that none is still confining itself
+/// when the caller returns); the first error.
+fn wait_all(helpers: Vec<PendingHelper>) -> Result<(), SandboxError> {
+    helpers.into_iter().map(PendingHelper::wait).fold(Ok(()), Result::and)
 }
 
 /// Have a helper thread confine itself in `role`: `post` hands it the job.
